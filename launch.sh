@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The one entry point of cnnjax.
+#   ./launch.sh CONFIG.py[:ARG] [--workdir DIR] [--config.key=value ...]   train
+#   ./launch.sh test [pytest args]                                          the whole test suite
+#   ./launch.sh eval|predict|summary|summarize|sweep ...                    the tools (see README)
+# On first use it creates .venv and installs the project there; later runs reinstall only when
+# pyproject.toml has changed, so they start at once.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${CNNJAX_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+stamp="$VENV/.cnnjax-installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  echo "launch.sh: installing cnnjax into $VENV (first run, or pyproject.toml changed) ..." >&2
+  [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[test]" >&2
+  rm -f "$VENV"/.cnnjax-installed-*
+  touch "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"
+# TensorFlow is used only for tf.data on the host: keep it off any GPU and quiet.
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+cd "$ROOT"
+
+cmd="${1:-}"
+case "$cmd" in
+  "")
+    echo "usage: ./launch.sh CONFIG.py[:ARG] [flags] | test | eval | predict | summary | summarize" >&2
+    exit 2 ;;
+  test)
+    shift
+    ruff check --quiet cnnjax tests benchmarks configs experiments
+    exec python -m pytest "$@" ;;
+  *.py|*.py:*)
+    exec python -m cnnjax.cli train "$@" ;;
+  *)
+    exec python -m cnnjax.cli "$@" ;;
+esac
