@@ -1,0 +1,270 @@
+"""train_and_evaluate(config, workdir): the whole training run, resumable at any point.
+
+Sections: set-up (mesh, data, model, optimizer) | restore | compile | the loop (log, evaluate,
+checkpoint, preemption) | finish. Everything that touches files or signals lives here; the steps
+themselves are pure (cnnjax.train.steps).
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from cnnjax import data, models
+from cnnjax.data.device import prefetch_to_device
+from cnnjax.train import config_io, distributed
+from cnnjax.train.checkpoint import Checkpoints
+from cnnjax.train.metrics import MetricWriter, format_duration, progress_line
+from cnnjax.train.optim import make_optimizer, plateau_scale
+from cnnjax.train.state import TrainState, checkpoint_items, from_checkpoint_items
+from cnnjax.train.steps import jit_steps
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint is kept untouched."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Set-up
+# ---------------------------------------------------------------------------------------------------
+
+def model_knobs(config: ml_collections.ConfigDict) -> dict:
+    """The keyword arguments for cnnjax.models.build: every key of config.model except its name."""
+    return {k: v for k, v in config.model.items() if k != "name"}
+
+
+def build_model(config: ml_collections.ConfigDict):
+    return models.build(config.model.name, num_classes=config.data.num_classes,
+                        **model_knobs(config))
+
+
+def create_train_state(config: ml_collections.ConfigDict, model, tx, image_shape, sharding,
+                       ) -> TrainState:
+    """Initialises parameters on the devices (replicated), checking shapes with eval_shape first."""
+    key = jax.random.key(config.seed)
+
+    def init():
+        dummy = jnp.zeros((1, *image_shape), jnp.float32)
+        variables = model.init({"params": key, "dropout": key}, dummy, train=False)
+        params = variables["params"]
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                                 batch_stats=variables.get("batch_stats") or None)
+
+    jax.eval_shape(init)  # shape errors surface here, before any memory is allocated
+    return jax.jit(init, out_shardings=sharding)()
+
+
+def run_length(config: ml_collections.ConfigDict, num_examples: int) -> tuple[int, int]:
+    """(steps_per_epoch, total_steps) for the config's batch size and num_steps/num_epochs."""
+    steps_per_epoch = max(num_examples // config.batch_size, 1)
+    if config.num_steps > 0:
+        return steps_per_epoch, int(config.num_steps)
+    return steps_per_epoch, max(math.ceil(config.num_epochs * steps_per_epoch), 1)
+
+
+def evaluate(eval_fn, state, config, sharding, split: str | None = None, crops: int = 1) -> dict:
+    """Loss, top-1 and top-5 accuracy over one whole pass of the evaluation split."""
+    batches = data.eval_batches(config.data, global_batch_size=config.eval_batch_size,
+                                split=split, crops=crops)
+    totals = None
+    for batch in prefetch_to_device(batches, sharding):
+        sums = eval_fn(state, batch)
+        sums.pop("predictions")
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = jax.device_get(totals)
+    count = max(float(totals["count"]), 1.0)
+    return {"eval/loss": float(totals["loss"]) / count, "eval/top1": float(totals["top1"]) / count,
+            "eval/top5": float(totals["top5"]) / count, "eval/examples": float(totals["count"])}
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks between steps (so the save happens in the loop)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def any_process(self) -> bool:
+        """True when any process was told to stop, so all of them save the same step."""
+        if jax.process_count() == 1:
+            return self.requested
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.asarray(self.requested))
+        return bool(np.any(flags))
+
+
+def _mean_metrics(pending: list[dict]) -> dict[str, float]:
+    stacked = jax.device_get(pending)
+    return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+    """Trains config.model on config.data, evaluating and checkpointing into `workdir`.
+
+    A workdir that already holds checkpoints is resumed from the newest readable one. Returns the final
+    metrics (train and eval), which are also in workdir/metrics.jsonl.
+    """
+    distributed.maybe_initialize()
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_main = jax.process_index() == 0
+    writer = MetricWriter(workdir, enabled=is_main)
+    if is_main:
+        config_io.save_config(config, workdir)
+
+    n_dev = jax.device_count()
+    for name in ("batch_size", "eval_batch_size"):
+        if config[name] % n_dev:
+            raise ValueError(f"config.{name}={config[name]} is not divisible by the "
+                             f"{n_dev} devices; choose a multiple of {n_dev}")
+    mesh = jax.make_mesh((n_dev,), ("data",))
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P("data"))
+
+    info = data.dataset_info(config.data, config.data.train_split)
+    steps_per_epoch, total_steps = run_length(config, info.num_examples)
+    eval_every = max(min(config.eval_every_steps, total_steps), 1)
+    model = build_model(config)
+    tx, schedule = make_optimizer(config.optimizer, config.schedule, steps_per_epoch, total_steps,
+                                  eval_every_steps=eval_every)
+    state = create_train_state(config, model, tx, info.image_shape, replicated)
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+    writer.say(f"cnnjax: {config.model.name} ({n_params:,} parameters) on {config.data.source}: "
+               f"{info.num_examples:,} examples, {steps_per_epoch} steps/epoch, {total_steps} steps, "
+               f"{n_dev} {jax.devices()[0].platform} device(s), {jax.process_count()} process(es)")
+
+    # -- restore ------------------------------------------------------------------------------------
+    ckpts = Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
+                        keep_best=config.keep_best, best_metric=config.best_metric,
+                        best_mode=config.best_mode, use_async=config.async_checkpoints)
+    restored = ckpts.restore(checkpoint_items(state), warn=lambda m: writer.say(f"warning: {m}"))
+    if restored is not None:
+        step, items, _ = restored
+        state = from_checkpoint_items(state, items)
+        writer.say(f"resumed from the checkpoint at step {step}")
+    start_step = int(jax.device_get(state.step))
+
+    train_fn, eval_fn = jit_steps(config.data.mean, config.data.std, config.model.dtype,
+                                  config.loss.label_smoothing, config.loss.aux_weight,
+                                  replicated, batch_sharding)
+    base_key = jax.random.key(config.seed + 1)
+    batches = prefetch_to_device(
+        data.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
+                           start_step=start_step), batch_sharding)
+
+    # -- compile ------------------------------------------------------------------------------------
+    final: dict[str, float] = {}
+    if start_step < total_steps:
+        batch = next(batches)
+        t0 = time.perf_counter()
+        train_fn = train_fn.lower(state, batch, base_key).compile()
+        compile_s = time.perf_counter() - t0
+        writer.say(f"compiled the training step in {compile_s:.1f}s")
+        writer.write(start_step, {"compile_seconds": compile_s})
+    else:
+        batch = None
+
+    # -- the loop -----------------------------------------------------------------------------------
+    pending: list[dict] = []
+    last_eval: dict[str, float] = {}
+    interval_start, interval_steps, eval_seconds = time.perf_counter(), 0, 0.0
+    run_start = time.perf_counter()
+    with _Preemption() as preemption:
+        for step in range(start_step, total_steps):
+            if batch is None:
+                batch = next(batches)
+            state, metrics = train_fn(state, batch, base_key)
+            batch = None
+            pending.append(metrics)
+            interval_steps += 1
+            done = step + 1
+            is_last = done == total_steps
+            preempted = preemption.any_process()
+            log_now = done % config.log_every_steps == 0 or is_last or preempted
+            eval_now = done % eval_every == 0 or is_last
+            save_now = done % config.checkpoint_every_steps == 0 or is_last or preempted
+
+            if log_now or eval_now or save_now:
+                if pending:
+                    summary = _mean_metrics(pending)
+                    pending = []
+                    if not math.isfinite(summary["loss"]):
+                        ckpts.close()
+                        raise TrainingDivergedError(
+                            f"loss is {summary['loss']} at step {done}; stopped without saving "
+                            f"(last good checkpoint: step {max(ckpts.all_steps(), default='none')})."
+                            " Lower the learning rate or check the data.")
+                    elapsed = time.perf_counter() - interval_start
+                    rate = interval_steps / max(elapsed, 1e-9)
+                    lr = float(schedule(done - 1)) * float(plateau_scale(state.opt_state))
+                    train_metrics = {f"train/{k}": v for k, v in summary.items()}
+                    train_metrics.update({"train/lr": lr, "train/steps_per_sec": rate,
+                                          "train/images_per_sec": rate * config.batch_size,
+                                          "train/epoch": done / steps_per_epoch})
+                    writer.write(done, train_metrics)
+                    final.update(train_metrics)
+                    interval_start, interval_steps = time.perf_counter(), 0
+                if eval_now:
+                    t0 = time.perf_counter()
+                    last_eval = evaluate(eval_fn, state, config, batch_sharding)
+                    eval_seconds += time.perf_counter() - t0
+                    writer.write(done, last_eval)
+                    final.update(last_eval)
+                    if config.schedule.name == "plateau":
+                        state = state.replace(plateau_value=jnp.asarray(
+                            1.0 - last_eval["eval/top1"], jnp.float32))
+                    interval_start = time.perf_counter()
+                if log_now or eval_now:
+                    so_far = time.perf_counter() - run_start
+                    eta = so_far / (done - start_step) * (total_steps - done)
+                    writer.say(progress_line(done, total_steps, {**final, **last_eval}, eta))
+                if save_now:
+                    ckpts.save(done, checkpoint_items(state), {"data_step": done,
+                               "examples_seen": done * config.batch_size},
+                               metrics=last_eval if eval_now else None)
+            if preempted and not is_last:
+                ckpts.close()
+                writer.say(f"SIGTERM: saved the checkpoint at step {done}; "
+                           "run the same command to resume")
+                writer.close()
+                return final
+
+    ckpts.close()
+    total = time.perf_counter() - run_start
+    if final:
+        writer.say(f"done: {total_steps} steps in {format_duration(total)} "
+                   f"(evaluation {format_duration(eval_seconds)}); "
+                   f"test top-1 {final.get('eval/top1', float('nan')):.2%}, "
+                   f"top-5 {final.get('eval/top5', float('nan')):.2%}")
+    else:
+        writer.say(f"nothing to do: the run in {workdir} already finished {total_steps} steps")
+    writer.close()
+    return final

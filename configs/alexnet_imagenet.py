@@ -1,0 +1,44 @@
+"""AlexNet on ImageNet (Krizhevsky, Sutskever and Hinton 2012), with the paper's training recipe.
+
+    ./launch.sh configs/alexnet_imagenet.py --config.data.data_dir=/path/to/tfds
+    ./launch.sh configs/alexnet_imagenet.py:torchvision    # the one-tower variant (64-192-384-256-256)
+
+Two-tower grouping (groups=2 in conv2, conv4, conv5), LRN after conv1 and conv2, overlapping 3/2 max
+pooling, dropout 0.5 in the first two FC layers: 60,965,224 parameters. Recipe (Sec. 5): SGD with momentum
+0.9, weight decay 5e-4, batch 128, learning rate 0.01 divided by 10 when the validation error stops
+improving (three times in the paper), about 90 epochs. Augmentation (Sec. 4.1): shorter side 256, random
+224 crops, horizontal flips, PCA lighting noise with std 0.1. The paper reports 40.7% / 18.2% top-1 /
+top-5 error with 10-crop testing (one network). Needs imagenet2012 prepared for TFDS (manual download);
+runtime: days on one GPU.
+"""
+
+from cnnjax.train.defaults import default_config
+
+
+def get_config(arg: str | None = None):
+    c = default_config()
+    c.model.name = {None: "alexnet", "torchvision": "alexnet_torchvision"}.get(arg)
+    if c.model.name is None:
+        raise ValueError(f"alexnet_imagenet takes no argument or 'torchvision', got {arg!r}")
+
+    c.data.source = "tfds:imagenet2012"
+    c.data.train_split, c.data.eval_split = "train", "validation"
+    c.data.train_transform, c.data.eval_transform = "alexnet", "center_crop"
+    c.data.image_size, c.data.resize_size = 224, 256
+    c.data.pca_lighting_std = 0.1
+    c.data.num_classes = 1000
+
+    c.batch_size = 128
+    c.eval_batch_size = 500
+    c.num_epochs = 90.0
+    c.optimizer.name = "sgd"
+    c.optimizer.momentum = 0.9
+    c.optimizer.weight_decay = 5e-4
+    c.schedule.name = "plateau"
+    c.schedule.base_lr = 0.01
+    c.schedule.decay_factor = 0.1
+    c.schedule.patience = 2
+    c.log_every_steps = 100
+    c.eval_every_steps = 10_000
+    c.checkpoint_every_steps = 10_000
+    return c

@@ -1,0 +1,43 @@
+"""ResNet on ImageNet (He et al. 2016), residual and plain, 18 to 152 layers.
+
+    ./launch.sh configs/resnet_imagenet.py:50       # one of 18, 34, 50, 101, 152, plain18, plain34
+    ./launch.sh configs/resnet_imagenet.py:50 --config.model.dtype=bfloat16
+
+Recipe (Sec. 3.4): SGD with momentum 0.9, weight decay 1e-4, batch 256, learning rate 0.1 divided by 10
+when the error plateaus (here at epochs 30 and 60, the schedule torchvision and most reproductions use),
+90 epochs; batch normalisation after every convolution, no dropout. Augmentation: random 224 crops of the
+rescaled image with flips and the AlexNet colour (PCA) augmentation. Table 4 (10-crop) reports top-1
+error 27.88 (ResNet-34 B), 22.85 (ResNet-50), 21.75 (ResNet-101), 21.43 (ResNet-152). Needs imagenet2012.
+"""
+
+from cnnjax.train.defaults import default_config
+
+VARIANTS = ("18", "34", "50", "101", "152", "plain18", "plain34")
+
+
+def get_config(arg: str | None = "50"):
+    arg = arg or "50"
+    if arg not in VARIANTS:
+        raise ValueError(f"resnet_imagenet takes one of {VARIANTS}, got {arg!r}")
+    c = default_config()
+    c.model.name = arg if arg.startswith("plain") else f"resnet{arg}"
+
+    c.data.source = "tfds:imagenet2012"
+    c.data.train_split, c.data.eval_split = "train", "validation"
+    c.data.train_transform, c.data.eval_transform = "alexnet", "center_crop"
+    c.data.image_size, c.data.resize_size = 224, 256
+    c.data.pca_lighting_std = 0.1
+    c.data.num_classes = 1000
+
+    c.batch_size = 256
+    c.num_epochs = 90.0
+    c.optimizer.name = "sgd"
+    c.optimizer.momentum = 0.9
+    c.optimizer.weight_decay = 1e-4
+    c.schedule.name = "piecewise"
+    c.schedule.base_lr = 0.1
+    c.schedule.boundaries = (30.0, 60.0)
+    c.schedule.decay_factor = 0.1
+    c.eval_every_steps = 5_000
+    c.checkpoint_every_steps = 5_000
+    return c
