@@ -73,6 +73,12 @@ class Checkpoints:
             state=ocp.args.StandardSave(items), meta=ocp.args.JsonSave(meta)),
             metrics=metrics, force=True)
 
+    def read_arrays(self, step: int) -> dict:
+        """The saved state of `step` as a tree of numpy arrays, with no model or config needed."""
+        with ocp.StandardCheckpointer() as reader:
+            tree = reader.restore(self.directory / str(step) / "state")
+        return jax.tree.map(np.asarray, tree)
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
