@@ -1,0 +1,205 @@
+"""GoogLeNet (Szegedy et al. 2015, "Going deeper with convolutions", Table 1 and Fig. 3).
+
+The Inception module with dimension reductions (Fig. 2b): four branches, 1x1; 1x1 -> 3x3;
+1x1 -> 5x5 (the paper's 5x5, not torchvision's 3x3); 3x3/1 max pool -> 1x1 projection,
+concatenated on channels. `naive_inception=True` uses the naive module of Fig. 2a instead: 1x1,
+3x3 and 5x5 convolutions straight on the input plus the pooled input itself, so the channel count
+grows with every module (Sec. 4's argument for the reductions).
+
+Stem (Fig. 3): conv 7x7/2, max pool 3x3/2, LRN, conv 1x1 64, conv 3x3 192, LRN, max pool 3x3/2.
+Head: global average pool, dropout 0.4, linear. Two auxiliary classifiers on the outputs of 4a and
+4d (Sec. 5): 5x5/3 average pool, 1x1 conv 128 + ReLU, FC 1024 + ReLU, dropout 0.7, linear; they
+are built and initialised always, run and returned only in training, `(logits, (aux1, aux2))`, and
+their losses are weighted 0.3 by the training loop.
+
+Count convention: every convolution and linear layer has a bias (the paper's Caffe model has
+them; Table 1's params column omits them); LRN has no parameters. For 1000 classes this gives
+6,998,552 parameters without the auxiliary heads and 13,378,280 with them (tested against a sum
+over Table 1's rows). With norm='batch' (torchvision's layout) the convolutions drop their biases
+and each gains a BN scale and shift; LRN is then not used.
+
+Pooling padding: 'SAME' windows reproduce the paper's 112 -> 56 -> 28 -> 14 -> 7 maps exactly as
+torchvision's ceil_mode pooling does. The `pool` knob changes the four downsampling pools only;
+the pooling branch inside each Inception module stays a 3x3/1 max pool. LRN parameters are the
+BVLC Caffe model's (size 5, alpha 1e-4 / 5 per channel in this module's convention, beta 0.75,
+k 1). Initialisation as that model: Caffe 'xavier' weights, conv biases 0.2, linear biases 0.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnnjax.models import layers
+
+# Table 1: (name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj); "M" a 3x3/2 max pool.
+INCEPTION_TABLE: tuple = (
+    ("3a", 64, 96, 128, 16, 32, 32),
+    ("3b", 128, 128, 192, 32, 96, 64),
+    "M",
+    ("4a", 192, 96, 208, 16, 48, 64),
+    ("4b", 160, 112, 224, 24, 64, 64),
+    ("4c", 128, 128, 256, 24, 64, 64),
+    ("4d", 112, 144, 288, 32, 64, 64),
+    ("4e", 256, 160, 320, 32, 128, 128),
+    "M",
+    ("5a", 256, 160, 320, 32, 128, 128),
+    ("5b", 384, 192, 384, 48, 128, 128),
+)
+AUX_AFTER = ("4a", "4d")
+
+_CONV_BIAS = nn.initializers.constant(0.2)
+
+
+def _lrn(name: str) -> layers.LRN:
+    return layers.LRN(size=5, k=1.0, alpha=1e-4 / 5, beta=0.75, name=name)
+
+
+class Inception(nn.Module):
+    """One Inception module: (N, H, W, Cin) -> (N, H, W, n1 + n3 + n5 + pool_proj).
+
+    Branch names mirror torchvision: branch1, branch2_0/1, branch3_0/1, branch4_1. The naive
+    module (Fig. 2a) outputs (N, H, W, n1 + n3 + n5 + Cin) from branch1, branch2, branch3 and an
+    unprojected pool.
+    """
+
+    n1: int
+    r3: int
+    n3: int
+    r5: int
+    n5: int
+    pool_proj: int
+    naive: bool = False
+    options: layers.LayerOptions = layers.LayerOptions()
+
+    def _conv(self, x, features, kernel, name, train):
+        return layers.ConvNormAct(features, kernel, padding=kernel // 2, options=self.options,
+                                  kernel_init=layers.caffe_xavier, bias_init=_CONV_BIAS,
+                                  name=name)(x, train=train)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        pooled = layers.Pool("max", 3, 1, padding=1, options=self.options,
+                             name="branch4_0")(x)                             # (N, H, W, Cin)
+        if self.naive:
+            return jnp.concatenate([
+                self._conv(x, self.n1, 1, "branch1", train),                  # (N, H, W, n1)
+                self._conv(x, self.n3, 3, "branch2", train),                  # (N, H, W, n3)
+                self._conv(x, self.n5, 5, "branch3", train),                  # (N, H, W, n5)
+                pooled.astype(self.options.compute_dtype),                    # (N, H, W, Cin)
+            ], axis=-1)
+        b1 = self._conv(x, self.n1, 1, "branch1", train)                      # (N, H, W, n1)
+        b2 = self._conv(x, self.r3, 1, "branch2_0", train)                    # (N, H, W, r3)
+        b2 = self._conv(b2, self.n3, 3, "branch2_1", train)                   # (N, H, W, n3)
+        b3 = self._conv(x, self.r5, 1, "branch3_0", train)                    # (N, H, W, r5)
+        b3 = self._conv(b3, self.n5, 5, "branch3_1", train)                   # (N, H, W, n5)
+        b4 = self._conv(pooled, self.pool_proj, 1, "branch4_1", train)        # (N, H, W, proj)
+        return jnp.concatenate([b1, b2, b3, b4], axis=-1)
+
+
+class InceptionAux(nn.Module):
+    """Auxiliary classifier (Sec. 5): (N, 14, 14, C) -> (N, num_classes)."""
+
+    num_classes: int
+    dropout_rate: float = 0.7
+    options: layers.LayerOptions = layers.LayerOptions()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        opts = self.options
+        x = layers.Pool("avg", 5, 3, options=opts, name="pool")(x)              # (N, 4, 4, C)
+        x = layers.ConvNormAct(128, 1, options=opts, kernel_init=layers.caffe_xavier,
+                               bias_init=_CONV_BIAS, name="conv")(x, train=train)  # (N, 4, 4, 128)
+        x = x.reshape(x.shape[0], -1)                                            # (N, 2048)
+        fc = dict(dtype=opts.dtype, kernel_init=layers.caffe_xavier)
+        x = opts.act(layers.Dense(1024, name="fc1", **fc)(x))                    # (N, 1024)
+        x = layers.dropout(x, self.dropout_rate, train)
+        x = layers.Dense(self.num_classes, name="fc2", **fc)(x)                  # (N, classes)
+        return layers.to_logits(x)
+
+
+class GoogLeNet(nn.Module):
+    """Table 1's network. Shapes below are for 224x224x3 inputs.
+
+    Knobs: activation, norm ('lrn', 'none', 'batch'), pool, conv_impl, dtype, dropout_rate (0.4),
+    aux_heads, aux_dropout_rate (0.7), naive_inception.
+    """
+
+    STRUCTURE: ClassVar[tuple[str, ...]] = ()
+
+    num_classes: int = 1000
+    activation: str = "relu"
+    norm: str = "lrn"
+    pool: str = "max"
+    conv_impl: str = "xla"
+    dtype: str = "float32"
+    dropout_rate: float = 0.4
+    aux_heads: bool = True
+    aux_dropout_rate: float = 0.7
+    naive_inception: bool = False
+
+    def __post_init__(self) -> None:
+        layers.check_positive_int("googlenet", "num_classes", self.num_classes)
+        self.options.validate("googlenet")
+        layers.check_choice("googlenet", "pool", self.pool, layers.POOLS)
+        layers.check_rate("googlenet", "dropout_rate", self.dropout_rate)
+        layers.check_rate("googlenet", "aux_dropout_rate", self.aux_dropout_rate)
+        layers.check_bool("googlenet", "aux_heads", self.aux_heads)
+        layers.check_bool("googlenet", "naive_inception", self.naive_inception)
+        super().__post_init__()
+
+    @property
+    def options(self) -> layers.LayerOptions:
+        return layers.LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
+
+    def _pool(self, x: jax.Array, name: str) -> jax.Array:
+        return layers.Pool(self.pool, 3, 2, padding="SAME", options=self.options,
+                           kernel_init=layers.caffe_xavier, name=name)(x)
+
+    def _conv(self, x, features, kernel, stride, name, train):
+        return layers.ConvNormAct(features, kernel, stride=stride, padding=kernel // 2,
+                                  options=self.options, kernel_init=layers.caffe_xavier,
+                                  bias_init=_CONV_BIAS, name=name)(x, train=train)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False):
+        """x: (N, 224, 224, 3) -> logits (N, num_classes), or in training with aux_heads
+        (logits, (aux1, aux2)), all float32."""
+        lrn = self.norm == "lrn"
+        x = self._conv(x, 64, 7, 2, "conv1", train)          # (N, 112, 112, 64)
+        x = self._pool(x, "maxpool1")                        # (N, 56, 56, 64)
+        if lrn:
+            x = _lrn("lrn1")(x)
+        x = self._conv(x, 64, 1, 1, "conv2", train)          # (N, 56, 56, 64)
+        x = self._conv(x, 192, 3, 1, "conv3", train)         # (N, 56, 56, 192)
+        if lrn:
+            x = _lrn("lrn2")(x)
+        x = self._pool(x, "maxpool2")                        # (N, 28, 28, 192)
+
+        # Inception 3a, 3b -> (N, 28, 28, 480); 4a ... 4e -> (N, 14, 14, 832);
+        # 5a, 5b -> (N, 7, 7, 1024) (Table 1's output sizes).
+        run_aux = self.aux_heads and (train or self.is_initializing())
+        aux = []
+        pools = iter(("maxpool3", "maxpool4"))
+        for row in INCEPTION_TABLE:
+            if row == "M":
+                x = self._pool(x, next(pools))
+                continue
+            name, *widths = row
+            x = Inception(*widths, naive=self.naive_inception, options=self.options,
+                          name=f"inception{name}")(x, train=train)
+            if run_aux and name in AUX_AFTER:
+                aux.append(InceptionAux(self.num_classes, self.aux_dropout_rate, self.options,
+                                        name=f"aux{len(aux) + 1}")(x, train=train))
+
+        x = layers.GlobalAvgPool(name="avgpool")(x)          # (N, 1024)
+        x = layers.dropout(x, self.dropout_rate, train)
+        x = layers.Dense(self.num_classes, dtype=self.dtype, kernel_init=layers.caffe_xavier,
+                         name="fc")(x)                       # (N, num_classes)
+        logits = layers.to_logits(x)
+        if self.aux_heads and train:
+            return logits, tuple(aux)
+        return logits

@@ -1,0 +1,300 @@
+"""Layers shared by every model family: Conv and Dense on `cnnjax.ops`, pooling, LRN, batch norm,
+activations, initialisers and the validation of the knobs that every family understands.
+
+Parameters are always float32; `dtype` is the compute dtype ('float32' or 'bfloat16'): inputs and
+parameters are cast to it before each layer, and the models cast their logits back to float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnnjax import ops
+
+Initializer = Callable[..., jax.Array]
+
+DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _scaled_tanh(x: jax.Array) -> jax.Array:
+    """LeCun et al. 1998, Appendix A: f(a) = A tanh(S a), A = 1.7159, S = 2/3."""
+    return 1.7159 * jnp.tanh(x * (2.0 / 3.0))
+
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu,
+    "tanh": jnp.tanh,
+    "scaled_tanh": _scaled_tanh,
+    "sigmoid": nn.sigmoid,
+    "gelu": nn.gelu,
+    "elu": nn.elu,
+    "leaky_relu": nn.leaky_relu,
+    "softplus": nn.softplus,
+    "silu": nn.silu,
+    "identity": lambda x: x,
+}
+NORMS = ("none", "lrn", "batch")
+POOLS = ("max", "avg", "strided_conv")
+
+# Batch norm as in the papers' Caffe/torch implementations: running averages updated with
+# 0.1 of each batch's statistics (flax's momentum is the weight of the old average).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+# Initialisers. He et al. 2015 ("Delving deep", Sec. 2.2) normal with fan_out, as torchvision
+# initialises ResNet and VGG convolutions (kaiming_normal_, mode='fan_out', untruncated).
+he_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+he_normal_fan_in = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+# torch's default for nn.Linear / nn.Conv2d weights: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+torch_default = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# Caffe's "xavier" filler: U(-sqrt(3/fan_in), sqrt(3/fan_in)) (BVLC GoogLeNet).
+caffe_xavier = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
+
+
+def lecun98_uniform(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+    """LeCun et al. 1998, Appendix C: weights uniform in (-2.4/F, 2.4/F), F the fan-in.
+
+    The fan-in is the product of all but the last axis (HWI of an HWIO kernel, I of a Dense)."""
+    bound = 2.4 / math.prod(shape[:-1])
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def check_choice(owner: str, arg: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise a one-line ValueError unless `value` is one of `choices`."""
+    if value not in choices:
+        valid = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{owner}: {arg} must be one of {valid}; got {value!r}")
+
+
+def check_rate(owner: str, arg: str, value: Any) -> None:
+    """Raise a one-line ValueError unless `value` is a probability in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValueError(f"{owner}: {arg} must be a number in [0, 1); got {value!r}")
+
+
+def check_positive_int(owner: str, arg: str, value: Any) -> None:
+    """Raise a one-line ValueError unless `value` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: {arg} must be a positive int; got {value!r}")
+
+
+def check_bool(owner: str, arg: str, value: Any) -> None:
+    """Raise a one-line ValueError unless `value` is True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}: {arg} must be True or False; got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerOptions:
+    """How every layer of a model computes: activation, normalisation, conv implementation, dtype.
+
+    Families pass one of these down to their blocks instead of repeating four fields.
+    """
+
+    activation: str = "relu"
+    norm: str = "none"
+    conv_impl: str = "xla"
+    dtype: str = "float32"
+
+    def validate(self, owner: str, norms: Sequence[str] = NORMS) -> None:
+        """One-line ValueError for an unknown activation, norm (among `norms`), impl or dtype."""
+        check_choice(owner, "activation", self.activation, tuple(ACTIVATIONS))
+        check_choice(owner, "norm", self.norm, tuple(norms))
+        check_choice(owner, "conv_impl", self.conv_impl, ops.IMPLS)
+        check_choice(owner, "dtype", self.dtype, tuple(DTYPES))
+
+    @property
+    def act(self) -> Callable[[jax.Array], jax.Array]:
+        return ACTIVATIONS[self.activation]
+
+    @property
+    def compute_dtype(self) -> Any:
+        return DTYPES[self.dtype]
+
+    @property
+    def conv_bias(self) -> bool:
+        """Convolutions drop their bias before batch norm, whose shift makes it redundant."""
+        return self.norm != "batch"
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class Conv(nn.Module):
+    """2-D convolution layer on `ops.conv2d`: (N, H, W, Cin) -> (N, Ho, Wo, features).
+
+    Owns 'kernel' (kh, kw, Cin/groups, features) HWIO and, with use_bias, 'bias' (features,).
+    `padding` is anything `ops.resolve_padding` accepts ('VALID', 'SAME', an int as in torch, or
+    explicit pairs); `impl` picks the 'xla' or 'explicit' convolution.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int]
+    stride: int | Sequence[int] = 1
+    padding: ops.Padding = 0
+    dilation: int | Sequence[int] = 1
+    groups: int = 1
+    use_bias: bool = True
+    impl: str = "xla"
+    dtype: str = "float32"
+    kernel_init: Initializer = he_normal_fan_out
+    bias_init: Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = _pair(self.kernel_size)
+        cin = x.shape[-1]
+        if cin % self.groups or self.features % self.groups:
+            raise ValueError(f"Conv {self.name}: input channels {cin} and features "
+                             f"{self.features} must both be divisible by groups={self.groups}")
+        kernel = self.param("kernel", self.kernel_init,
+                            (kh, kw, cin // self.groups, self.features), jnp.float32)
+        bias = (self.param("bias", self.bias_init, (self.features,), jnp.float32)
+                if self.use_bias else None)
+        dtype = DTYPES[self.dtype]
+        return ops.conv2d(x.astype(dtype), kernel.astype(dtype),
+                          None if bias is None else bias.astype(dtype),
+                          stride=self.stride, padding=self.padding, dilation=self.dilation,
+                          groups=self.groups, impl=self.impl)
+
+
+class Dense(nn.Module):
+    """Fully connected layer: (..., Din) -> (..., features); 'kernel' (Din, features), 'bias'."""
+
+    features: int
+    use_bias: bool = True
+    dtype: str = "float32"
+    kernel_init: Initializer = torch_default
+    bias_init: Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+        dtype = DTYPES[self.dtype]
+        y = jnp.dot(x.astype(dtype), kernel.astype(dtype))
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(dtype)
+        return y
+
+
+class LRN(nn.Module):
+    """Local response normalisation across channels (`ops.local_response_norm`; no parameters).
+
+    Defaults are AlexNet's (Krizhevsky et al. 2012, Sec. 3.3): n = 5, k = 2, alpha = 1e-4,
+    beta = 0.75, alpha multiplying the plain sum of squares."""
+
+    size: int = 5
+    k: float = 2.0
+    alpha: float = 1e-4
+    beta: float = 0.75
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return ops.local_response_norm(x, size=self.size, k=self.k, alpha=self.alpha,
+                                       beta=self.beta)
+
+
+class Pool(nn.Module):
+    """Downsampling layer: (N, H, W, C) -> (N, Ho, Wo, C), Ho = conv_output_size(H, window, ...).
+
+    kind 'max' or 'avg' pools; 'strided_conv' replaces the pool by a learned convolution with the
+    same window, stride and padding and C filters, followed by the activation (Springenberg et
+    al. 2015, Sec. 2.1: "pooling ... replaced by a convolutional layer with increased stride").
+    """
+
+    kind: str = "max"
+    window: int | Sequence[int] = 2
+    stride: int | Sequence[int] | None = None
+    padding: ops.Padding = 0
+    options: LayerOptions = LayerOptions()
+    kernel_init: Initializer = he_normal_fan_in
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        stride = self.window if self.stride is None else self.stride
+        if self.kind == "max":
+            return ops.max_pool(x, self.window, stride, self.padding)
+        if self.kind == "avg":
+            return ops.avg_pool(x, self.window, stride, self.padding)
+        y = Conv(x.shape[-1], self.window, stride=stride, padding=self.padding,
+                 use_bias=True, impl=self.options.conv_impl, dtype=self.options.dtype,
+                 kernel_init=self.kernel_init, name="conv")(x)
+        return self.options.act(y)
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over the spatial axes, (N, H, W, C) -> (N, C) (Lin et al. 2014, Sec. 3.2)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return ops.global_avg_pool(x)
+
+
+def batch_norm(options: LayerOptions, name: str, *, zero_scale: bool = False) -> nn.BatchNorm:
+    """Batch norm over the channel axis (Ioffe & Szegedy 2015) with torch's momentum and epsilon.
+
+    Called as bn(x, use_running_average=not train). zero_scale starts the scale gamma at 0
+    (Goyal et al. 2017: the last BN of each residual block, so blocks start as identities)."""
+    return nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=options.compute_dtype,
+                        param_dtype=jnp.float32,
+                        scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones,
+                        name=name)
+
+
+def dropout(x: jax.Array, rate: float, train: bool) -> jax.Array:
+    """Inverted dropout (Srivastava et al. 2014) in training mode only; uses the 'dropout' rng."""
+    if rate == 0:
+        return x
+    return nn.Dropout(rate=rate)(x, deterministic=not train)
+
+
+class ConvNormAct(nn.Module):
+    """Conv, then batch norm when options.norm == 'batch', then the activation.
+
+    Submodules 'conv' and 'bn' mirror torchvision's BasicConv2d (GoogLeNet's building block)."""
+
+    features: int
+    kernel_size: int | Sequence[int]
+    stride: int | Sequence[int] = 1
+    padding: ops.Padding = 0
+    options: LayerOptions = LayerOptions()
+    kernel_init: Initializer = he_normal_fan_out
+    bias_init: Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        x = Conv(self.features, self.kernel_size, stride=self.stride, padding=self.padding,
+                 use_bias=self.options.conv_bias, impl=self.options.conv_impl,
+                 dtype=self.options.dtype, kernel_init=self.kernel_init,
+                 bias_init=self.bias_init, name="conv")(x)
+        if self.options.norm == "batch":
+            x = batch_norm(self.options, "bn")(x, use_running_average=not train)
+        return self.options.act(x)
+
+
+class SequentialNames:
+    """Names layers as torchvision's nn.Sequential indexes them: f'{prefix}_{i}', one index per
+    layer including the parameter-free ones (ReLU, pooling, dropout), so that a weight importer
+    can map torchvision's 'features.3.weight' onto 'features_3/kernel'."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.index = -1
+
+    def __call__(self) -> str:
+        """The next layer's name."""
+        self.index += 1
+        return f"{self.prefix}_{self.index}"
+
+
+def to_logits(x: jax.Array) -> jax.Array:
+    """Logits are float32 whatever the compute dtype."""
+    return x.astype(jnp.float32)
