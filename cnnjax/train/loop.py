@@ -42,9 +42,8 @@ def model_knobs(config: ml_collections.ConfigDict) -> dict:
     return {k: v for k, v in config.model.items() if k != "name"}
 
 
-def build_model(config: ml_collections.ConfigDict):
-    return models.build(config.model.name, num_classes=config.data.num_classes,
-                        **model_knobs(config))
+def build_model(config: ml_collections.ConfigDict, num_classes: int):
+    return models.build(config.model.name, num_classes=num_classes, **model_knobs(config))
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, tx, image_shape, sharding,
@@ -152,7 +151,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     info = data.dataset_info(config.data, config.data.train_split)
     steps_per_epoch, total_steps = run_length(config, info.num_examples)
     eval_every = max(min(config.eval_every_steps, total_steps), 1)
-    model = build_model(config)
+    model = build_model(config, config.data.num_classes or info.num_classes)
     tx, schedule = make_optimizer(config.optimizer, config.schedule, steps_per_epoch, total_steps,
                                   eval_every_steps=eval_every)
     state = create_train_state(config, model, tx, info.image_shape, replicated)
