@@ -10,13 +10,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${CNNJAX_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 
-stamp="$VENV/.cnnjax-installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+# The test suite also compares against PyTorch, so `test` installs that extra too.
+extras="test"
+[[ "${1:-}" == "test" ]] && extras="test,torch"
+stamp="$VENV/.cnnjax-installed-${extras/,/-}-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
-  echo "launch.sh: installing cnnjax into $VENV (first run, or pyproject.toml changed) ..." >&2
+  echo "launch.sh: installing cnnjax[$extras] into $VENV (first run, or pyproject.toml changed) ..." >&2
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[test]" >&2
-  rm -f "$VENV"/.cnnjax-installed-*
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]" >&2
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
