@@ -14,7 +14,8 @@ import pathlib
 import sys
 
 # Tools that own their argument parsing: command -> module with main(argv) -> int.
-TOOLS = {"summary": "cnnjax.summary"}
+TOOLS = {"summary": "cnnjax.summary", "eval": "cnnjax.evaluate", "predict": "cnnjax.predict",
+         "sweep": "cnnjax.sweep", "summarize": "cnnjax.summarize"}
 COMMANDS = ("train", *TOOLS)
 
 
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     try:
+        if command == "train" and "--sweep" in rest:  # ./launch.sh CONFIG.py --sweep ...
+            return importlib.import_module(TOOLS["sweep"]).main(rest)
         if command == "train":
             return train(rest)
         return importlib.import_module(TOOLS[command]).main(rest)

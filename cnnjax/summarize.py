@@ -1,0 +1,186 @@
+"""Collect the results of a sweep: one row per point, its final and best metrics, and one figure.
+
+    ./launch.sh summarize SWEEP_DIR [--metric eval/top1] [--mode max|min]
+
+Reads every point's metrics.jsonl (a point is any subfolder that has one) and its sweep_point.json
+(the overrides that made it), and writes SWEEP_DIR/results.csv, SWEEP_DIR/results.md (also printed)
+and SWEEP_DIR/<metric>.png, the chosen metric against step for every point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+
+from cnnjax.train.metrics import METRICS_FILE, read_metrics
+
+# Final values reported for every point when its metrics have them.
+FINAL_KEYS = ("eval/top1", "eval/top5", "eval/loss", "train/loss", "train/top1")
+POINT_FILE = "sweep_point.json"  # written by cnnjax.sweep
+
+
+def default_mode(metric: str) -> str:
+    """'min' for losses and errors, 'max' for everything else (accuracies)."""
+    return "min" if any(word in metric for word in ("loss", "error")) else "max"
+
+
+def series(records: Sequence[Mapping], metric: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of `metric` in step order; a step logged twice (resumed run) keeps its last."""
+    by_step: dict[int, float] = {}
+    for record in records:
+        if metric in record:
+            by_step[int(record["step"])] = float(record[metric])
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
+
+
+def point_row(name: str, overrides: Mapping, records: Sequence[Mapping], metric: str,
+              mode: str) -> dict:
+    """One results row: the overrides, the last step, each final metric, and the best `metric`."""
+    row: dict = {"point": name, **{k: _plain(v) for k, v in overrides.items()}}
+    row["last_step"] = max((int(r["step"]) for r in records if "step" in r), default=0)
+    for key in FINAL_KEYS:
+        steps, values = series(records, key)
+        if values:
+            row[f"final {key}"] = values[-1]
+    steps, values = series(records, metric)
+    finite = [(v, s) for s, v in zip(steps, values, strict=True) if math.isfinite(v)]
+    if finite:
+        # the earliest step wins a tie, so 'best_step' does not drift to later equal evaluations
+        if mode == "max":
+            value, step = max(finite, key=lambda vs: (vs[0], -vs[1]))
+        else:
+            value, step = min(finite, key=lambda vs: (vs[0], vs[1]))
+        row[f"best {metric}"] = value
+        row["best_step"] = step
+        if f"final {metric}" not in row:
+            row[f"final {metric}"] = values[-1]
+    return row
+
+
+def _plain(value):
+    return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
+
+
+def find_points(sweep_dir: pathlib.Path) -> list[tuple[str, dict, list[dict]]]:
+    """(name, overrides, metric records) of every subfolder with a metrics.jsonl, in sweep order.
+
+    The order is that of sweep.json when the sweep wrote one, else alphabetical.
+    """
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
+    folders = sorted(p for p in sweep_dir.iterdir() if (p / METRICS_FILE).is_file())
+    order = {}
+    sweep_file = sweep_dir / "sweep.json"
+    if sweep_file.is_file():
+        try:
+            order = {p["name"]: i for i, p in enumerate(json.loads(sweep_file.read_text())["points"])}
+        except (ValueError, KeyError, TypeError):
+            order = {}
+    folders.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
+    points = []
+    for folder in folders:
+        overrides = {}
+        if (folder / POINT_FILE).is_file():
+            try:
+                overrides = json.loads((folder / POINT_FILE).read_text()).get("overrides", {})
+            except ValueError:
+                overrides = {}
+        records = read_metrics(folder)
+        if records:
+            points.append((folder.name, overrides, records))
+    if not points:
+        raise ValueError(f"no results in {sweep_dir}: no subfolder has a non-empty {METRICS_FILE} "
+                         "(is it a sweep folder, and has any point run yet?)")
+    return points
+
+
+def columns(rows: Sequence[Mapping]) -> list[str]:
+    """Column order: point, overrides (first-seen order), last_step, final metrics, best metric."""
+    cols: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in cols:
+                cols.append(key)
+    fixed = ["point", "last_step"]
+    metrics = [c for c in cols if c.startswith(("final ", "best ")) or c == "best_step"]
+    overrides = [c for c in cols if c not in fixed and c not in metrics]
+    return ["point", *overrides, "last_step", *metrics]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(rows: Sequence[Mapping], cols: Sequence[str]) -> str:
+    """A GitHub markdown table, floats to 4 significant digits, missing values empty."""
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c)) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: pathlib.Path, rows: Sequence[Mapping], cols: Sequence[str]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(cols), restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in cols})
+
+
+def plot_metric(path: pathlib.Path, curves: Sequence[tuple[str, list[int], list[float]]],
+                metric: str, title: str) -> None:
+    """One line per point: `metric` against step."""
+    from cnnjax import plots
+
+    plots.line_plot(path, [(name, steps, values) for name, steps, values in curves],
+                    xlabel="step", ylabel=metric, title=title)
+
+
+def summarize(sweep_dir: str | pathlib.Path, metric: str = "eval/top1",
+              mode: str | None = None) -> tuple[list[dict], list[str]]:
+    """Writes results.csv, results.md and the figure into `sweep_dir`; returns (rows, columns)."""
+    sweep_dir = pathlib.Path(sweep_dir)
+    mode = mode or default_mode(metric)
+    if mode not in ("max", "min"):
+        raise ValueError(f"--mode must be 'max' or 'min', got {mode!r}")
+    points = find_points(sweep_dir)
+    if not any(series(records, metric)[0] for _, _, records in points):
+        found = sorted({k for _, _, records in points for r in records for k in r}
+                       - {"step", "time"})
+        raise ValueError(f"metric {metric!r} is in no point's {METRICS_FILE}; logged metrics: "
+                         + ", ".join(found))
+    rows = [point_row(name, overrides, records, metric, mode) for name, overrides, records in points]
+    cols = columns(rows)
+    write_csv(sweep_dir / "results.csv", rows, cols)
+    (sweep_dir / "results.md").write_text(markdown_table(rows, cols))
+    curves = [(name, *series(records, metric)) for name, _, records in points]
+    plot_metric(sweep_dir / f"{metric.replace('/', '_')}.png", curves, metric,
+                f"{sweep_dir.name}: {metric}")
+    return rows, cols
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="./launch.sh summarize",
+                                     description="Collect a sweep's final and best metrics.")
+    parser.add_argument("sweep_dir", help="the sweep folder (the --workdir of the sweep)")
+    parser.add_argument("--metric", default="eval/top1", help="metric to rank and plot (default "
+                        "eval/top1), any key of metrics.jsonl")
+    parser.add_argument("--mode", choices=("max", "min"),
+                        help="whether the best value is the largest or the smallest (default: min "
+                        "for losses and errors, else max)")
+    args = parser.parse_args(argv)
+    rows, cols = summarize(args.sweep_dir, args.metric, args.mode)
+    sweep_dir = pathlib.Path(args.sweep_dir)
+    print(markdown_table(rows, cols), end="")
+    print(f"wrote {sweep_dir / 'results.csv'}, {sweep_dir / 'results.md'} and "
+          f"{sweep_dir / (args.metric.replace('/', '_') + '.png')}")
+    return 0

@@ -1,0 +1,156 @@
+"""The pure sweep helpers: products and zips of axes, point names, finished/unfinished, sbatch text."""
+
+import itertools
+import math
+import os
+import pathlib
+import stat
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+from cnnjax import sweeps_lib
+from cnnjax.sweeps_lib import FINISHED, NEW, PARTIAL, chain, product, zip_
+from cnnjax.train import config_io
+
+
+def test_product_is_every_combination_with_the_last_axis_fastest():
+    points = product(**{"model.activation": ["relu", "tanh"]}, seed=[0, 1, 2])
+    expected = [{"model.activation": a, "seed": s}
+                for a, s in itertools.product(["relu", "tanh"], [0, 1, 2])]
+    assert points == expected
+
+
+def test_zip_pairs_axes_and_product_of_a_zip_keeps_the_pairs():
+    pairs = zip_(**{"model.activation": ["relu", "tanh"], "schedule.base_lr": [0.1, 0.05]})
+    assert pairs == [{"model.activation": "relu", "schedule.base_lr": 0.1},
+                     {"model.activation": "tanh", "schedule.base_lr": 0.05}]
+    points = product(pairs, seed=[0, 1, 2])
+    assert len(points) == 6
+    assert {(p["model.activation"], p["schedule.base_lr"]) for p in points} == {
+        ("relu", 0.1), ("tanh", 0.05)}
+    assert [p["seed"] for p in points] == [0, 1, 2, 0, 1, 2]
+
+
+def test_chain_concatenates_and_accepts_a_single_dict():
+    points = chain(product(seed=[0, 1]), {"model.norm": "batch"})
+    assert points == [{"seed": 0}, {"seed": 1}, {"model.norm": "batch"}]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: zip_(a=[1, 2], b=[1, 2, 3]), "one length"),
+    (lambda: product(a=[]), "no values"),
+    (lambda: product(a="relu"), "list of values"),
+    (lambda: product(zip_(a=[1]), a=[2]), "two of the combined axes"),
+    (lambda: chain([1, 2]), "override dicts"),
+    (lambda: sweeps_lib.check_points([]), "no points"),
+    (lambda: sweeps_lib.check_points([{"seed": 0}, {"seed": 0}]), "repeats point 0"),
+    (lambda: sweeps_lib.check_points([{1: 0}]), "dotted config keys"),
+])
+def test_bad_sweeps_raise_one_line(make, message):
+    with pytest.raises(ValueError, match=message) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+def test_override_values_read_back_to_the_same_values_through_config_io():
+    config = ml_collections.ConfigDict({"flag": False, "n": 1, "lr": 0.5, "name": "a",
+                                        "shape": (1, 1), "maybe": None})
+    values = {"flag": True, "n": 7, "lr": 1e-3, "name": "relu/x y", "shape": (3, 4), "maybe": 2.5}
+    args = sweeps_lib.override_args(values)
+    config_io.apply_overrides(config, [a[len("--config."):] for a in args])
+    assert config.to_dict() == values
+
+
+def test_point_names_are_deterministic_safe_and_distinct():
+    point = {"model.activation": "relu", "seed": 0}
+    assert sweeps_lib.point_name(point) == "model.activation=relu,seed=0"
+    assert sweeps_lib.point_name(dict(point)) == sweeps_lib.point_name(point)
+    assert sweeps_lib.point_name({}) == "default"
+    odd = {"data.source": "folder:/data/x y", "data.mean": (0.5, 0.25), "flag": True}
+    name = sweeps_lib.point_name(odd)
+    assert set(name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._,=+-")
+    assert "flag=true" in name
+    long = {"k": "x" * 500}
+    long2 = {"k": "x" * 499 + "y"}
+    assert len(sweeps_lib.point_name(long)) <= sweeps_lib.MAX_NAME_LENGTH
+    assert sweeps_lib.point_name(long) != sweeps_lib.point_name(long2)
+    # '/' and ' ' both sanitise to '_': the two names would collide, so they get distinct suffixes
+    clash = [{"k": "a/b"}, {"k": "a b"}, {"k": "c"}]
+    names = sweeps_lib.point_names(clash)
+    assert len(set(names)) == 3 and names[2] == "k=c"
+    assert names == sweeps_lib.point_names(clash)
+
+
+def test_train_command_has_base_then_point_overrides():
+    command = sweeps_lib.train_command("py", "c.py:smoke", "sw/p", ["num_steps=4"],
+                                       {"seed": 1, "model.activation": "relu"})
+    assert command == ["py", "-m", "cnnjax.cli", "train", "c.py:smoke", "--workdir", "sw/p",
+                       "--config.num_steps=4", "--config.seed=1", "--config.model.activation=relu"]
+
+
+def _records(steps_per_epoch: int, last: int) -> list[dict]:
+    """What the training loop logs: 'train/epoch' = step / steps_per_epoch at each logged step."""
+    return [{"step": s, "train/epoch": s / steps_per_epoch, "train/loss": 1.0}
+            for s in range(1, last + 1)]
+
+
+@pytest.mark.parametrize("steps_per_epoch", [1, 3, 7, 10, 12, 469])
+@pytest.mark.parametrize("num_epochs", [0.05, 0.3, 1.0, 2.5, 3.7, 12.0])
+def test_an_epoch_based_run_is_finished_exactly_at_the_loops_last_step(steps_per_epoch, num_epochs):
+    total = max(math.ceil(num_epochs * steps_per_epoch), 1)  # cnnjax.train.loop.run_length
+    assert sweeps_lib.is_finished(_records(steps_per_epoch, total), -1, num_epochs)
+    assert not sweeps_lib.is_finished(_records(steps_per_epoch, total - 1), -1, num_epochs)
+
+
+def test_point_status_new_partial_finished():
+    assert sweeps_lib.point_status([], False, 8, 1.0) == NEW
+    assert sweeps_lib.point_status([], True, 8, 1.0) == PARTIAL
+    assert sweeps_lib.point_status([{"step": 4}], False, 8, 1.0) == PARTIAL
+    assert sweeps_lib.point_status([{"step": 4}, {"step": 8}], True, 8, 1.0) == FINISHED
+    # a step-based run ignores epochs; an eval-only record at the last step counts
+    assert sweeps_lib.point_status([{"step": 8, "eval/top1": 0.5}], True, 8, 100.0) == FINISHED
+
+
+def test_array_spec_compresses_ranges_and_throttles():
+    assert sweeps_lib.array_spec([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert sweeps_lib.array_spec([3]) == "3"
+    assert sweeps_lib.array_spec([2, 0, 1], throttle=2) == "0-2%2"
+    with pytest.raises(ValueError):
+        sweeps_lib.array_spec([])
+
+
+def test_sbatch_script_runs_the_command_of_its_array_index_through_srun(tmp_path):
+    """Executes the script with bash and a stand-in srun that records its arguments."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    srun = fake_bin / "srun"
+    srun.write_text('#!/bin/bash\necho "srun-args: $*"\nshift\nexec "$@"\n')
+    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
+    logs = [str(tmp_path / f"p{i}" / "log.txt") for i in range(3)]
+    commands = [[sys.executable, "-c", f"print('point', {i}, 'it''s')"] for i in range(3)]
+    text = sweeps_lib.sbatch_script(job_name="cnnjax-x", array="0-2%2",
+                                    output_pattern=str(tmp_path / "slurm" / "%A_%a.out"),
+                                    cwd=str(tmp_path), commands=commands, logs=logs,
+                                    header=["a comment"])
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    assert "#SBATCH --array=0-2%2" in lines and "#SBATCH --job-name=cnnjax-x" in lines
+    # sbatch reads #SBATCH lines only before the first command
+    first_command = next(i for i, l in enumerate(lines) if l and not l.startswith("#"))
+    assert all(not l.startswith("#SBATCH") for l in lines[first_command:])
+    script = tmp_path / "sweep.sbatch"
+    script.write_text(text)
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "1",
+           "SLURM_ARRAY_JOB_ID": "77"}
+    subprocess.run(["bash", str(script)], env=env, check=True, timeout=60)
+    log = pathlib.Path(logs[1]).read_text()
+    assert "array task 1 of job 77" in log
+    assert "srun-args: --kill-on-bad-exit=1" in log
+    assert "point 1 its" in log
+    assert not pathlib.Path(logs[0]).exists() and not pathlib.Path(logs[2]).exists()
+    bad = subprocess.run(["bash", str(script)], env={**env, "SLURM_ARRAY_TASK_ID": "9"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no sweep point with index 9" in bad.stderr
