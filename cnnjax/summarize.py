@@ -90,7 +90,7 @@ def find_points(sweep_dir: pathlib.Path) -> list[tuple[str, dict, list[dict]]]:
                 overrides = json.loads((folder / POINT_FILE).read_text()).get("overrides", {})
             except ValueError:
                 overrides = {}
-        records = read_metrics(folder)
+        records = [r for r in read_metrics(folder) if isinstance(r, dict) and "step" in r]
         if records:
             points.append((folder.name, overrides, records))
     if not points:

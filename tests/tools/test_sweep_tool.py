@@ -1,0 +1,192 @@
+"""The sweep tool without training: plans, dry runs, validation, device slots, the local runner on
+stand-in commands, and the Slurm script it writes. (test_tools_end_to_end.py trains for real.)"""
+
+import json
+import os
+import pathlib
+import sys
+import textwrap
+
+import pytest
+
+from cnnjax import cli, sweep, sweeps_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TINY = REPO / "tests" / "train" / "tiny_config.py"
+
+
+def sweep_config(tmp_path: pathlib.Path, points: list[dict] | str, name: str = "sw.py") -> str:
+    """A config file: the tiny test config plus get_sweep() returning `points`."""
+    body = points if isinstance(points, str) else f"def get_sweep():\n    return {points!r}\n"
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(f"""
+        from cnnjax.train import config_io
+
+        def get_config(arg=None):
+            c = config_io.load_config({str(TINY)!r})
+            c.model.activation = "tanh"
+            return c
+
+        """) + body)
+    return str(path)
+
+
+def write_metrics(workdir: pathlib.Path, steps: list[int]) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (workdir / "metrics.jsonl").open("w") as f:
+        for s in steps:
+            f.write(json.dumps({"step": s, "train/loss": 1.0, "train/epoch": s / 16}) + "\n")
+
+
+POINTS = [{"model.activation": "relu", "seed": 0}, {"model.activation": "tanh", "seed": 1},
+          {"model.activation": "relu", "seed": 2}]
+
+
+def test_dry_run_prints_one_command_per_point_with_its_status_and_runs_nothing(tmp_path, capsys):
+    config = sweep_config(tmp_path, POINTS)
+    out_dir = tmp_path / "out"
+    write_metrics(out_dir / "model.activation=relu,seed=0", [2, 4, 6, 8])  # finished (num_steps 8)
+    write_metrics(out_dir / "model.activation=tanh,seed=1", [2, 4])       # stopped half way
+    status = cli.main(["train", config, "--sweep", "--dry-run", "--workdir", str(out_dir),
+                       "--config.num_steps=8"])
+    assert status == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("3 points in " + str(out_dir) + " (1 finished, 1 to resume, 1 new)")
+    commands = [line for line in out if line.startswith("[")]
+    assert [c.split()[0] for c in commands] == ["[finished]", "[partial]", "[new]"]
+    for line, point in zip(commands, POINTS, strict=True):
+        name = sweeps_lib.point_name(point)
+        assert f"--workdir {out_dir / name} --config.num_steps=8" in line
+        assert f"--config.model.activation={point['model.activation']}" in line
+        assert f"--config.seed={point['seed']}" in line
+        assert line.endswith(f">> {out_dir / name / 'log.txt'} 2>&1")
+    assert not (out_dir / "sweep.json").exists()
+    assert not (out_dir / "model.activation=relu,seed=2").exists()
+
+
+@pytest.mark.parametrize("points, extra, message", [
+    ([{"seed": 0}, {"model.actvation": "relu"}], [],
+     "sweep point 1 (model.actvation=relu): unknown config key 'model.actvation'"),
+    ([{"seed": "zero"}], [], "sweep point 0 (seed=zero): --config.seed: cannot read 'zero' as a int"),
+    ([{"seed": 0}], ["--config.batch_sise=3"], "unknown config key 'batch_sise'"),
+    ("def get_sweep():\n    return []\n", [], "get_sweep() returned no points"),
+    ("X = 1\n", [], "defines no get_sweep()"),
+    ([{"seed": 0}], ["--parallel", "0"], "--parallel must be at least 1"),
+    ([{"seed": 0}], ["--slurm-args", "-p x"], "--slurm-args needs --slurm"),
+    ([{"seed": 0}], ["--bogus"], "unrecognised argument '--bogus'"),
+])
+def test_invalid_sweeps_fail_in_one_line_before_anything_runs(tmp_path, capsys, points, extra,
+                                                               message):
+    config = sweep_config(tmp_path, points)
+    out_dir = tmp_path / "out"
+    assert cli.main(["train", config, "--sweep", "--workdir", str(out_dir), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out_dir.exists()
+
+
+def test_device_slots_share_out_gpus_and_cpu_cores():
+    gpus = ["0", "1", "2", "3"]
+    slots = sweep.device_slots(2, 0, gpus, [0, 1])
+    assert [s.env for s in slots] == [{"CUDA_VISIBLE_DEVICES": "0,1"},
+                                      {"CUDA_VISIBLE_DEVICES": "2,3"}]
+    slots = sweep.device_slots(3, 1, gpus, [0, 1])
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "1", "2"]
+    assert sweep.device_slots(1, 0, gpus, [0, 1]) == [sweep.Slot({})]
+    with pytest.raises(ValueError, match="needs 6 GPUs; 4 are visible"):
+        sweep.device_slots(3, 2, gpus, [0, 1])
+    cpu = sweep.device_slots(2, 0, [], [0, 1, 2, 3, 4])
+    assert [sorted(s.cpus) for s in cpu] == [[0, 1], [2, 3]]
+    cpu = sweep.device_slots(2, 2, [], [0, 1], xla_flags="--xla_dump_to=/tmp/x")
+    assert cpu[0].env["XLA_FLAGS"] == ("--xla_dump_to=/tmp/x "
+                                       "--xla_force_host_platform_device_count=2")
+    assert [sorted(s.cpus) for s in cpu] == [[0], [1]]
+    assert all(s.cpus is None for s in sweep.device_slots(3, 0, [], [0, 1]))
+    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": "2, 5"}) == ["2", "5"]
+    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+
+
+def _fake_run(tmp_path: pathlib.Path, index: int, code: str) -> sweep.PointRun:
+    """A point whose 'training' is a short Python program (no jax), finished when it logs step 4."""
+    workdir = tmp_path / f"p{index}"
+    program = textwrap.dedent(f"""
+        import json, os, sys
+        print("cpus", sorted(os.sched_getaffinity(0)), "cuda", os.environ.get("CUDA_VISIBLE_DEVICES"))
+        {code}
+        with open(os.path.join({str(workdir)!r}, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps({{"step": 4, "eval/top1": 0.25}}) + "\\n")
+        """)
+    return sweep.PointRun(index, f"p{index}", {"i": index}, workdir, [sys.executable, "-c", program],
+                          sweeps_lib.NEW, 4, 1.0)
+
+
+def test_run_local_runs_side_by_side_reports_failures_and_keeps_going(tmp_path, capsys):
+    runs = [_fake_run(tmp_path, 0, "pass"),
+            _fake_run(tmp_path, 1, "sys.exit('boom: bad data')"),
+            _fake_run(tmp_path, 2, "pass"),
+            _fake_run(tmp_path, 3, "sys.exit(0)")]  # exits cleanly without reaching its last step
+    write_metrics(tmp_path / "p2", [4])
+    runs[2].status = sweeps_lib.FINISHED  # skipped: its program never runs
+    slots = [sweep.Slot({"CUDA_VISIBLE_DEVICES": "7"}), sweep.Slot({"CUDA_VISIBLE_DEVICES": "8"})]
+    failed = sweep.run_local(runs, slots, poll_seconds=0.02)
+    assert failed == 2
+    out = capsys.readouterr().out
+    lines = {line.split("]")[1].split(":")[0].strip(): line for line in out.splitlines()
+             if "finished" in line or "FAILED" in line}
+    assert "finished in" in lines["p0"] and "eval/top1 25.00%" in lines["p0"]
+    assert "FAILED (exit status 1)" in lines["p1"] and "boom: bad data" in lines["p1"]
+    assert "FAILED (stopped before its last step)" in lines["p3"]
+    assert "p2" not in lines
+    log0 = (tmp_path / "p0" / "log.txt").read_text()
+    assert "cuda 7" in log0 or "cuda 8" in log0
+    assert (tmp_path / "p2" / "log.txt").exists() is False
+
+
+def test_run_local_pins_cpu_slots_to_their_own_cores(tmp_path, capsys):
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs two CPU cores to pin two points apart")
+    slots = sweep.device_slots(2, 0, [], cores)
+    runs = [_fake_run(tmp_path, i, "import time; time.sleep(0.3)") for i in range(2)]
+    assert sweep.run_local(runs, slots, poll_seconds=0.02) == 0
+    seen = set()
+    for run in runs:
+        line = next(l for l in run.log.read_text().splitlines() if l.startswith("cpus"))
+        seen.add(line.split(" cuda")[0])
+    assert seen == {f"cpus {sorted(s.cpus)}" for s in slots}
+
+
+def test_slurm_dry_run_writes_the_array_script_for_unfinished_points_only(tmp_path, capsys,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = sweep_config(tmp_path, POINTS)
+    write_metrics(tmp_path / "out" / "model.activation=tanh,seed=1", [8])
+    status = cli.main(["train", "sw.py:x", "--sweep", "--slurm", "--dry-run", "--parallel", "2",
+                       "--workdir", "out", "--slurm-args", "--partition=main --time=10",
+                       "--config.num_steps=8"])
+    assert status == 0
+    script = (tmp_path / "out" / "sweep.sbatch").read_text()
+    assert script in capsys.readouterr().out
+    assert "#SBATCH --array=0,2%2\n" in script
+    assert f"#SBATCH --output={tmp_path}/out/slurm/%A_%a.out\n" in script
+    assert "# Submitted with: sbatch --partition=main --time=10 " in script
+    assert f"\ncd {tmp_path}\n" in script
+    assert (tmp_path / "out" / "slurm").is_dir()
+    for i, point in enumerate(POINTS):
+        name = sweeps_lib.point_name(point)
+        line = next(l for l in script.splitlines() if l.startswith(f"  {i}) "))
+        assert f"LOG={tmp_path}/out/{name}/log.txt;" in line
+        assert (f"CMD=({sys.executable} -m cnnjax.cli train {config}:x --workdir "
+                f"{tmp_path}/out/{name} --config.num_steps=8 "
+                f"--config.model.activation={point['model.activation']} "
+                f"--config.seed={point['seed']})") in line
+    assert 'srun --kill-on-bad-exit=1 "${CMD[@]}"' in script
+    assert not (tmp_path / "out" / "sweep.json").exists()
+
+
+def test_slurm_with_everything_finished_submits_nothing(tmp_path, capsys):
+    config = sweep_config(tmp_path, [{"seed": 0}])
+    write_metrics(tmp_path / "out" / "seed=0", [8])
+    assert cli.main(["train", config, "--sweep", "--slurm", "--workdir", str(tmp_path / "out"),
+                     "--config.num_steps=8"]) == 0
+    assert "all 1 points have finished; nothing to submit" in capsys.readouterr().out
