@@ -207,6 +207,29 @@ def transposed_input_size(out_size: int, kernel_size: int, *, stride: int, paddi
     return (out_size - 1) * stride + k_eff - lo - hi + output_padding, (lo, hi)
 
 
+def _flip_transpose_kernel(w: jax.Array, groups: int) -> jax.Array:
+    """Kernel of the adjoint conv: spatially flipped, in/out channels swapped within each group.
+
+    (*k, Cin/g, Cout) -> (*k, Cout/g, Cin); entry [t, j, k Cin/g + i] = w[-t, i, k Cout/g + j].
+    """
+    nd = w.ndim - 2
+    k = w.shape[:nd]
+    cin_g, cout = w.shape[-2], w.shape[-1]
+    w = jnp.flip(w, axis=tuple(range(nd)))
+    w = w.reshape(*k, cin_g, groups, cout // groups)
+    w = jnp.moveaxis(w, (nd, nd + 2), (nd + 2, nd))
+    return w.reshape(*k, cout // groups, cin_g * groups)
+
+
+def _transpose_padding(in_size, out_size, kernel_size, stride, dilation, padding):
+    """Padding of the stride-dilated y for the adjoint correlation: lo = (n - 1) d - p_lo and
+    hi = m + p_lo - (o - 1) s - 1 make it span exactly the m input positions (negative values
+    crop, for padding wider than the kernel)."""
+    return [((k - 1) * d - lo, m + lo - (o - 1) * s - 1)
+            for m, o, k, s, d, (lo, _) in zip(in_size, out_size, kernel_size, stride, dilation,
+                                              padding, strict=True)]
+
+
 def conv_transpose2d(y: jax.Array, kernel: jax.Array, *, stride: IntOrSeq = 1,
                      padding: Padding = "VALID", dilation: IntOrSeq = 1, groups: int = 1,
                      output_padding: IntOrSeq = 0, impl: str = "xla",
@@ -246,11 +269,12 @@ def conv_transpose2d(y: jax.Array, kernel: jax.Array, *, stride: IntOrSeq = 1,
         pads.append(pad)
     y, kernel = _promote(y, kernel)
     if impl == "xla":
-        cfg = _explicit.transpose_padding(tuple(in_size), y.shape[1:3], kernel.shape[:2],
-                                          stride_t, dilation_t, tuple(pads))
+        # Full convolution of the stride-dilated y (lhs_dilation) with the flipped kernel.
+        pads_t = _transpose_padding(in_size, y.shape[1:3], kernel.shape[:2], stride_t, dilation_t,
+                                    pads)
         return lax.conv_general_dilated(
-            y, _explicit.flip_transpose_kernel(kernel, groups), window_strides=(1, 1),
-            padding=[(lo, hi) for lo, hi, _ in cfg], lhs_dilation=stride_t,
+            y, _flip_transpose_kernel(kernel, groups), window_strides=(1, 1),
+            padding=pads_t, lhs_dilation=stride_t,
             rhs_dilation=dilation_t, dimension_numbers=_DIMENSION_NUMBERS[2],
             feature_group_count=groups, precision=precision)
     return _explicit.transpose_conv(y, kernel, tuple(in_size), stride_t, tuple(pads), dilation_t,

@@ -1,148 +1,169 @@
 """Convolution written from its definition, with the backward pass written out by hand.
 
-For an input x padded to xp and a kernel w (spatial taps t, dilation d, stride s), the
-cross-correlation is
+For an input x zero-padded to xp and a kernel w with spatial taps t, dilation d and stride s,
+the cross-correlation is, per spatial axis,
 
-    y[n, o, co] = sum_{t, ci} xp[n, o s + t d, ci] w[t, ci, co]            (per spatial axis)
+    y[n, o, co] = sum_{t, ci} xp[n, o s + t d, ci] w[t, ci, co]
 
 (Goodfellow, Bengio & Courville, Deep Learning, Sec. 9.1, eq. 9.6, with stride and dilation).
-It is computed as im2col: shifted, strided slices of xp stacked into patches, then one
-dot_general over (taps, input channels). With g groups the channels split into g independent
-blocks, which become a batch dimension of the dot_general.
+It is evaluated as im2col one kernel row at a time: the strided windows xp[n, o s + t d] of all
+taps in a row are concatenated along channels and multiplied with that row of the kernel in one
+dot_general, and the rows are summed. (A single im2col of all taps materialises prod(k) copies of
+the input; one dot per tap wastes the CPU's matmul on tiny contractions; rows sit between.)
+With g groups, channels split into g independent blocks that become a batch axis of the dot.
 
-Backward (`jax.custom_vjp`), from the same sum:
+Backward (`jax.custom_vjp`), by differentiating the same sum:
   - kernel gradient: dL/dw[t, ci, co] = sum_{n, o} xp[n, o s + t d, ci] dL/dy[n, o, co], the
-    cross-correlation of the layer input with the output gradient;
-  - input gradient: the output gradient dilated by the stride (s - 1 zeros between entries),
-    padded, then fully convolved with the kernel, i.e. cross-correlated with the kernel flipped
-    on every spatial axis and with its in/out channel roles swapped (per group).
-The input-gradient map is also the transposed convolution (`transpose_conv`).
+    cross-correlation of the (padded) layer input with the output gradient;
+  - input gradient: dL/dxp[i] = sum_t sum_{o : o s + t d = i} dL/dy[o] w[t]^T, the full
+    convolution of the stride-dilated output gradient (s - 1 zeros between entries) with the
+    kernel, i.e. a cross-correlation with the kernel flipped on every spatial axis and its
+    channel roles swapped. It is evaluated tap by tap: each tap adds dL/dy w[t]^T, shifted by
+    t d. Taps whose shift t d has the same residue mod s land on the same phase of the input
+    grid, so each phase is accumulated on its own and the phases are interleaved at the end;
+    the zeros of the stride-dilated gradient are never materialised. Cropping the padding
+    gives dL/dx.
+The input-gradient map is the transposed convolution (`transpose_conv`).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import math
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 Pads = tuple[tuple[int, int], ...]
+Ints = tuple[int, ...]
 
 
-def patches(xp: jax.Array, kernel_size: tuple[int, ...], stride: tuple[int, ...],
-            dilation: tuple[int, ...]) -> jax.Array:
-    """im2col of an already padded input: (N, *spatial, C) -> (N, *out, prod(kernel_size), C).
-
-    Tap t (in row-major order over the kernel's spatial axes) of output position o holds
-    xp[n, o s + t d, :], with out = floor((m - (n - 1) d - 1) / s) + 1 per axis.
-    """
-    spatial = xp.shape[1:-1]
-    out = [(m - (k - 1) * d - 1) // s + 1
-           for m, k, s, d in zip(spatial, kernel_size, stride, dilation, strict=True)]
-    taps = []
-    for offsets in itertools.product(*(range(k) for k in kernel_size)):
-        first = [t * d for t, d in zip(offsets, dilation, strict=True)]
-        last = [b + (o - 1) * s + 1 for b, o, s in zip(first, out, stride, strict=True)]
-        taps.append(lax.slice(xp, (0, *first, 0), (xp.shape[0], *last, xp.shape[-1]),
-                              (1, *stride, 1)))
-    return jnp.stack(taps, axis=-2)
+def output_size(in_size: Ints, kernel_size: Ints, stride: Ints, dilation: Ints) -> Ints:
+    """VALID output size per axis: floor((m - (n - 1) d - 1) / s) + 1."""
+    return tuple((m - (k - 1) * d - 1) // s + 1
+                 for m, k, s, d in zip(in_size, kernel_size, stride, dilation, strict=True))
 
 
-def correlate(xp: jax.Array, w: jax.Array, stride: tuple[int, ...], dilation: tuple[int, ...],
-              groups: int, precision=None) -> jax.Array:
-    """VALID grouped cross-correlation of a padded input xp (N, *spatial, Cin) with w (*k, Cin/g,
-    Cout): returns (N, *out, Cout)."""
+def window(xp: jax.Array, offsets: Ints, stride: Ints, dilation: Ints, out: Ints) -> jax.Array:
+    """xp[n, o s + t d, c] for all output positions o of tap t = offsets: (N, *out, C)."""
+    first = [t * d for t, d in zip(offsets, dilation, strict=True)]
+    last = [f + (o - 1) * s + 1 for f, o, s in zip(first, out, stride, strict=True)]
+    return lax.slice(xp, (0, *first, 0), (xp.shape[0], *last, xp.shape[-1]), (1, *stride, 1))
+
+
+def row_patches(xp: jax.Array, lead: Ints, kernel_size: Ints, stride: Ints, dilation: Ints,
+                out: Ints, groups: int) -> jax.Array:
+    """im2col of one kernel row: the windows of taps (*lead, b) for every b along the last
+    kernel axis, as (N * prod(out), k_last, groups, C / groups)."""
+    taps = [window(xp, (*lead, b), stride, dilation, out) for b in range(kernel_size[-1])]
+    cols = jnp.stack(taps, axis=-2)
+    return cols.reshape(-1, kernel_size[-1], groups, xp.shape[-1] // groups)
+
+
+def _leads(kernel_size: Ints):
+    return itertools.product(*(range(k) for k in kernel_size[:-1]))
+
+
+def correlate(xp: jax.Array, w: jax.Array, stride: Ints, dilation: Ints, groups: int,
+              precision=None) -> jax.Array:
+    """VALID grouped cross-correlation of an already padded xp (N, *spatial, Cin) with
+    w (*k, Cin/g, Cout): returns (N, *out, Cout)."""
     nd = w.ndim - 2
-    kernel_size = w.shape[:nd]
-    cin_g, cout = w.shape[-2], w.shape[-1]
-    cols = patches(xp, kernel_size, stride, dilation)        # (N, *out, K, Cin)
-    batch_out = cols.shape[:-2]
-    taps = math.prod(kernel_size)
-    if groups == 1:
-        y = lax.dot_general(cols.reshape(-1, taps * cin_g), w.reshape(taps * cin_g, cout),
-                            (((1,), (0,)), ((), ())), precision=precision)
-        return y.reshape(*batch_out, cout)
-    cols = cols.reshape(-1, taps, groups, cin_g)             # (P, K, g, Cin/g)
-    wg = w.reshape(taps, cin_g, groups, cout // groups)      # (K, Cin/g, g, Cout/g)
-    y = lax.dot_general(cols, wg, (((1, 3), (0, 1)), ((2,), (2,))), precision=precision)
-    # y: (g, P, Cout/g); output channel index is group-major, as in feature_group_count.
-    return jnp.moveaxis(y, 0, 1).reshape(*batch_out, cout)
+    kernel_size, (cin_g, cout) = w.shape[:nd], w.shape[nd:]
+    out = output_size(xp.shape[1:-1], kernel_size, stride, dilation)
+    if cin_g == 1:
+        # One input channel per group (LeNet C1, depthwise): the sum over input channels is
+        # empty, so the conv is a broadcast multiply-add per tap, which XLA fuses into one loop.
+        wg = w.reshape(*kernel_size, groups, cout // groups)
+        y = 0
+        for t in itertools.product(*(range(k) for k in kernel_size)):
+            y = y + window(xp, t, stride, dilation, out)[..., None] * wg[t]
+        return y.reshape(xp.shape[0], *out, cout)
+    y = 0
+    for lead in _leads(kernel_size):
+        cols = row_patches(xp, lead, kernel_size, stride, dilation, out, groups)
+        wr = w[lead].reshape(kernel_size[-1], cin_g, groups, cout // groups)
+        # (P, kl, g, c) x (kl, c, g, o) -> (g, P, o): contract taps and channels, batch groups.
+        y = y + lax.dot_general(cols, wr, (((1, 3), (0, 1)), ((2,), (2,))), precision=precision)
+    return jnp.moveaxis(y, 0, 1).reshape(xp.shape[0], *out, cout)
 
 
-def kernel_grad(xp: jax.Array, dy: jax.Array, kernel_size: tuple[int, ...],
-                stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
-                precision=None) -> jax.Array:
-    """dL/dw: cross-correlation of the padded input with the output gradient, (*k, Cin/g, Cout)."""
-    cols = patches(xp, kernel_size, stride, dilation)        # (N, *out, K, Cin)
-    taps = math.prod(kernel_size)
+def kernel_grad(xp: jax.Array, dy: jax.Array, kernel_size: Ints, stride: Ints, dilation: Ints,
+                groups: int, precision=None) -> jax.Array:
+    """dL/dw, the cross-correlation of the padded input xp (N, *spatial, Cin) with the output
+    gradient dy (N, *out, Cout): returns (*k, Cin/g, Cout)."""
     cin, cout = xp.shape[-1], dy.shape[-1]
-    cols = cols.reshape(-1, taps, groups, cin // groups)
+    out = dy.shape[1:-1]
     dyg = dy.reshape(-1, groups, cout // groups)
-    dw = lax.dot_general(cols, dyg, (((0,), (0,)), ((2,), (1,))), precision=precision)
-    # dw: (g, K, Cin/g, Cout/g) -> (K, Cin/g, g, Cout/g), output channels group-major.
-    dw = jnp.transpose(dw, (1, 2, 0, 3))
+    rows = []
+    for lead in _leads(kernel_size):
+        cols = row_patches(xp, lead, kernel_size, stride, dilation, out, groups)
+        # (P, kl, g, c) x (P, g, o) -> (g, kl, c, o): contract positions, batch groups.
+        rows.append(lax.dot_general(cols, dyg, (((0,), (0,)), ((2,), (1,))),
+                                    precision=precision))
+    dw = jnp.stack(rows, axis=1)                             # (g, rows, kl, c, o)
+    dw = jnp.moveaxis(dw, 0, -2)                             # (rows, kl, c, g, o)
     return dw.reshape(*kernel_size, cin // groups, cout)
 
 
-def flip_transpose_kernel(w: jax.Array, groups: int) -> jax.Array:
-    """Kernel of the adjoint conv: spatially flipped, in/out channels swapped within each group.
-
-    (*k, Cin/g, Cout) -> (*k, Cout/g, Cin); entry [t, j, k Cin/g + i] = w[-t, i, k Cout/g + j].
-    """
-    nd = w.ndim - 2
-    k = w.shape[:nd]
-    cin_g, cout = w.shape[-2], w.shape[-1]
-    w = jnp.flip(w, axis=tuple(range(nd)))
-    w = w.reshape(*k, cin_g, groups, cout // groups)
-    w = jnp.moveaxis(w, (nd, nd + 2), (nd + 2, nd))
-    return w.reshape(*k, cout // groups, cin_g * groups)
-
-
-def transpose_padding(in_size: tuple[int, ...], out_size: tuple[int, ...],
-                      kernel_size: tuple[int, ...], stride: tuple[int, ...],
-                      dilation: tuple[int, ...], padding: Pads) -> tuple[tuple[int, int, int], ...]:
-    """lax.pad config (lo, hi, interior) that turns an output gradient into the input of the
-    adjoint correlation: interior s - 1 dilates by the stride; lo = (n - 1) d - p_lo and
-    hi = m + p_lo - (o - 1) s - 1 make the result span exactly the m input positions (negative
-    values crop, for padding wider than the kernel)."""
-    cfg = []
-    for m, o, k, s, d, (lo, _) in zip(in_size, out_size, kernel_size, stride, dilation, padding,
-                                      strict=True):
-        cfg.append(((k - 1) * d - lo, m + lo - (o - 1) * s - 1, s - 1))
-    return tuple(cfg)
-
-
-def transpose_conv(dy: jax.Array, w: jax.Array, in_size: tuple[int, ...], stride: tuple[int, ...],
-                   padding: Pads, dilation: tuple[int, ...], groups: int,
-                   precision=None) -> jax.Array:
+def transpose_conv(dy: jax.Array, w: jax.Array, in_size: Ints, stride: Ints, padding: Pads,
+                   dilation: Ints, groups: int, precision=None) -> jax.Array:
     """Adjoint of x -> correlate(pad(x, padding), w): (N, *out, Cout) -> (N, *in_size, Cin).
 
-    The full convolution of the stride-dilated `dy` with `w`, written as a stride-1
-    cross-correlation with the flipped, channel-transposed kernel."""
+    The full convolution of the stride-dilated dy with w, accumulated per kernel tap on the s
+    phases of the padded input grid (module docstring), then cropped to `in_size`.
+    """
     nd = w.ndim - 2
-    cfg = transpose_padding(in_size, dy.shape[1:-1], w.shape[:nd], stride, dilation, padding)
+    kernel_size, (cin_g, cout) = w.shape[:nd], w.shape[nd:]
+    out = dy.shape[1:-1]
+    padded = [m + lo + hi for m, (lo, hi) in zip(in_size, padding, strict=True)]
+    phase_size = [-(-m // s) for m, s in zip(padded, stride, strict=True)]
+    dyg = dy.reshape(-1, groups, cout // groups)
     zero = jnp.zeros((), dy.dtype)
-    dyp = lax.pad(dy, zero, ((0, 0, 0), *cfg, (0, 0, 0)))
-    return correlate(dyp, flip_transpose_kernel(w, groups), (1,) * nd, dilation, groups, precision)
+    phases: dict[Ints, jax.Array] = {}
+    for lead in _leads(kernel_size):
+        wr = w[lead].reshape(kernel_size[-1], cin_g, groups, cout // groups)
+        # (P, g, o) x (kl, c, g, o) -> (g, P, kl, c): dy times this row's transposed taps.
+        cols = lax.dot_general(dyg, wr, (((2,), (3,)), ((1,), (2,))), precision=precision)
+        cols = jnp.moveaxis(cols, 0, -2).reshape(dy.shape[0], *out, kernel_size[-1], cin_g * groups)
+        for b in range(kernel_size[-1]):
+            shift = [t * d for t, d in zip((*lead, b), dilation, strict=True)]
+            phase = tuple(f % s for f, s in zip(shift, stride, strict=True))
+            cfg = [(f // s, q - f // s - o, 0)
+                   for f, s, q, o in zip(shift, stride, phase_size, out, strict=True)]
+            term = lax.pad(cols[..., b, :], zero, ((0, 0, 0), *cfg, (0, 0, 0)))
+            phases[phase] = phases[phase] + term if phase in phases else term
+    cin = cin_g * groups
+    empty = jnp.zeros((dy.shape[0], *phase_size, cin), dy.dtype)
+    grid = jnp.stack([phases.get(r, empty) for r in itertools.product(*map(range, stride))])
+    # grid[(r_1..r_nd), n, q_1..q_nd, c] holds position q s + r: interleave, then crop padding.
+    grid = grid.reshape(*stride, dy.shape[0], *phase_size, cin)
+    order = [nd]
+    for i in range(nd):
+        order += [nd + 1 + i, i]
+    dxp = jnp.transpose(grid, (*order, 2 * nd + 1))
+    dxp = dxp.reshape(dy.shape[0], *(q * s for q, s in zip(phase_size, stride, strict=True)), cin)
+    return lax.slice(dxp, (0, *(lo for lo, _ in padding), 0),
+                     (dy.shape[0], *(lo + m for m, (lo, _) in zip(in_size, padding, strict=True)),
+                      cin))
 
 
-def _pad(x: jax.Array, padding: Pads) -> jax.Array:
-    return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in padding),
-                                               (0, 0, 0)))
+def pad(x: jax.Array, padding: Pads) -> jax.Array:
+    """Zero-pad the spatial axes of (N, *spatial, C) by (lo, hi) per axis."""
+    cfg = ((0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0))
+    return lax.pad(x, jnp.zeros((), x.dtype), cfg)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
-def conv_explicit(x: jax.Array, w: jax.Array, stride: tuple[int, ...], padding: Pads,
-                  dilation: tuple[int, ...], groups: int, precision=None) -> jax.Array:
+def conv_explicit(x: jax.Array, w: jax.Array, stride: Ints, padding: Pads, dilation: Ints,
+                  groups: int, precision=None) -> jax.Array:
     """Grouped, strided, dilated, padded cross-correlation from the definition (module docstring).
 
     x (N, *spatial, Cin), w (*k, Cin/g, Cout) -> (N, *out, Cout). Arguments are assumed validated
-    (see cnnjax.ops.conv). Reverse-mode only: forward-mode (jvp) is not defined for custom_vjp.
+    (see cnnjax.ops.conv). Reverse mode only: jax.custom_vjp defines no forward-mode (jvp) rule.
     """
-    return correlate(_pad(x, padding), w, stride, dilation, groups, precision)
+    return correlate(pad(x, padding), w, stride, dilation, groups, precision)
 
 
 def _conv_fwd(x, w, stride, padding, dilation, groups, precision):
@@ -152,7 +173,7 @@ def _conv_fwd(x, w, stride, padding, dilation, groups, precision):
 def _conv_bwd(stride, padding, dilation, groups, precision, res, dy):
     x, w = res
     nd = w.ndim - 2
-    dw = kernel_grad(_pad(x, padding), dy.astype(x.dtype), w.shape[:nd], stride, dilation, groups,
+    dw = kernel_grad(pad(x, padding), dy.astype(x.dtype), w.shape[:nd], stride, dilation, groups,
                      precision)
     dx = transpose_conv(dy.astype(w.dtype), w, x.shape[1:-1], stride, padding, dilation, groups,
                         precision)
@@ -160,3 +181,4 @@ def _conv_bwd(stride, padding, dilation, groups, precision, res, dy):
 
 
 conv_explicit.defvjp(_conv_fwd, _conv_bwd)
+

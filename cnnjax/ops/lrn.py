@@ -13,8 +13,7 @@ def local_response_norm(x: jax.Array, size: int = 5, k: float = 2.0, alpha: floa
 
         b[..., i] = a[..., i] / (k + alpha * sum_{j=i-lo}^{i+hi} a[..., j]^2)^beta
 
-    with lo = size // 2 and hi = (size - 1) // 2 (centred for odd sizes),
-
+    with lo = size // 2 and hi = (size - 1) // 2 (centred for odd sizes) and
     the sum clipped to the channels that exist (Sec. 3.3; n = size = 5, k = 2, alpha = 1e-4,
     beta = 0.75 in the paper). alpha multiplies the plain sum, as in the paper; torch's
     LocalResponseNorm divides alpha by `size`, so torch's alpha equals ours times `size`.

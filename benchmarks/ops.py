@@ -1,0 +1,116 @@
+"""Time conv2d's two implementations, forward and forward+backward, on real layer shapes.
+
+    .venv/bin/python benchmarks/ops.py            # all layers
+    .venv/bin/python benchmarks/ops.py --quick    # fewer repeats, smaller batches
+
+Each case is jitted and warmed up; the table shows the median wall time in ms over --repeats
+runs. fwd+bwd is jax.grad of sum(conv2d(x, w)) with respect to both x and w. Ratios are
+explicit / xla (lower is better for explicit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from cnnjax import ops
+
+
+@dataclass(frozen=True)
+class Case:
+    """One conv layer: input (N, H, W, Cin), kernel (k, k, Cin/groups, Cout), geometry."""
+
+    name: str
+    batch: int
+    size: int
+    cin: int
+    cout: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+
+
+def cases(scale: float) -> list[Case]:
+    """LeNet-5 (LeCun et al. 1998), AlexNet (Krizhevsky et al. 2012, Fig. 2, two towers as
+    groups=2), ResNet (He et al. 2016, Table 1 stem and stage convs; CIFAR net of Sec. 4.2)."""
+    def b(n: int) -> int:
+        return max(1, int(n * scale))
+    return [
+        Case("lenet5.C1", b(128), 32, 1, 6, 5),
+        Case("lenet5.C3", b(128), 14, 6, 16, 5),
+        Case("alexnet.conv1", b(8), 227, 3, 96, 11, stride=4),
+        Case("alexnet.conv2", b(8), 27, 96, 256, 5, padding=2, groups=2),
+        Case("alexnet.conv3", b(8), 13, 256, 384, 3, padding=1),
+        Case("alexnet.conv4", b(8), 13, 384, 384, 3, padding=1, groups=2),
+        Case("alexnet.conv5", b(8), 13, 384, 256, 3, padding=1, groups=2),
+        Case("resnet.stem7x7/2", b(8), 224, 3, 64, 7, stride=2, padding=3),
+        Case("resnet.conv2_x", b(8), 56, 64, 64, 3, padding=1),
+        Case("resnet.conv3_x", b(8), 28, 128, 128, 3, padding=1),
+        Case("resnet.conv4_x", b(8), 14, 256, 256, 3, padding=1),
+        Case("resnet.conv5_x", b(8), 7, 512, 512, 3, padding=1),
+        Case("resnet.cifar16", b(128), 32, 16, 16, 3, padding=1),
+    ]
+
+
+def median_ms(fn, *args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))  # compile and warm up
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def time_case(case: Case, repeats: int, dtype) -> tuple[float, float, float, float]:
+    kx, kw = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (case.batch, case.size, case.size, case.cin), dtype)
+    w = jax.random.normal(kw, (case.kernel, case.kernel, case.cin // case.groups, case.cout),
+                          dtype)
+    out = []
+    for impl in ("xla", "explicit"):
+        def fwd(x, w, impl=impl):
+            return ops.conv2d(x, w, stride=case.stride, padding=case.padding, groups=case.groups,
+                              impl=impl)
+        grad = jax.grad(lambda x, w, f=fwd: jnp.sum(f(x, w)), argnums=(0, 1))
+        out.append((median_ms(jax.jit(fwd), x, w, repeats=repeats),
+                    median_ms(jax.jit(grad), x, w, repeats=repeats)))
+    (xf, xb), (ef, eb) = out
+    return xf, ef, xb, eb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 repeats and quarter batches")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--only", default="", help="substring filter on layer names")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    args = parser.parse_args()
+    repeats = 3 if args.quick else args.repeats
+    scale = 0.25 if args.quick else 1.0
+    dtype = jnp.dtype(args.dtype)
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), dtype {dtype.name}, "
+          f"median of {repeats}")
+    header = (f"{'layer':18} {'x shape -> kernel':36} {'xla fwd':>8} {'expl fwd':>9} {'ratio':>6} "
+              f"{'xla f+b':>8} {'expl f+b':>9} {'ratio':>6}")
+    print(header)
+    print("-" * len(header))
+    for case in cases(scale):
+        if args.only not in case.name:
+            continue
+        shape = (f"({case.batch},{case.size},{case.size},{case.cin}) "
+                 f"{case.kernel}x{case.kernel}/{case.stride} g{case.groups}->{case.cout}")
+        xf, ef, xb, eb = time_case(case, repeats, dtype)
+        print(f"{case.name:18} {shape:36} {xf:8.2f} {ef:9.2f} {ef / xf:6.2f} {xb:8.2f} {eb:9.2f} "
+              f"{eb / xb:6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
