@@ -1,0 +1,7 @@
+"""python -m cnnjax.convert: see cnnjax.convert.cli."""
+
+import sys
+
+from cnnjax.convert import main
+
+sys.exit(main())

@@ -1,0 +1,126 @@
+"""Command line of the weight converter.
+
+    python -m cnnjax.convert export --workdir DIR [--step N] --out FILE.safetensors|.npz|.pth
+        a cnnjax run's checkpoint (the latest, or step N) as a torchvision-named state dict
+    python -m cnnjax.convert import FILE.pth|.safetensors|.npz --model NAME [--knob K=V ...]
+            --out FILE.npz
+        checks that a torch state dict fits model NAME and writes its cnnjax variables, one array
+        per 'params/conv1/kernel'-style path
+    python -m cnnjax.convert models
+        the supported model names
+
+User errors end in one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import pathlib
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+def _parse_knob(text: str) -> tuple[str, Any]:
+    """'dtype=bfloat16' -> ('dtype', 'bfloat16'); values are Python literals where they parse."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--knob takes KEY=VALUE (e.g. --knob dtype=bfloat16); got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}/"))
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def export(workdir: pathlib.Path, out: pathlib.Path, step: int | None) -> str:
+    """Writes the checkpoint of `workdir` at `step` (default: the latest) to `out` in torch names."""
+    from cnnjax.convert import save_state_dict, variables_to_torch
+    from cnnjax.train.checkpoint import Checkpoints
+    from cnnjax.train.config_io import load_saved_config
+
+    config = load_saved_config(workdir)
+    directory = workdir / "checkpoints"
+    steps = Checkpoints(directory, use_async=False).all_steps() if directory.is_dir() else []
+    if not steps:
+        raise ValueError(f"no checkpoint in {directory}: train the run first")
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise ValueError(f"no checkpoint at step {step} in {directory}; available steps: {steps}")
+    arrays = Checkpoints(directory, use_async=False).read_arrays(step)
+    variables = {"params": arrays["params"]}
+    if arrays.get("batch_stats"):
+        variables["batch_stats"] = arrays["batch_stats"]
+    state = variables_to_torch(variables, config.model.name)
+    save_state_dict(state, out)
+    return f"wrote {len(state)} tensors of {config.model.name} (step {step}) to {out}"
+
+
+def import_(path: pathlib.Path, model: str, knobs: dict[str, Any], out: pathlib.Path) -> str:
+    """Converts the torch state dict in `path` for `model` and writes the variables to `out`."""
+    from cnnjax.convert import load_state_dict, torch_to_variables
+
+    if out.suffix.lower() != ".npz":
+        raise ValueError(f"--out must name an .npz file for the cnnjax variables; got {str(out)!r}")
+    variables = _flatten(torch_to_variables(load_state_dict(path), model, **knobs))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as f:
+        np.savez(f, **variables)
+    return f"wrote {len(variables)} arrays of {model} to {out}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cnnjax.convert",
+                                     description="Convert weights between PyTorch and cnnjax.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("export", help="a run's checkpoint as a torchvision state dict")
+    ex.add_argument("--workdir", required=True, type=pathlib.Path)
+    ex.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    ex.add_argument("--out", required=True, type=pathlib.Path,
+                    help="output file: .safetensors, .npz, or .pth (needs torch)")
+    im = sub.add_parser("import", help="a torch state dict as cnnjax variables (.npz)")
+    im.add_argument("file", type=pathlib.Path)
+    im.add_argument("--model", required=True, help="supported model name (see 'models')")
+    im.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
+                    help="model knob, e.g. dtype=bfloat16 (repeatable)")
+    im.add_argument("--out", required=True, type=pathlib.Path)
+    sub.add_parser("models", help="list the supported model names")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns the exit status (0, or 2 after a one-line user error)."""
+    from cnnjax.errors import is_user_error
+
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "export":
+            message = export(args.workdir, args.out, args.step)
+        elif args.command == "import":
+            knobs = dict(_parse_knob(k) for k in args.knob)
+            message = import_(args.file, args.model, knobs, args.out)
+        else:
+            from cnnjax.convert import supported_models
+
+            message = "\n".join(supported_models())
+    except Exception as e:
+        if not is_user_error(e):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(message)
+    return 0

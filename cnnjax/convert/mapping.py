@@ -1,0 +1,264 @@
+"""The pure name and layout mapping between cnnjax variables and PyTorch (torchvision) state dicts.
+
+cnnjax's modules are named after torchvision's (see cnnjax.models), so a variable's torch name is
+its module path joined by dots, with each trailing '_<index>' turned into '.<index>' (layer2_0 ->
+layer2.0, downsample_1 -> downsample.1, features_28 -> features.28), and its leaf renamed:
+
+    params/<m>/kernel (kh, kw, I, O) HWIO   <->  <m>.weight (O, I, kh, kw) OIHW       convolution
+    params/<m>/kernel (I, O)                 <->  <m>.weight (O, I)                     linear
+    params/<m>/scale, bias                   <->  <m>.weight, <m>.bias                  batch norm
+    batch_stats/<m>/mean, var                <->  <m>.running_mean, <m>.running_var
+    (nothing)                                 ->  <m>.num_batches_tracked () int64    written as 0
+
+The first linear layer after a convolution stack reads flattened maps, and torch flattens (C, H, W)
+where NHWC flattens (H, W, C): its weight's input axis is permuted between the two orders.
+
+Everything here is numpy on one side and shapes on the other; nothing imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+NUM_BATCHES_TRACKED = "num_batches_tracked"
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """How one supported model converts.
+
+    model: the cnnjax registry name built on import; knobs: knobs the torch model fixes (vgg*_bn
+    has norm='batch'); head: the last linear layer, whose outputs give num_classes; flatten: the
+    linear layer that reads the flattened conv maps, and flatten_from the name prefix of the
+    convolutions feeding it (its input channels are the last of those convolutions' outputs).
+    """
+
+    model: str
+    head: str
+    knobs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    flatten: str | None = None
+    flatten_from: str | None = None
+
+
+def _specs() -> dict[str, Spec]:
+    specs: dict[str, Spec] = {}
+    for depth in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110):
+        specs[f"resnet{depth}"] = Spec(f"resnet{depth}", head="fc")
+    vgg = dict(head="classifier_6", flatten="classifier_0", flatten_from="features")
+    for depth, config in ((11, "a"), (13, "b"), (16, "d"), (19, "e")):
+        specs[f"vgg{depth}"] = Spec(f"vgg_{config}", knobs={"norm": "none"}, **vgg)
+        specs[f"vgg{depth}_bn"] = Spec(f"vgg_{config}", knobs={"norm": "batch"}, **vgg)
+        # cnnjax's own names, batch norm or not as the `norm` knob says.
+        specs[f"vgg_{config}"] = Spec(f"vgg_{config}", **vgg)
+    specs["alexnet_torchvision"] = Spec("alexnet_torchvision", head="classifier_6",
+                                        flatten="classifier_1", flatten_from="features")
+    specs["lenet5"] = Spec("lenet5", head="output", flatten="f6", flatten_from="c")
+    return specs
+
+
+SPECS: dict[str, Spec] = _specs()
+
+
+def supported_models() -> list[str]:
+    """The model names the converter accepts, sorted."""
+    return sorted(SPECS)
+
+
+def spec_for(model_name: str) -> Spec:
+    """The conversion spec of `model_name`; one-line ValueError listing the supported names."""
+    if model_name not in SPECS:
+        raise ValueError(f"unknown model {model_name!r} for weight conversion; supported: "
+                         f"{', '.join(supported_models())}")
+    return SPECS[model_name]
+
+
+def module_to_torch(path: tuple[str, ...]) -> str:
+    """('layer2_0', 'downsample_0') -> 'layer2.0.downsample.0'."""
+    return ".".join(re.sub(r"_(\d+)$", r".\1", part) for part in path)
+
+
+# Layout transforms; each pair is exact inverses (pure transpositions and reshapes).
+def conv_to_torch(kernel: np.ndarray) -> np.ndarray:
+    """HWIO (kh, kw, I, O) -> OIHW (O, I, kh, kw)."""
+    return np.transpose(kernel, (3, 2, 0, 1))
+
+
+def conv_from_torch(weight: np.ndarray) -> np.ndarray:
+    """OIHW (O, I, kh, kw) -> HWIO (kh, kw, I, O)."""
+    return np.transpose(weight, (2, 3, 1, 0))
+
+
+def dense_to_torch(kernel: np.ndarray) -> np.ndarray:
+    """(I, O) -> (O, I)."""
+    return np.transpose(kernel)
+
+
+def dense_from_torch(weight: np.ndarray) -> np.ndarray:
+    """(O, I) -> (I, O)."""
+    return np.transpose(weight)
+
+
+def flatten_dense_to_torch(kernel: np.ndarray, channels: int) -> np.ndarray:
+    """(S*C, O) with inputs in NHWC-flatten order (s, c) -> (O, C*S) in NCHW order (c, s).
+
+    S = H*W is the number of spatial positions the flattened maps had."""
+    n_in, n_out = kernel.shape
+    return kernel.reshape(n_in // channels, channels, n_out).transpose(2, 1, 0).reshape(n_out, n_in)
+
+
+def flatten_dense_from_torch(weight: np.ndarray, channels: int) -> np.ndarray:
+    """(O, C*S) in NCHW-flatten order -> (S*C, O) in NHWC order; inverse of flatten_dense_to_torch."""
+    n_out, n_in = weight.shape
+    return weight.reshape(n_out, channels, n_in // channels).transpose(2, 1, 0).reshape(n_in, n_out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One torch state-dict entry and the cnnjax variable it comes from.
+
+    path: (collection, *modules, leaf), or None for num_batches_tracked (no cnnjax variable);
+    to_torch / from_torch: the layout transforms; torch_shape: the entry's shape in torch."""
+
+    path: tuple[str, ...] | None
+    torch_shape: tuple[int, ...]
+    to_torch: Callable[[np.ndarray], np.ndarray]
+    from_torch: Callable[[np.ndarray], np.ndarray]
+
+
+def _identity(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+def _flat(tree: Mapping, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            yield from _flat(value, (*prefix, str(key)))
+        else:
+            yield (*prefix, str(key)), value
+
+
+def feeding_channels(params: Mapping, prefix: str) -> int:
+    """Output channels of the last top-level convolution named prefix[_]<index> in `params`."""
+    convs = []
+    for name, module in params.items():
+        match = re.fullmatch(rf"{re.escape(prefix)}_?(\d+)", name)
+        kernel = module.get("kernel") if isinstance(module, Mapping) else None
+        if match and kernel is not None and len(np.shape(kernel)) == 4:
+            convs.append((int(match.group(1)), np.shape(kernel)[-1]))
+    if not convs:
+        raise ValueError(f"no convolution named {prefix}<index> feeds the flattening layer")
+    return max(convs)[1]
+
+
+def entries(variables: Mapping, spec: Spec) -> dict[str, Entry]:
+    """Every torch state-dict entry of the model whose variables (arrays or ShapeDtypeStructs,
+    {'params': ..., 'batch_stats': ...}) are given, keyed by torch name, in variable order."""
+    params = variables.get("params", {})
+    channels = (feeding_channels(params, spec.flatten_from) if spec.flatten else None)
+    out: dict[str, Entry] = {}
+    bn_modules: list[tuple[str, ...]] = []
+    for path, leaf in _flat(variables):
+        collection, *modules, name = path
+        shape = tuple(np.shape(leaf))
+        torch_module = module_to_torch(tuple(modules))
+        kind = (collection, name, len(shape))
+        if kind[:2] == ("params", "kernel") and len(shape) == 4:
+            to, back, torch_name = conv_to_torch, conv_from_torch, "weight"
+            torch_shape = (shape[3], shape[2], shape[0], shape[1])
+        elif kind == ("params", "kernel", 2) and tuple(modules) == (spec.flatten,):
+            to = functools.partial(flatten_dense_to_torch, channels=channels)
+            back = functools.partial(flatten_dense_from_torch, channels=channels)
+            torch_name, torch_shape = "weight", shape[::-1]
+        elif kind == ("params", "kernel", 2):
+            to, back, torch_name, torch_shape = dense_to_torch, dense_from_torch, "weight", shape[::-1]
+        elif kind[:2] in (("params", "bias"), ("params", "scale"),
+                          ("batch_stats", "mean"), ("batch_stats", "var")):
+            to = back = _identity
+            torch_shape = shape
+            torch_name = {"bias": "bias", "scale": "weight", "mean": "running_mean",
+                          "var": "running_var"}[name]
+            if collection == "batch_stats" and name == "mean":
+                bn_modules.append(tuple(modules))
+        else:
+            raise ValueError(f"variable {'/'.join(path)} {shape} has no PyTorch equivalent "
+                             f"(expected conv/dense kernels, biases and batch-norm variables)")
+        out[f"{torch_module}.{torch_name}"] = Entry(path, torch_shape, to, back)
+    for modules in bn_modules:
+        out[f"{module_to_torch(modules)}.{NUM_BATCHES_TRACKED}"] = Entry(
+            None, (), _identity, _identity)
+    return out
+
+
+def to_torch(variables: Mapping, spec: Spec) -> dict[str, np.ndarray]:
+    """cnnjax variables -> torch state dict (float32 numpy; num_batches_tracked int64 zeros)."""
+    flat = dict(_flat(variables))
+    state = {}
+    for name, entry in entries(variables, spec).items():
+        if entry.path is None:
+            state[name] = np.zeros((), np.int64)
+        else:
+            state[name] = np.ascontiguousarray(entry.to_torch(np.asarray(flat[entry.path])))
+    return state
+
+
+def _listing(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def from_torch(state: Mapping[str, Any], template: Mapping, spec: Spec, model_name: str) -> dict:
+    """Torch state dict -> cnnjax variables shaped like `template` (float32 numpy leaves).
+
+    Raises one ValueError naming the missing keys, the unexpected keys and the shape mismatches
+    (the first few of each). num_batches_tracked entries are optional and ignored. The flattening
+    layer accepts any input size that is a multiple of its channels (its spatial extent, 7x7 in
+    torchvision's VGG, is taken from the file)."""
+    expected = entries(template, spec)
+    channels = (feeding_channels(template["params"], spec.flatten_from) if spec.flatten else None)
+    flatten_name = f"{module_to_torch((spec.flatten,))}.weight" if spec.flatten else None
+    missing = [k for k, e in expected.items() if e.path is not None and k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = []
+    for name, entry in expected.items():
+        if entry.path is None or name not in state:
+            continue
+        got = tuple(np.shape(state[name]))
+        want = entry.torch_shape
+        if name == flatten_name and len(got) == 2 and got[0] == want[0] and got[1] > 0 \
+                and got[1] % channels == 0:
+            continue
+        if got != want:
+            mismatched.append(f"{name} {got} (expected {want})")
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} key(s): {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} key(s): {_listing(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): {_listing(mismatched, 3)}")
+    if problems:
+        raise ValueError(f"state dict does not fit {model_name}: " + "; ".join(problems))
+    variables: dict = {}
+    for name, entry in expected.items():
+        if entry.path is None:
+            continue
+        node = variables
+        for key in entry.path[:-1]:
+            node = node.setdefault(key, {})
+        value = np.asarray(state[name], dtype=np.float32)
+        node[entry.path[-1]] = np.ascontiguousarray(entry.from_torch(value))
+    return variables
+
+
+def parameter_count(state: Mapping[str, Any]) -> int:
+    """What torch's sum(p.numel() for p in model.parameters()) gives for this state dict:
+    every entry except batch-norm running statistics and num_batches_tracked."""
+    buffers = ("running_mean", "running_var", NUM_BATCHES_TRACKED)
+    return sum(math.prod(np.shape(v)) for k, v in state.items() if not k.endswith(buffers))
