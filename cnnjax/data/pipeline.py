@@ -1,0 +1,123 @@
+"""The training loop's view of the data: batches of host numpy arrays, and what a split holds.
+
+Importing this module does not import TensorFlow; building a pipeline does (cnnjax.data.tfdata).
+Configuration errors (unknown source, missing path, empty class folder, bad transform) raise a one-line
+ValueError when the pipeline is built, before the first batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Iterator
+
+import ml_collections
+import numpy as np
+
+from cnnjax.data.config import check_data_config, output_shape
+from cnnjax.data.layout import make_layout
+from cnnjax.data.sources import eval_spec, load_source, train_spec
+
+
+class CorruptImageWarning(UserWarning):
+    """An image file could not be read or decoded and was left out."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What one split holds: its size, its classes, and the shape of the images the pipeline yields.
+
+    image_shape is one example's (H, W, C) after the split's transform (the train transform for
+    data.train_split, the eval transform otherwise), without the crop axis of 5/10-crop evaluation.
+    """
+
+    num_examples: int
+    num_classes: int
+    class_names: list[str] | None
+    image_shape: tuple[int | None, ...]
+
+
+def dataset_info(data: ml_collections.ConfigDict, split: str) -> DatasetInfo:
+    """Size, classes and yielded image shape of `split` (read as training does for data.train_split,
+    as evaluation does for any other split)."""
+    check_data_config(data)
+    train = split == data.train_split
+    source = _source(data, train_spec(data) if train else eval_spec(data, split))
+    name = data.train_transform if train else data.eval_transform
+    return DatasetInfo(source.num_examples, _num_classes(data, source), source.class_names,
+                       output_shape(data, name, source.image_shape))
+
+
+def train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, seed: int,
+                  start_step: int = 0, process_index: int | None = None,
+                  process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """Endless training batches for this host, from step `start_step` on.
+
+    Each item is {'image': uint8 (B, H, W, C), 'label': int32 (B,)} with B = global_batch_size //
+    process_count: this host's part of global step s. Epochs are reshuffled from (seed, epoch);
+    augmentation is keyed by (seed, epoch, example). start_step=k yields exactly what an uninterrupted
+    run yields from step k on, without reading the first k batches.
+    """
+    check_data_config(data)
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    from cnnjax.data import tfdata
+
+    layout = make_layout(global_batch_size, process_index, process_count)
+    source = _source(data, train_spec(data))
+    ds = tfdata.train_dataset(source, data, layout, seed=int(seed), start_step=int(start_step))
+    return _iterate(ds, source, data.on_corrupt, ("image", "label"))
+
+
+def eval_batches(data: ml_collections.ConfigDict, *, global_batch_size: int,
+                 split: str | None = None, crops: int = 1, process_index: int | None = None,
+                 process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over an evaluation split (default data.eval_split) for this host.
+
+    Each item is {'image': uint8 (B, H, W, C), or (B, crops, H, W, C) for crops 5 and 10 (four corners
+    and center, then their mirror images), 'label': int32 (B,), 'mask': bool (B,)}. The last batches
+    are padded with mask False, so that summing over mask counts every example exactly once on all
+    hosts together, whatever the batch size and host count; every host yields the same number of
+    batches.
+    """
+    check_data_config(data)
+    from cnnjax.data import tfdata
+
+    layout = make_layout(global_batch_size, process_index, process_count)
+    source = _source(data, eval_spec(data, split))
+    ds = tfdata.eval_dataset(source, data, layout, crops=crops)
+    return _iterate(ds, source, data.on_corrupt, ("image", "label", "mask"))
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def _source(data, spec):
+    source = load_source(spec, data)
+    _num_classes(data, source)
+    return source
+
+
+def _num_classes(data, source) -> int:
+    if data.num_classes and source.num_classes > data.num_classes:
+        raise ValueError(f"{source.name} has labels up to {source.num_classes - 1}, more than "
+                         f"data.num_classes={data.num_classes} allows")
+    return int(data.num_classes or source.num_classes)
+
+
+def _iterate(ds, source, on_corrupt: str, keys: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
+    """Host numpy batches with the pipeline's private fields checked for unreadable files."""
+    skipped = 0
+    for batch in ds.as_numpy_iterator():
+        if "_ok" in batch:
+            for i in batch["_index"][batch["_expected"] & ~batch["_ok"]]:
+                path = source.paths[int(i)]
+                if on_corrupt == "error":
+                    raise ValueError(f"corrupt or unreadable image {path} (data.on_corrupt='skip' "
+                                     "would leave it out)")
+                skipped += 1
+                warnings.warn(f"skipped corrupt or unreadable image {path} ({skipped} so far)",
+                              CorruptImageWarning, stacklevel=2)
+            if "mask" not in keys and not batch["_ok"].any():
+                raise ValueError(f"every image of a training batch was unreadable, e.g. "
+                                 f"{source.paths[int(batch['_index'][0])]}")
+        yield {k: batch[k] for k in keys}
