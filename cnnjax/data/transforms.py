@@ -1,0 +1,234 @@
+"""Per-example preprocessing in TensorFlow: decoding, crops, flips, lighting; uint8 in, uint8 out.
+
+Every transform is split into a `window` (the crop rectangle, chosen from the image's shape alone, so
+JPEG files can be decoded only inside it with `tf.io.decode_and_crop_jpeg`) and a `finish` (what is done
+to the cropped pixels). Randomness comes from stateless ops keyed by a per-example key, so an example's
+augmentation depends only on (seed, epoch, index): the same every run, and independent of batch size,
+host count and where a run resumed. Images are HWC; normalisation is left to the device
+(`cnnjax.data.device.normalize`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import ml_collections
+
+from cnnjax.data.config import check_transform, output_shape
+from cnnjax.data.tf_cpu import tf
+
+# ImageNet RGB principal components in [0, 1] units (AlexNet Sec. 4.1; the values of fb.resnet.torch).
+# Column j of PCA_EIGVEC is the eigenvector of eigenvalue PCA_EIGVAL[j].
+PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
+              (-0.5808, -0.0045, -0.8140),
+              (-0.5836, -0.6948, 0.4203))
+
+Window = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]   # (shape (3,), key (2,)) -> [y, x, h, w]
+Finish = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]   # (image HWC, key (2,)) -> uint8 output
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """A named preprocessing: optional crop window chosen before decoding, then `finish`."""
+
+    name: str
+    window: Window | None
+    finish: Finish
+    output_shape: tuple[int | None, ...]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------------
+
+def to_uint8(image: tf.Tensor) -> tf.Tensor:
+    """Rounds and clips float pixels in [0, 255] units to uint8."""
+    if image.dtype == tf.uint8:
+        return image
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """Grayscale -> RGB by repetition, RGB -> grayscale by ITU-R 601 luma, RGBA -> RGB by dropping alpha."""
+    have = image.shape[-1]
+    if have == channels:
+        return image
+    if have == 1 and channels == 3:
+        return tf.image.grayscale_to_rgb(image)
+    if have in (3, 4) and channels == 1:
+        return tf.image.rgb_to_grayscale(image[..., :3])
+    if have == 4 and channels == 3:
+        return image[..., :3]
+    raise ValueError(f"cannot convert images with {have} channels to data.channels={channels}")
+
+
+def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
+    """JPEG, PNG, GIF or BMP bytes -> (H, W, channels) uint8; grayscale and CMYK JPEGs become RGB."""
+    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, channels])
+
+
+def crop(image: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    """image[y:y+h, x:x+w] for window = [y, x, h, w]."""
+    return tf.slice(image, tf.stack([window[0], window[1], 0]), tf.stack([window[2], window[3], -1]))
+
+
+def decode_window(encoded: tf.Tensor, window: Window | None, key: tf.Tensor,
+                  channels: int) -> tf.Tensor:
+    """Decodes only the window of a JPEG (fused decode-and-crop); other formats decode, then crop."""
+    if window is None:
+        return decode(encoded, channels)
+
+    def jpeg():
+        box = window(tf.image.extract_jpeg_shape(encoded), key)
+        return tf.io.decode_and_crop_jpeg(encoded, box, channels=channels)
+
+    def other():
+        image = decode(encoded, channels)
+        return crop(image, window(tf.shape(image), key))
+
+    return tf.ensure_shape(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), [None, None, channels])
+
+
+def window_decoded(image: tf.Tensor, window: Window | None, key: tf.Tensor) -> tf.Tensor:
+    """The same window applied to an already decoded image (in-memory sources)."""
+    return image if window is None else crop(image, window(tf.shape(image), key))
+
+
+def random_flip(image: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
+    """Mirrors the image left-right with probability 1/2."""
+    return tf.image.stateless_random_flip_left_right(image, seed=key)
+
+
+def pca_lighting(image: tf.Tensor, std: float, key: tf.Tensor) -> tf.Tensor:
+    """AlexNet Sec. 4.1: adds sum_j p_j alpha_j lambda_j to every RGB pixel, alpha_j ~ N(0, std^2).
+
+    `image` is float RGB in [0, 255] units; p_j, lambda_j are ImageNet's RGB eigenvectors and values.
+    """
+    alpha = tf.random.stateless_normal([3], seed=key) * std
+    offset = tf.linalg.matvec(tf.constant(PCA_EIGVEC), alpha * tf.constant(PCA_EIGVAL)) * 255.0
+    return image + offset
+
+
+def resize(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Bilinear resize to size x size (float32). Exact when the image already has that size."""
+    return tf.image.resize(image, [size, size], method="bilinear")
+
+
+def resize_shorter(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Bilinear resize so that the shorter side is `size`, keeping the aspect ratio (float32)."""
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = size / tf.reduce_min(hw)
+    new_hw = tf.maximum(tf.cast(tf.round(hw * scale), tf.int32), size)
+    return tf.image.resize(image, new_hw, method="bilinear")
+
+
+def scaled_side(shape: tf.Tensor, image_size: int, resize_size: int) -> tf.Tensor:
+    """Side of the square that becomes image_size pixels once the shorter side is resize_size."""
+    shorter = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
+    side = tf.cast(tf.round(shorter * (image_size / resize_size)), tf.int32)
+    return tf.clip_by_value(side, 1, tf.minimum(shape[0], shape[1]))
+
+
+def uniform_int(key: tf.Tensor, high: tf.Tensor) -> tf.Tensor:
+    """An integer uniform in [0, high] (inclusive)."""
+    return tf.random.stateless_uniform([], seed=key, minval=0, maxval=high + 1, dtype=tf.int32)
+
+
+def five_crops(image: tf.Tensor, size: int) -> tf.Tensor:
+    """(5, size, size, C): top-left, top-right, bottom-left, bottom-right, center (AlexNet Sec. 4.1)."""
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size),
+               ((h - size) // 2, (w - size) // 2)]
+    return tf.stack([image[y:y + size, x:x + size] for y, x in corners])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Named transforms
+# ---------------------------------------------------------------------------------------------------
+
+def alexnet_window(image_size: int, resize_size: int) -> Window:
+    """A random square that is an image_size crop of the image resized to shorter side resize_size.
+
+    Cropping first and resizing only the crop picks the same windows as resize-then-crop, but decodes
+    and resamples fewer pixels.
+    """
+    def window(shape, key):
+        side = scaled_side(shape, image_size, resize_size)
+        ky, kx = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+        return tf.stack([uniform_int(ky, shape[0] - side), uniform_int(kx, shape[1] - side),
+                         side, side])
+    return window
+
+
+def center_window(image_size: int, resize_size: int) -> Window:
+    """The central square that is the center image_size crop after resizing to resize_size."""
+    def window(shape, key):
+        del key
+        side = scaled_side(shape, image_size, resize_size)
+        return tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, side, side])
+    return window
+
+
+def inception_window(min_area: float, aspect_range: tuple[float, float]) -> Window:
+    """Random-resized crop (Szegedy et al. 2015, Sec. 6): area in [min_area, 1] of the image, aspect
+    (w/h) in aspect_range; 10 attempts, then the whole image."""
+    def window(shape, key):
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            tf.cast(shape, tf.int32), tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=key,
+            min_object_covered=0.0, aspect_ratio_range=tuple(aspect_range),
+            area_range=(min_area, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
+        return tf.stack([begin[0], begin[1], size[0], size[1]])
+    return window
+
+
+def make_transform(data: ml_collections.ConfigDict, name: str, source_shape: tuple, *,
+                   train: bool, crops: int = 1) -> Transform:
+    """The named transform for these data fields; source_shape is the source's (H, W, C)."""
+    check_transform(data, name, train=train, crops=crops)
+    size, channels = int(data.image_size), int(data.channels)
+    shape = output_shape(data, name, source_shape, crops)
+    window: Window | None = None
+
+    if name == "none":
+        def finish(image, key):
+            return image
+    elif name == "mnist" or (name == "cifar" and not train):
+        def finish(image, key):  # pads (MNIST 28 -> 32, LeNet-5 Sec. II-A) or center-crops
+            return tf.image.resize_with_crop_or_pad(image, size, size)
+    elif name == "cifar":
+        def finish(image, key):  # He et al. 2016 Sec. 4.2: pad 4, random crop, random flip
+            kc, kf = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+            padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+            return random_flip(tf.image.stateless_random_crop(padded, [size, size, channels], kc), kf)
+    elif name == "alexnet":
+        window = alexnet_window(size, int(data.resize_size))
+        std = float(data.pca_lighting_std)
+
+        def finish(image, key):
+            kf, kl = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+            image = random_flip(resize(image, size), kf)
+            return to_uint8(pca_lighting(image, std, kl) if std > 0 else image)
+    elif name == "inception":
+        window = inception_window(float(data.min_area), tuple(data.aspect_range))
+
+        def finish(image, key):
+            return to_uint8(random_flip(resize(image, size), key))
+    elif crops == 1:  # center_crop
+        window = center_window(size, int(data.resize_size))
+
+        def finish(image, key):
+            return to_uint8(resize(image, size))
+    else:  # center_crop with 5 or 10 crops
+        resize_size = int(data.resize_size)
+
+        def finish(image, key):
+            five = five_crops(to_uint8(resize_shorter(image, resize_size)), size)
+            return five if crops == 5 else tf.concat([five, tf.reverse(five, axis=[2])], axis=0)
+
+    def checked(image, key):
+        return tf.ensure_shape(finish(image, key), shape)
+
+    return Transform(name, window, checked, shape)
