@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from cnnjax.ops.padding import Padding, as_tuple, resolve_padding
@@ -39,8 +40,9 @@ def max_pool(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[i
     """
     x = jnp.asarray(x)
     dims, strides, pads = _window_geometry(x, window, stride, padding, "max_pool")
-    init = jnp.array(-jnp.inf if jnp.issubdtype(x.dtype, jnp.floating)
-                     else jnp.iinfo(x.dtype).min, x.dtype)
+    # A concrete (numpy) init value lets JAX recognise the max monoid, which it needs to differentiate.
+    init = np.array(-np.inf if jnp.issubdtype(x.dtype, jnp.floating)
+                    else jnp.iinfo(x.dtype).min, x.dtype)
     return lax.reduce_window(x, init, lax.max, dims, strides, pads)
 
 
@@ -53,7 +55,7 @@ def avg_pool(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[i
     """
     x = jnp.asarray(x)
     dims, strides, pads = _window_geometry(x, window, stride, padding, "avg_pool")
-    zero = jnp.zeros((), x.dtype)
+    zero = np.zeros((), x.dtype)  # concrete, so JAX sees a sum it can differentiate under jit
     total = lax.reduce_window(x, zero, lax.add, dims, strides, pads)
     if count_include_pad:
         return total / jnp.asarray(dims[1] * dims[2], x.dtype)
