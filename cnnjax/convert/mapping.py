@@ -223,8 +223,8 @@ def from_torch(state: Mapping[str, Any], template: Mapping, spec: Spec, model_na
     expected = entries(template, spec)
     channels = (feeding_channels(template["params"], spec.flatten_from) if spec.flatten else None)
     flatten_name = f"{module_to_torch((spec.flatten,))}.weight" if spec.flatten else None
-    missing = [k for k, e in expected.items() if e.path is not None and k not in state]
-    unexpected = [k for k in state if k not in expected]
+    missing = sorted(k for k, e in expected.items() if e.path is not None and k not in state)
+    unexpected = sorted(k for k in state if k not in expected)
     mismatched = []
     for name, entry in expected.items():
         if entry.path is None or name not in state:
