@@ -77,8 +77,8 @@ def save_state_dict(state: Mapping[str, Any], path: str | pathlib.Path) -> pathl
             np.savez(f, **arrays)
     else:
         torch = _import_torch(path)
-        torch.save({name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in arrays.items()},
-                   path)
+        # np.array copies into a contiguous array and, unlike ascontiguousarray, keeps 0-d arrays 0-d.
+        torch.save({name: torch.from_numpy(np.array(a)) for name, a in arrays.items()}, path)
     return path
 
 
@@ -158,7 +158,7 @@ def read_safetensors(path: str | pathlib.Path) -> dict[str, np.ndarray]:
             array = np.frombuffer(buffer, dtype).reshape(shape)
             if code == "BF16":
                 array = (array.astype(np.uint32) << 16).view(np.float32)
-            state[name] = array.astype(dtype.newbyteorder("="), copy=False)
+            state[name] = array.astype(array.dtype.newbyteorder("="), copy=False)
     return state
 
 
