@@ -24,6 +24,10 @@ def _window_geometry(x: jax.Array, window: int | Sequence[int], stride: int | Se
     except ValueError as e:
         raise ValueError(f"{op}: {e}") from None
     for axis, (m, n, (lo, hi)) in enumerate(zip(x.shape[1:3], win, pads, strict=True)):
+        if lo >= n or hi >= n:
+            # A window lying wholly in the padding would have no real cell to reduce over.
+            raise ValueError(f"{op}: padding {(lo, hi)} must be smaller than the window {n} on "
+                             f"spatial axis {axis} (x {x.shape})")
         if m + lo + hi < n:
             raise ValueError(f"{op}: window {n} exceeds the padded input {m}+{lo}+{hi} on spatial "
                              f"axis {axis} (x {x.shape}, window {win})")

@@ -1,0 +1,119 @@
+"""Independent numpy oracles for cnnjax.ops tests: plain loops over the defining formulas.
+
+Nothing here calls cnnjax; padding amounts are computed from their own definitions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def same_pads(m: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """XLA's SAME rule: output ceil(m / s), total padding split with the smaller half first."""
+    k_eff = (k - 1) * d + 1
+    total = max((math.ceil(m / s) - 1) * s + k_eff - m, 0)
+    return total // 2, total - total // 2
+
+
+def pads_for(padding, x_spatial, kernel_spatial, stride, dilation):
+    """(lo, hi) per axis for the padding forms the ops accept, from first principles."""
+    out = []
+    for axis, (m, k) in enumerate(zip(x_spatial, kernel_spatial, strict=True)):
+        s, d = stride[axis], dilation[axis]
+        if padding == "VALID":
+            out.append((0, 0))
+        elif padding == "SAME":
+            out.append(same_pads(m, k, s, d))
+        elif padding == "FULL":
+            out.append(((k - 1) * d, (k - 1) * d))
+        elif isinstance(padding, int):
+            out.append((padding, padding))
+        else:
+            out.append(tuple(padding[axis]))
+    return out
+
+
+def conv2d_loop(x, w, stride=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
+    """y[n,i,j,o] = sum_{a,b,c} xp[n, i sh + a dh, j sw + b dw, g(o) Cin/g + c] w[a,b,c,o]."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    xp = np.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    n, hp, wp, _ = xp.shape
+    kh, kw, cin_g, cout = w.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    ho = (hp - (kh - 1) * dh - 1) // sh + 1
+    wo = (wp - (kw - 1) * dw - 1) // sw + 1
+    cout_g = cout // groups
+    y = np.zeros((n, ho, wo, cout))
+    for i in range(ho):
+        for j in range(wo):
+            for o in range(cout):
+                g = o // cout_g
+                for a in range(kh):
+                    for b in range(kw):
+                        patch = xp[:, i * sh + a * dh, j * sw + b * dw, g * cin_g:(g + 1) * cin_g]
+                        y[:, i, j, o] += patch @ w[a, b, :, o]
+    return y
+
+
+def conv1d_loop(x, w, stride=1, pads=(0, 0), dilation=1, groups=1):
+    """y[n,i,o] = sum_{t,c} xp[n, i s + t d, g(o) Cin/g + c] w[t,c,o], scalar loops (d2l style)."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    xp = np.pad(x, ((0, 0), tuple(pads), (0, 0)))
+    n, lp, _ = xp.shape
+    k, cin_g, cout = w.shape
+    lo = (lp - (k - 1) * dilation - 1) // stride + 1
+    cout_g = cout // groups
+    y = np.zeros((n, lo, cout))
+    for b in range(n):
+        for i in range(lo):
+            for o in range(cout):
+                g = o // cout_g
+                for t in range(k):
+                    for c in range(cin_g):
+                        y[b, i, o] += xp[b, i * stride + t * dilation, g * cin_g + c] * w[t, c, o]
+    return y
+
+
+def pool_loop(x, window, stride, pads, kind, count_include_pad=True):
+    """Max or mean over each window of x (N, H, W, C); padded cells are -inf for max, zero for
+    the mean (divided by the full window or by the count of real cells)."""
+    x = np.asarray(x, np.float64)
+    n, h, w_, c = x.shape
+    (wh, ww), (sh, sw) = window, stride
+    hp, wp = h + sum(pads[0]), w_ + sum(pads[1])
+    ho, wo = (hp - wh) // sh + 1, (wp - ww) // sw + 1
+    y = np.zeros((n, ho, wo, c))
+    for i in range(ho):
+        for j in range(wo):
+            rows = [r - pads[0][0] for r in range(i * sh, i * sh + wh)]
+            cols = [q - pads[1][0] for q in range(j * sw, j * sw + ww)]
+            real = [(r, q) for r in rows for q in cols if 0 <= r < h and 0 <= q < w_]
+            vals = np.stack([x[:, r, q, :] for r, q in real])
+            if kind == "max":
+                y[:, i, j, :] = vals.max(axis=0)
+            else:
+                y[:, i, j, :] = vals.sum(axis=0) / (wh * ww if count_include_pad else len(real))
+    return y
+
+
+def lrn_loop(x, size, k, alpha, beta):
+    """AlexNet Sec. 3.3: b_i = a_i / (k + alpha sum_{j=max(0,i-size//2)}^{min(C-1,i+(size-1)//2)}
+    a_j^2)^beta."""
+    x = np.asarray(x, np.float64)
+    c = x.shape[-1]
+    y = np.zeros_like(x)
+    for i in range(c):
+        lo, hi = max(0, i - size // 2), min(c - 1, i + (size - 1) // 2)
+        s = np.sum(x[..., lo:hi + 1] ** 2, axis=-1)
+        y[..., i] = x[..., i] / (k + alpha * s) ** beta
+    return y
+
+
+def dilate_kernel(w2d, d):
+    """Insert d - 1 zeros between the taps of a 2-D kernel (for the scipy oracle)."""
+    kh, kw = w2d.shape
+    out = np.zeros(((kh - 1) * d + 1, (kw - 1) * d + 1))
+    out[::d, ::d] = w2d
+    return out

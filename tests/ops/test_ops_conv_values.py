@@ -1,0 +1,220 @@
+"""conv1d/conv2d/convolve1d/convolve2d values against numpy loops and scipy.signal, both impls."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.signal
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from ops_reference import conv1d_loop, conv2d_loop, dilate_kernel, pads_for
+
+from cnnjax import ops
+
+IMPLS = ("xla", "explicit")
+SETTINGS = settings(max_examples=30, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+def _rand(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@functools.cache
+def _jitted(fn, impl, **kwargs):
+    return jax.jit(functools.partial(fn, impl=impl, **kwargs))
+
+
+def _run(fn, x, w, impl, **kwargs):
+    """Jit per (op, impl, static args) so eager dispatch of many small ops is not what we time."""
+    frozen = {k: (tuple(map(tuple, v)) if isinstance(v, list) else v) for k, v in kwargs.items()}
+    return np.asarray(_jitted(fn, impl, **frozen)(x, w))
+
+
+@st.composite
+def conv2d_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cin_g, cout_g = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
+    pair = st.tuples(st.integers(0, 3), st.integers(0, 3))
+    padding = draw(st.one_of(st.sampled_from(["VALID", "SAME", "FULL"]), st.integers(0, 3),
+                             st.tuples(pair, pair)))
+    size = []
+    for k, d in zip(kernel, dilation, strict=True):
+        k_eff = (k - 1) * d + 1
+        size.append(draw(st.integers(max(1, k_eff - 4), k_eff + 6)))
+    pads = pads_for(padding, size, kernel, stride, dilation)
+    assume(all(m + lo + hi >= (k - 1) * d + 1
+               for m, (lo, hi), k, d in zip(size, pads, kernel, dilation, strict=True)))
+    return dict(x_shape=(2, *size, cin_g * groups), w_shape=(*kernel, cin_g, cout_g * groups),
+                stride=stride, dilation=dilation, padding=padding, groups=groups, pads=pads)
+
+
+@SETTINGS
+@given(case=conv2d_cases(), seed=st.integers(0, 2**16))
+def test_conv2d_and_convolve2d_match_numpy_loop(case, seed):
+    rng = np.random.default_rng(seed)
+    x, w = _rand(rng, case["x_shape"]), _rand(rng, case["w_shape"])
+    kw = dict(stride=case["stride"], dilation=case["dilation"], padding=case["padding"],
+              groups=case["groups"])
+    want = conv2d_loop(x, w, case["stride"], case["pads"], case["dilation"], case["groups"])
+    want_flipped = conv2d_loop(x, w[::-1, ::-1], case["stride"], case["pads"], case["dilation"],
+                               case["groups"])
+    for impl in IMPLS:
+        got = _run(ops.conv2d, x, w, impl, **kw)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=impl)
+        got = _run(ops.convolve2d, x, w, impl, **kw)
+        np.testing.assert_allclose(got, want_flipped, rtol=1e-4, atol=1e-4, err_msg=impl)
+    # The output-size formula agrees with the shape actually produced.
+    for axis in range(2):
+        assert want.shape[1 + axis] == ops.conv_output_size(
+            case["x_shape"][1 + axis], case["w_shape"][axis], case["stride"][axis],
+            case["pads"][axis], case["dilation"][axis])
+        if isinstance(case["padding"], int | str):
+            assert want.shape[1 + axis] == ops.conv_output_size(
+                case["x_shape"][1 + axis], case["w_shape"][axis], case["stride"][axis],
+                case["padding"], case["dilation"][axis])
+
+
+@SETTINGS
+@given(groups=st.sampled_from([1, 2]), k=st.integers(1, 5), stride=st.integers(1, 3),
+       dilation=st.integers(1, 3), padding=st.one_of(st.sampled_from(["VALID", "SAME", "FULL"]),
+                                                     st.integers(0, 3)),
+       length=st.integers(1, 14), seed=st.integers(0, 2**16))
+def test_conv1d_matches_scalar_loop(groups, k, stride, dilation, padding, length, seed):
+    (pads,) = pads_for(padding, [length], [k], [stride], [dilation])
+    assume(length + sum(pads) >= (k - 1) * dilation + 1)
+    rng = np.random.default_rng(seed)
+    x, w = _rand(rng, (2, length, 2 * groups)), _rand(rng, (k, 2, 3 * groups))
+    kw = dict(stride=stride, dilation=dilation, padding=padding, groups=groups)
+    want = conv1d_loop(x, w, stride, pads, dilation, groups)
+    want_flipped = conv1d_loop(x, w[::-1], stride, pads, dilation, groups)
+    for impl in IMPLS:
+        np.testing.assert_allclose(_run(ops.conv1d, x, w, impl, **kw), want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(_run(ops.convolve1d, x, w, impl, **kw), want_flipped,
+                                   rtol=1e-4, atol=1e-4)
+    assert want.shape[1] == ops.conv_output_size(length, k, stride, pads, dilation)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", ["valid", "full", "same"])
+@pytest.mark.parametrize("kernel", [(3, 3), (2, 5), (4, 4)])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_conv2d_matches_scipy_correlate2d_multichannel(impl, mode, kernel, dilation):
+    rng = np.random.default_rng(0)
+    x, w = _rand(rng, (2, 11, 9, 3)), _rand(rng, (*kernel, 3, 2))
+    got = _run(ops.conv2d, x, w, impl, padding=mode.upper(), dilation=dilation)
+    want = np.zeros_like(got)
+    for n in range(2):
+        for o in range(2):
+            want[n, ..., o] = sum(
+                scipy.signal.correlate2d(x[n, ..., c], dilate_kernel(w[..., c, o], dilation), mode)
+                for c in range(3))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", ["valid", "full", "same"])
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 3), (1, 1)])
+def test_convolve2d_matches_scipy_convolve2d(impl, mode, kernel):
+    # Odd kernels: for even ones 'SAME' keeps the cross-correlation's padding split (the smaller
+    # half first), which scipy's convolve2d(mode='same') mirrors.
+    rng = np.random.default_rng(1)
+    x, w = _rand(rng, (1, 8, 10, 1)), _rand(rng, (*kernel, 1, 1))
+    got = _run(ops.convolve2d, x, w, impl, padding=mode.upper())[0, ..., 0]
+    want = scipy.signal.convolve2d(x[0, ..., 0], w[..., 0, 0], mode)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("stride", [2, 3])
+def test_strided_conv_is_subsampled_scipy(impl, stride):
+    rng = np.random.default_rng(2)
+    x, w = _rand(rng, (1, 13, 12, 1)), _rand(rng, (3, 4, 1, 1))
+    got = _run(ops.conv2d, x, w, impl, stride=stride, padding="FULL")[0, ..., 0]
+    want = scipy.signal.correlate2d(x[0, ..., 0], w[..., 0, 0], "full")[::stride, ::stride]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", ["valid", "full", "same"])
+def test_conv1d_matches_numpy_correlate_and_convolve(impl, mode):
+    rng = np.random.default_rng(3)
+    x, w = _rand(rng, (1, 17, 1)), _rand(rng, (5, 1, 1))
+    got = _run(ops.conv1d, x, w, impl, padding=mode.upper())[0, :, 0]
+    np.testing.assert_allclose(got, np.correlate(x[0, :, 0], w[:, 0, 0], mode), atol=1e-4)
+    got = _run(ops.convolve1d, x, w, impl, padding=mode.upper())[0, :, 0]
+    np.testing.assert_allclose(got, np.convolve(x[0, :, 0], w[:, 0, 0], mode), atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bias_is_added_per_output_channel(impl):
+    rng = np.random.default_rng(4)
+    x, w, b = _rand(rng, (2, 6, 6, 4)), _rand(rng, (3, 3, 2, 6)), _rand(rng, (6,))
+    with_bias = ops.conv2d(x, w, b, groups=2, padding="SAME", impl=impl)
+    without = ops.conv2d(x, w, groups=2, padding="SAME", impl=impl)
+    np.testing.assert_allclose(with_bias - without, np.broadcast_to(b, without.shape), atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_depthwise_conv_matches_per_channel_scipy(impl):
+    rng = np.random.default_rng(5)
+    x, w = _rand(rng, (1, 7, 7, 3)), _rand(rng, (3, 3, 1, 6))  # channel multiplier 2
+    got = _run(ops.conv2d, x, w, impl, groups=3, padding="SAME")
+    for o in range(6):
+        want = scipy.signal.correlate2d(x[0, ..., o // 2], w[..., 0, o], "same")
+        np.testing.assert_allclose(got[0, ..., o], want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_translation_equivariance_away_from_borders(impl):
+    # Stride-1 conv commutes with shifts: conv(shift(x)) = shift(conv(x)) wherever no window
+    # reaches the border (Deep Learning, Sec. 9.2).
+    rng = np.random.default_rng(6)
+    x, w = _rand(rng, (1, 16, 16, 2)), _rand(rng, (3, 5, 2, 3))
+    dy, dx = 2, -3
+    shifted = np.roll(x, (dy, dx), axis=(1, 2))
+    y = _run(ops.conv2d, x, w, impl, padding="SAME", dilation=(2, 1))
+    y_shifted = _run(ops.conv2d, shifted, w, impl, padding="SAME", dilation=(2, 1))
+    margin = 8
+    inner = (slice(None), slice(margin, -margin), slice(margin, -margin))
+    np.testing.assert_allclose(y_shifted[inner], np.roll(y, (dy, dx), axis=(1, 2))[inner],
+                               rtol=1e-5, atol=1e-5)
+    assert not np.allclose(y_shifted, y, atol=1e-2)  # the shift did move the response
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_linearity_in_input_and_kernel(impl):
+    rng = np.random.default_rng(7)
+    x1, x2 = _rand(rng, (2, 9, 8, 4)), _rand(rng, (2, 9, 8, 4))
+    w1, w2 = _rand(rng, (3, 2, 2, 4)), _rand(rng, (3, 2, 2, 4))
+    kw = dict(stride=2, padding=1, dilation=(1, 2), groups=2)
+    a, b = 1.5, -0.7
+
+    def f(x, w):
+        return _run(ops.conv2d, x, w, impl, **kw)
+
+    np.testing.assert_allclose(f(a * x1 + b * x2, w1), a * f(x1, w1) + b * f(x2, w1),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(f(x1, a * w1 + b * w2), a * f(x1, w1) + b * f(x1, w2),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_jit_vmap_and_dtype(impl):
+    rng = np.random.default_rng(8)
+    x, ws = _rand(rng, (2, 6, 6, 2)), _rand(rng, (3, 2, 2, 2, 4))
+    batched = jax.vmap(lambda w: ops.conv2d(x, w, padding="SAME", impl=impl))(ws)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], ops.conv2d(x, ws[i], padding="SAME"), atol=1e-5)
+    xb, wb = jnp.asarray(x, jnp.bfloat16), jnp.asarray(ws[0], jnp.bfloat16)
+    y = jax.jit(lambda x, w: ops.conv2d(x, w, stride=2, impl=impl))(xb, wb)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y, np.float32),
+                               conv2d_loop(x, ws[0], (2, 2)), rtol=5e-2, atol=5e-2)
