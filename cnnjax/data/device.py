@@ -56,5 +56,6 @@ def _prefetch(batches, sharding, size):
 
     queue = collections.deque(put(b) for b in itertools.islice(batches, size))
     while queue:
-        yield queue.popleft()
-        queue.extend(put(b) for b in itertools.islice(batches, 1))
+        ready = queue.popleft()
+        queue.extend(put(b) for b in itertools.islice(batches, 1))  # refill before handing out
+        yield ready

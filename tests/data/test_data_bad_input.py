@@ -1,0 +1,168 @@
+"""Bad data and bad configs: corrupt files are skipped and named (or stop the run), everything else
+fails at once with one clear line."""
+
+from __future__ import annotations
+
+import importlib.resources
+import itertools
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from data_helpers import config, encode, idx_config, write_idx
+
+import cnnjax.data as D
+from cnnjax.data import sources, tfds_source
+
+ONE_HOST = dict(process_index=0, process_count=1)
+
+
+def one_line_error(fn, match: str) -> str:
+    with pytest.raises(ValueError, match=match) as err:
+        fn()
+    assert "\n" not in str(err.value), str(err.value)
+    return str(err.value)
+
+
+@pytest.fixture
+def corrupt_folder(tmp_path):
+    """labels.csv over 6 images: 0, 2, 4 fine; 1 truncated JPEG; 3 not an image at all; 5 fine."""
+    good = encode(np.full((12, 12, 3), 90, np.uint8), "JPEG")
+    files = {f"img{k}.jpg": good for k in (0, 2, 4, 5)}
+    files["img1.jpg"] = good[: len(good) // 2]
+    files["img3.jpg"] = b"this is not an image" * 10
+    for name, blob in files.items():
+        (tmp_path / name).write_bytes(blob)
+    (tmp_path / "labels.csv").write_text(
+        "filename,class_index\n" + "".join(f"img{k}.jpg,{k % 2}\n" for k in range(6)))
+    return tmp_path
+
+
+def folder_config(root, **fields):
+    return config(**{"source": f"folder:{root}", "channels": 3, "mean": (0.5,), "std": (0.5,),
+                     "train_transform": "alexnet", "eval_transform": "center_crop",
+                     "image_size": 8, "resize_size": 12, "pca_lighting_std": 0.0, **fields})
+
+
+def test_corrupt_images_are_skipped_in_evaluation_and_named(corrupt_folder):
+    data = folder_config(corrupt_folder)
+    with pytest.warns(D.CorruptImageWarning) as caught:
+        batches = list(D.eval_batches(data, global_batch_size=4, **ONE_HOST))
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert "img1.jpg" in messages[0] + messages[1] and "img3.jpg" in messages[0] + messages[1]
+    assert "2 so far" in messages[0] + messages[1]
+    mask = np.concatenate([b["mask"] for b in batches])
+    np.testing.assert_array_equal(mask, [True, False, True, False, True, True, False, False])
+    images = np.concatenate([b["image"] for b in batches])
+    assert not images[~mask].any() and np.all(np.abs(images[mask].astype(int) - 90) <= 2)
+
+
+def test_corrupt_images_in_training_are_replaced_within_the_batch(corrupt_folder):
+    data = folder_config(corrupt_folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batches = list(itertools.islice(
+            D.train_batches(data, global_batch_size=6, seed=0, **ONE_HOST), 3))
+    named = [str(w.message) for w in caught if issubclass(w.category, D.CorruptImageWarning)]
+    assert len(named) == 6 and sum("img1.jpg" in m for m in named) == 3  # one per epoch
+    for b in batches:  # full batches of good images (the gray level 90)
+        assert b["image"].shape == (6, 8, 8, 3)
+        assert np.all(np.abs(b["image"].astype(int) - 90) <= 2)
+
+
+def test_on_corrupt_error_stops_at_the_file(corrupt_folder):
+    data = folder_config(corrupt_folder, on_corrupt="error")
+    batches = D.eval_batches(data, global_batch_size=1, **ONE_HOST)
+    assert next(batches)["mask"].all()  # img0 is fine
+    one_line_error(lambda: next(batches), "corrupt or unreadable image .*img1.jpg")
+
+
+def test_missing_paths_fail_at_once(tmp_path):
+    missing = tmp_path / "nowhere"
+    for source in (f"idx:{missing}", f"folder:{missing}"):
+        one_line_error(lambda s=source: D.train_batches(config(source=s), global_batch_size=2,
+                                                        seed=0, **ONE_HOST), "does not exist")
+    one_line_error(lambda: D.dataset_info(config(source=f"idx:{tmp_path}"), "train"),
+                   "train-images-idx3-ubyte.gz")
+
+
+def test_unknown_source_split_and_transform_fail_at_once(idx_dir):
+    for source in ("mnist", "hdf5:/data", "idx:", "synthetic:x"):
+        one_line_error(lambda s=source: D.dataset_info(config(source=s), "train"),
+                       "is not one of 'idx:<dir>'")
+    one_line_error(lambda: D.dataset_info(idx_config(idx_dir), "validation"), "'train' or 'test'")
+    one_line_error(lambda: D.train_batches(idx_config(idx_dir, train_transform="random_crop"),
+                                           global_batch_size=2, seed=0, **ONE_HOST),
+                   "train_transform must be one of")
+    one_line_error(lambda: D.eval_batches(idx_config(idx_dir, eval_transform="alexnet"),
+                                          global_batch_size=2, **ONE_HOST),
+                   "eval_transform must be one of")
+
+
+def test_bad_batch_crops_and_class_settings_fail_at_once(idx_dir, class_folder):
+    one_line_error(lambda: D.train_batches(idx_config(idx_dir), global_batch_size=6, seed=0,
+                                           process_index=0, process_count=4), "multiple of")
+    one_line_error(lambda: D.eval_batches(idx_config(idx_dir), global_batch_size=4, crops=10,
+                                          **ONE_HOST), "eval_transform='center_crop'")
+    one_line_error(lambda: D.eval_batches(idx_config(idx_dir), global_batch_size=4, crops=3,
+                                          **ONE_HOST), "crops must be one of")
+    one_line_error(lambda: D.dataset_info(idx_config(idx_dir, num_classes=5), "train"),
+                   "labels up to 6")
+    one_line_error(lambda: D.train_batches(folder_config(class_folder, train_transform="none"),
+                                           global_batch_size=2, seed=0, **ONE_HOST),
+                   "different sizes")
+    one_line_error(lambda: D.train_batches(folder_config(class_folder, channels=1,
+                                                         pca_lighting_std=0.1),
+                                           global_batch_size=2, seed=0, **ONE_HOST),
+                   "PCA lighting")
+    one_line_error(lambda: D.dataset_info(config(source="synthetic"), "train"), "num_classes > 0")
+
+
+def test_empty_class_folder_and_folder_without_classes_fail_at_once(class_folder, tmp_path):
+    (class_folder / "dog").mkdir()
+    (class_folder / "dog" / "notes.txt").write_text("no images here")
+    one_line_error(lambda: D.dataset_info(folder_config(class_folder), "train"),
+                   "class folder .*dog holds no image")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.png").write_bytes(encode(np.zeros((4, 4, 3), np.uint8)))
+    one_line_error(lambda: D.dataset_info(folder_config(flat), "train"),
+                   "neither class subfolders nor a labels.csv")
+
+
+def test_bad_labels_csv_fails_at_once(tmp_path):
+    (tmp_path / "a.png").write_bytes(encode(np.zeros((4, 4, 3), np.uint8)))
+    cases = {"file,label\na.png,0\n": "needs the columns filename,class_index",
+             "filename,class_index\na.png,cat\n": "labels.csv:2: class_index must be an integer",
+             "filename,class_index\na.png,0\nb.png,1\n": "1 file.* do not exist, the first is .*b.png"}
+    for text, match in cases.items():
+        (tmp_path / "labels.csv").write_text(text)
+        sources.list_folder.cache_clear()  # same folder, new CSV: list it again
+        one_line_error(lambda: D.dataset_info(folder_config(tmp_path), "train"), match)
+
+
+def test_bad_idx_files_fail_at_once(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((3, 2, 2), np.uint8))
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"\x00\x00\x08\x01garbage")
+    one_line_error(lambda: D.dataset_info(config(source=f"idx:{tmp_path}"), "train"),
+                   "cannot read IDX file")
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(4, np.uint8))
+    one_line_error(lambda: D.dataset_info(config(source=f"idx:{tmp_path}"), "train"),
+                   "do not pair up")
+
+
+def test_tfds_unknown_name_and_manual_download_are_one_clear_error(tmp_path, monkeypatch):
+    try:
+        import importlib_resources  # noqa: F401  (TFDS needs it to prepare; see test_data_sources)
+    except ImportError:
+        monkeypatch.setitem(sys.modules, "importlib_resources", importlib.resources)
+    tfds_source.load_tfds.cache_clear()
+    one_line_error(lambda: D.dataset_info(config(source="tfds:no_such_dataset_xyz",
+                                                 data_dir=str(tmp_path)), "train"),
+                   "tfds source 'no_such_dataset_xyz': Dataset no_such_dataset_xyz not found")
+    with pytest.raises(ValueError, match="needs a manual download") as err:
+        D.dataset_info(config(source="tfds:imagenet2012", data_dir=str(tmp_path)), "train")
+    assert "ILSVRC2012_img_train.tar" in str(err.value)  # TFDS's own instructions
+    assert err.value.__cause__ is None and err.value.__suppress_context__

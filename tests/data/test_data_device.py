@@ -1,0 +1,62 @@
+"""The device side: normalisation against numpy, and sharded prefetching that keeps the data."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec
+
+from cnnjax.data.device import normalize, prefetch_to_device
+
+
+def test_normalize_matches_numpy_per_channel():
+    images = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    want = (images / 255.0 - np.array(mean)) / np.array(std)
+    got = normalize(jnp.asarray(images), mean, std)
+    assert got.dtype == jnp.float32 and got.shape == images.shape
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+    crops = np.stack([images, images[:, ::-1]], axis=1)  # (B, crops, H, W, C)
+    np.testing.assert_allclose(np.asarray(normalize(jnp.asarray(crops), mean, std))[:, 1],
+                               want[:, ::-1], rtol=1e-5, atol=1e-5)
+    half = jax.jit(lambda x: normalize(x, (0.5,), (0.25,), jnp.bfloat16))(jnp.asarray(images))
+    assert half.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(half, np.float32), (images / 255.0 - 0.5) / 0.25,
+                               atol=0.02)
+
+
+def test_normalize_rejects_mismatched_statistics():
+    images = jnp.zeros((1, 2, 2, 3), jnp.uint8)
+    with pytest.raises(ValueError, match=r"1 or 3 \(channels\) values"):
+        normalize(images, (0.5, 0.5), (0.5, 0.5))
+    with pytest.raises(ValueError, match="std must be positive"):
+        normalize(images, (0.5,), (0.0,))
+
+
+def test_prefetch_to_device_shards_along_the_batch_and_runs_ahead():
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    n = 2 * jax.device_count()
+    batches = [{"image": np.full((n, 3, 3, 1), k, np.uint8), "label": np.arange(n, dtype=np.int32) + k,
+                "mask": np.ones(n, bool)} for k in range(5)]
+    pulled = []
+
+    def source():
+        for b in batches:
+            pulled.append(1)
+            yield b
+
+    it = prefetch_to_device(source(), sharding, size=2)
+    assert not pulled  # nothing happens before the first batch is asked for
+    first = next(it)
+    assert len(pulled) == 3  # the one handed out, plus two in flight
+    got = [first, *it]
+    assert len(got) == 5
+    for want, have in zip(batches, got, strict=True):
+        for k in want:
+            assert isinstance(have[k], jax.Array) and have[k].sharding == sharding
+            np.testing.assert_array_equal(np.asarray(have[k]), want[k])
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        prefetch_to_device(iter(batches), sharding, size=0)
