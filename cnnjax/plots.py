@@ -55,7 +55,8 @@ def confusion_plot(path: str | pathlib.Path, matrix: np.ndarray,
     image = ax.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     if n <= 30:
-        labels = list(class_names) if class_names else [str(i) for i in range(n)]
+        names = list(class_names or [])
+        labels = [str(names[i]) if i < len(names) else str(i) for i in range(n)]
         ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
         ax.set_yticks(range(n), labels, fontsize=7)
     if n <= 12:

@@ -1,0 +1,143 @@
+"""Classify image files with a trained run: the top-5 classes and their probabilities per image.
+
+    ./launch.sh predict --workdir DIR [--step N | --step best | --step latest] [--top K]
+                        [--config.KEY=VALUE ...] IMAGE...
+
+Each image goes through the run's own evaluation transform (config.data.eval_transform, the same
+TensorFlow code that evaluation uses): 'center_crop' resizes the shorter side to data.resize_size and
+takes the central data.image_size square; 'mnist' and 'cifar' pad or center-crop to data.image_size,
+so give them images at the dataset's own resolution; 'none' resizes to data.image_size. Images are
+converted to the config's channels (grayscale for 1-channel models). Class names are printed where the
+dataset has them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from collections.abc import Sequence
+
+import ml_collections
+import numpy as np
+
+from cnnjax import evaluate
+from cnnjax.train.metrics import read_metrics
+
+
+def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.ndarray:
+    """The file as the model's input: uint8 (H, W, C) after the config's evaluation transform.
+
+    Raises FileNotFoundError or ValueError (one line naming the file) when it cannot be read.
+    """
+    from cnnjax.data import transforms as T
+    from cnnjax.data.tf_cpu import tf
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    try:
+        image = T.decode(tf.constant(path.read_bytes()), int(data.channels))
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, OSError) as e:
+        raise ValueError(f"cannot read image {path}: not a JPEG, PNG, GIF or BMP file "
+                         f"({type(e).__name__})") from None
+    name = data.eval_transform
+    size = int(data.image_size)
+    if name == "none":
+        return T.to_uint8(T.resize(image, size)).numpy()
+    height, width = int(image.shape[0]), int(image.shape[1])
+    if name in ("mnist", "cifar") and max(height, width) > 2 * size:
+        print(f"note: {path} is {width}x{height}; the {name!r} transform keeps only its central "
+              f"{size}x{size} pixels: resize it to the dataset's resolution first", file=sys.stderr)
+    transform = T.make_transform(data, name, (height, width, int(data.channels)), train=False)
+    key = tf.zeros([2], tf.int32)  # evaluation transforms are deterministic; the key is unused
+    if transform.window is not None:
+        image = T.crop(image, transform.window(tf.shape(image), key))
+    return transform.finish(image, key).numpy()
+
+
+def top_k(probabilities: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The k most probable classes as (class, probability), most probable first; ties by class index."""
+    order = np.lexsort((np.arange(probabilities.size), -probabilities))[:k]
+    return [(int(i), float(probabilities[i])) for i in order]
+
+
+def class_label(index: int, class_names: Sequence[str] | None) -> str:
+    if class_names and index < len(class_names) and str(class_names[index]) != str(index):
+        return f"{class_names[index]} ({index})"
+    return str(index)
+
+
+def predict_probabilities(state, config: ml_collections.ConfigDict, images: np.ndarray) -> np.ndarray:
+    """Softmax of the model's logits for uint8 images (N, H, W, C) -> (N, num_classes)."""
+    import jax
+
+    from cnnjax.data.device import normalize
+    from cnnjax.models import split_outputs
+
+    @jax.jit
+    def forward(state, images):
+        x = normalize(images, config.data.mean, config.data.std, jax.numpy.dtype(config.model.dtype))
+        logits, _ = split_outputs(state.apply_fn(state.variables(), x, train=False))
+        return jax.nn.softmax(logits.astype(jax.numpy.float32))
+
+    return np.asarray(forward(state, images))
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(args, --config. overrides as 'key=value')."""
+    parser = argparse.ArgumentParser(prog="./launch.sh predict",
+                                     description="Top-k classes of image files under a trained run.")
+    parser.add_argument("--workdir", required=True, help="the run's folder (config.json, checkpoints/)")
+    parser.add_argument("--step", default="latest", help="checkpoint step N, 'best' or 'latest'")
+    parser.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
+    parser.add_argument("images", nargs="+", help="JPEG, PNG, GIF or BMP files")
+    args, rest = parser.parse_known_args(argv)
+    overrides = []
+    for item in rest:
+        if not item.startswith("--config."):
+            raise ValueError(f"unrecognised argument {item!r}; predict takes --workdir, --step, --top, "
+                             "--config.KEY=VALUE and image files")
+        overrides.append(item[len("--config."):])
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    return args, overrides
+
+
+def main(argv: list[str]) -> int:
+    args, overrides = parse_args(argv)
+    run = evaluate.open_run(args.workdir, overrides)
+    config = run.config
+    step = evaluate.resolve_step(args.step, run.steps, read_metrics(run.workdir), config.best_metric,
+                                 config.best_mode)
+    images = np.stack([load_image(path, config.data) for path in args.images])  # all read first
+
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    replicated = NamedSharding(jax.make_mesh((jax.device_count(),), ("data",)), P())
+    info = _dataset_info(config)
+    num_classes = int(config.data.num_classes) or (info.num_classes if info else 0)
+    if num_classes <= 0:
+        raise ValueError("the run's config has data.num_classes=0 and its dataset is not on hand to "
+                         "say how many classes the model has; pass --config.data.num_classes=N")
+    model, abstract = evaluate.abstract_variables(config, images.shape[1:], num_classes)
+    state = evaluate.restore_checkpoint(run, step, model, abstract, replicated)
+    probabilities = predict_probabilities(state, config, images)
+    class_names = info.class_names if info else None
+    print(f"{run.workdir} at step {step}:")
+    for path, probs in zip(args.images, probabilities, strict=True):
+        ranked = top_k(probs, min(args.top, probs.size))
+        print(f"{path}: " + ", ".join(f"{class_label(c, class_names)} {p:.2%}" for c, p in ranked))
+    return 0
+
+
+def _dataset_info(config: ml_collections.ConfigDict):
+    """The evaluation split's DatasetInfo (class count and names), or None where it is not on hand."""
+    from cnnjax import data
+
+    try:
+        return data.dataset_info(config.data, config.data.eval_split)
+    except (ValueError, FileNotFoundError, OSError):
+        return None
