@@ -1,0 +1,64 @@
+"""A two-point sweep that really trains (two processes side by side), a re-run that skips both, and
+summarize on the finished sweep."""
+
+import csv
+import json
+import pathlib
+import textwrap
+
+from cnnjax import cli
+from cnnjax.train.metrics import read_metrics
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TINY = REPO / "tests" / "train" / "tiny_config.py"
+
+
+def write_config(folder: pathlib.Path) -> str:
+    path = folder / "tiny_sweep.py"
+    path.write_text(textwrap.dedent(f"""
+        from cnnjax.sweeps_lib import product
+        from cnnjax.train import config_io
+
+        def get_config(arg=None):
+            c = config_io.load_config({str(TINY)!r})
+            c.model.pool = "strided_conv"
+            c.num_steps, c.eval_every_steps, c.checkpoint_every_steps = 2, 2, 2
+            return c
+
+        def get_sweep():
+            return product(seed=[0, 1])
+        """))
+    return str(path)
+
+
+def test_two_point_sweep_runs_then_skips_then_summarizes(tmp_path, capsys):
+    config = write_config(tmp_path)
+    sweep_dir = tmp_path / "sweep"
+    assert cli.main(["train", config, "--sweep", "--parallel", "2", "--workdir", str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "2 points in" in out and "(0 finished, 0 to resume, 2 new)" in out
+    for seed in (0, 1):
+        point = sweep_dir / f"seed={seed}"
+        records = read_metrics(point)
+        assert max(r["step"] for r in records) == 2, (point / "log.txt").read_text()[-2000:]
+        assert json.loads((point / "config.json").read_text())["seed"] == seed
+        assert json.loads((point / "sweep_point.json").read_text())["overrides"] == {"seed": seed}
+        assert "done: 2 steps" in (point / "log.txt").read_text()
+        assert f"[{seed + 1}/2] seed={seed}: finished in" in out
+    logs = {seed: (sweep_dir / f"seed={seed}" / "log.txt").read_text() for seed in (0, 1)}
+
+    assert cli.main(["train", config, "--sweep", "--parallel", "2", "--workdir", str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "(2 finished, 0 to resume, 0 new)" in out
+    assert "0 of 0 run finished, 2 skipped as already finished, 0 failed" in out
+    assert {s: (sweep_dir / f"seed={s}" / "log.txt").read_text() for s in (0, 1)} == logs
+
+    assert cli.main(["summarize", str(sweep_dir)]) == 0
+    with (sweep_dir / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["seed"] for r in rows] == ["0", "1"]
+    for row in rows:
+        records = read_metrics(sweep_dir / row["point"])
+        last_eval = [r for r in records if "eval/top1" in r][-1]
+        assert float(row["final eval/top1"]) == last_eval["eval/top1"]
+        assert int(row["last_step"]) == 2
