@@ -3,6 +3,7 @@ torchvision's counts. Imported by name (pytest puts this folder on sys.path)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -42,9 +43,10 @@ def build(name: str, num_classes: int | None = None):
     return models.build(spec.model, num_classes=classes, **spec.knobs)
 
 
+@functools.cache
 def abstract(name: str, num_classes: int | None = None, hw: int | None = None) -> dict:
     """Abstract variables of converter model `name` for (1, hw, hw, C) inputs (default: the
-    model's natural input); nothing allocated or compiled."""
+    model's natural input); nothing allocated or compiled. Cached: callers must not modify it."""
     spec = mapping.spec_for(name)
     (h, w, c), _ = models.natural_input(spec.model)
     shape = (1, hw or h, hw or w, c)

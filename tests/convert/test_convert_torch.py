@@ -1,0 +1,149 @@
+"""Against PyTorch: the reference models' state dicts are exactly the mapping's, and converted
+weights give the same logits (within 1e-4, float32) in both directions.
+
+Sizes: ResNets pool globally, so resnet18/50 run at 64x64. cnnjax's VGG and AlexNet have no
+adaptive pooling (torchvision's AdaptiveAvgPool2d((7, 7)) / ((6, 6))), so torchvision's classifier
+weights fit only inputs whose last maps are 7x7 / 6x6: VGG runs at 224x224 and AlexNet at 223x223,
+the smallest input that gives 6x6 (both batch 1). One VGG, vgg11_bn, keeps the time down; it
+covers the convolutions, batch norms, the flattening layer and torchvision's Sequential indices
+(vgg11 without batch norm differs only in those indices, checked against the reference's keys).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from convert_helpers import TORCHVISION, abstract, build, default_classes, random_variables
+
+from cnnjax.convert import load_weights, mapping, torch_to_variables, variables_to_torch
+
+torch = pytest.importorskip("torch")
+torch_models = pytest.importorskip("cnnjax.convert.torch_models")
+
+ATOL = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def meta_state(name: str, num_classes: int) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):  # shapes only: nothing allocated
+        model = torch_models.build_torch_model(name, num_classes)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", torch_models.torch_model_names())
+def test_reference_state_dicts_are_the_mapping(name):
+    classes = default_classes(name)
+    mine = {k: e.torch_shape for k, e in mapping.entries(abstract(name),
+                                                         mapping.spec_for(name)).items()}
+    assert meta_state(name, classes) == mine
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION))
+def test_reference_models_have_torchvisions_counts(name):
+    with torch.device("meta"):
+        model = torch_models.build_torch_model(name, 1000)
+    n_entries, n_params = TORCHVISION[name]
+    assert len(model.state_dict()) == n_entries
+    assert sum(p.numel() for p in model.parameters()) == n_params
+
+
+def test_every_supported_torchvision_name_has_a_reference():
+    names = set(torch_models.torch_model_names())
+    assert {n for n in mapping.supported_models() if not n.startswith("vgg_")} == names
+    with pytest.raises(ValueError, match="vgg11_bn"):
+        torch_models.build_torch_model("vgg12", 10)
+
+
+def randomised(name: str, num_classes: int, x: torch.Tensor,
+               seed: int = 0) -> tuple[torch.nn.Module, np.ndarray]:
+    """(model, its logits for x): the reference model in eval mode with random biases and BN
+    statistics and scales (the weights keep torchvision's initialisation), its head rescaled so
+    that the logits have std 1."""
+    g = torch.Generator().manual_seed(seed)
+    model = torch_models.build_torch_model(name, num_classes)
+    with torch.no_grad():
+        for key, t in model.state_dict().items():
+            if key.endswith("running_var") or (t.ndim == 1 and key.endswith("weight")):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif key.endswith(("bias", "running_mean")):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+        logits = model.eval()(x)
+        scale = logits.std()
+        head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        head.weight /= scale
+        head.bias /= scale
+    return model, (logits / scale).numpy()
+
+
+def apply(name: str, variables: dict, x: torch.Tensor) -> np.ndarray:
+    """cnnjax logits for the NCHW batch x (jitted: compiling once beats op-by-op dispatch; the
+    jitted function is cached per model, so a second call with other variables reuses it)."""
+    return np.asarray(_jitted_apply(name)(variables, nhwc(x)))
+
+
+@functools.cache
+def _jitted_apply(name: str):
+    return jax.jit(build(name).apply)
+
+
+def nhwc(x: torch.Tensor) -> jnp.ndarray:
+    return jnp.asarray(x.numpy().transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize(("name", "shape"), [
+    ("resnet18", (2, 3, 64, 64)),
+    ("resnet50", (2, 3, 64, 64)),
+    ("vgg11_bn", (1, 3, 224, 224)),
+    ("alexnet_torchvision", (1, 3, 223, 223)),
+    ("lenet5", (2, 1, 32, 32)),
+])
+def test_imported_weights_give_torchs_logits(name, shape):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    model, expected = randomised(name, default_classes(name), x)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    variables = torch_to_variables(state, name)
+    logits = apply(name, variables, x)
+    assert expected.std() > 0.5  # logits of order one, so ATOL is a real bound
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=ATOL)
+    if name == "alexnet_torchvision":
+        # Reading fc6's weight as a plain transpose (NHWC order) gives other logits.
+        wrong = {"params": {**variables["params"], "classifier_1": {
+            "kernel": state["classifier.1.weight"].T, "bias": state["classifier.1.bias"]}}}
+        assert np.abs(apply(name, wrong, x) - expected).max() > 0.1
+
+
+def test_a_pth_file_of_a_torch_model_loads_with_torchs_logits(tmp_path):
+    """The user's path: torch.save(model.state_dict()), then load_weights (CIFAR resnet20, whose
+    option-A shortcuts have no parameters, with 10 classes)."""
+    x = torch.randn((2, 3, 32, 32), generator=torch.Generator().manual_seed(2))
+    model, expected = randomised("resnet20", 10, x, seed=2)
+    torch.save(model.state_dict(), tmp_path / "resnet20.pth")
+    module, variables = load_weights(tmp_path / "resnet20.pth", "resnet20")
+    logits = np.asarray(jax.jit(module.apply)(variables, nhwc(x)))
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize(("name", "shape"), [("resnet20", (2, 3, 32, 32)),
+                                             ("lenet5", (2, 1, 32, 32))])
+def test_exported_weights_give_cnnjaxs_logits_in_torch(name, shape):
+    variables = random_variables(abstract(name), seed=4)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    expected = apply(name, variables, x)
+    model = torch_models.build_torch_model(name, default_classes(name))
+    model.load_state_dict({k: torch.from_numpy(np.array(v))
+                           for k, v in variables_to_torch(variables, name).items()}, strict=True)
+    with torch.no_grad():
+        logits = model.eval()(x).numpy()
+    assert expected.std() > 0.5
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=ATOL)
