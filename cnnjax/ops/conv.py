@@ -262,9 +262,9 @@ def conv_transpose2d(y: jax.Array, kernel: jax.Array, *, stride: IntOrSeq = 1,
             y.shape[1 + a], kernel.shape[a], stride=stride_t[a], padding=p,
             dilation=dilation_t[a], output_padding=out_pad[a]), op, pad_axis)
         if m < 1:
-            raise ValueError(f"{op}: no conv input gives output size {y.shape[1 + axis]} on "
-                             f"spatial axis {axis} with this kernel/padding (y {y.shape}, kernel "
-                             f"{kernel.shape}, padding {padding!r})")
+            raise ValueError(f"{op}: y {y.shape} with kernel {kernel.shape}, padding {padding!r} "
+                             f"and output_padding {out_pad} gives conv input size {m} < 1 on "
+                             f"spatial axis {axis}; raise output_padding (it must stay < stride)")
         in_size.append(m)
         pads.append(pad)
     y, kernel = _promote(y, kernel)
