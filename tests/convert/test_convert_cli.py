@@ -1,0 +1,109 @@
+"""python -m cnnjax.convert: export a run's checkpoint, import a state dict, and their errors."""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+import pytest
+from convert_helpers import abstract, assert_trees_equal, random_variables
+
+from cnnjax.convert import load_state_dict, main, save_state_dict, variables_to_torch
+from cnnjax.train.checkpoint import Checkpoints
+from cnnjax.train.config_io import save_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A workdir as training leaves it: config.json and checkpoints at steps 5 and 9 of resnet20
+    (random values, with batch-norm statistics). Yields (workdir, {step: variables})."""
+    workdir = tmp_path_factory.mktemp("run")
+    save_config(ml_collections.ConfigDict({"model": {"name": "resnet20"}}), workdir)
+    ckpts = Checkpoints(workdir / "checkpoints", use_async=False)
+    saved = {}
+    for step in (5, 9):
+        variables = random_variables(abstract("resnet20"), seed=step)
+        ckpts.save(step, {"step": np.int32(step), **variables}, {"data_step": step})
+        saved[step] = variables
+    ckpts.close()
+    return workdir, saved
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_export_latest(run, tmp_path, capsys, suffix):
+    workdir, saved = run
+    out = tmp_path / f"resnet20{suffix}"
+    assert main(["export", "--workdir", str(workdir), "--out", str(out)]) == 0
+    assert "step 9" in capsys.readouterr().out
+    state = load_state_dict(out)
+    expected = variables_to_torch(saved[9], "resnet20")
+    assert sorted(state) == sorted(expected)
+    for key in expected:
+        assert np.array_equal(state[key], expected[key]), key
+
+
+def test_export_a_step(run, tmp_path):
+    workdir, saved = run
+    out = tmp_path / "step5.npz"
+    assert main(["export", "--workdir", str(workdir), "--step", "5", "--out", str(out)]) == 0
+    assert np.array_equal(load_state_dict(out)["fc.weight"], saved[5]["params"]["fc"]["kernel"].T)
+
+
+def error_line(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_export_errors(run, tmp_path, capsys):
+    workdir, _ = run
+    assert "available steps: [5, 9]" in error_line(
+        ["export", "--workdir", str(workdir), "--step", "7", "--out", str(tmp_path / "a.npz")],
+        capsys)
+    assert "config.json" in error_line(
+        ["export", "--workdir", str(tmp_path), "--out", str(tmp_path / "a.npz")], capsys)
+    save_config(ml_collections.ConfigDict({"model": {"name": "resnet20"}}), tmp_path)
+    assert "no checkpoint" in error_line(
+        ["export", "--workdir", str(tmp_path), "--out", str(tmp_path / "a.npz")], capsys)
+    assert ".safetensors" in error_line(
+        ["export", "--workdir", str(workdir), "--out", str(tmp_path / "a.h5")], capsys)
+
+
+def test_import(tmp_path, capsys):
+    variables = random_variables(abstract("lenet5"), seed=6)
+    source = save_state_dict(variables_to_torch(variables, "lenet5"), tmp_path / "lenet.safetensors")
+    out = tmp_path / "variables.npz"
+    assert main(["import", str(source), "--model", "lenet5", "--knob", "dtype=bfloat16",
+                 "--out", str(out)]) == 0
+    assert "lenet5" in capsys.readouterr().out
+    with np.load(out) as archive:
+        flat = {name: archive[name] for name in archive.files}
+    assert "params/c1/kernel" in flat
+    rebuilt: dict = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split("/")
+        node = rebuilt
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    assert_trees_equal(rebuilt, variables)
+
+
+def test_import_errors(tmp_path, capsys):
+    variables = random_variables(abstract("lenet5"), seed=6)
+    source = save_state_dict(variables_to_torch(variables, "lenet5"), tmp_path / "lenet.npz")
+    assert "--out" in error_line(["import", str(source), "--model", "lenet5", "--out",
+                                  str(tmp_path / "v.txt")], capsys)
+    assert "unknown model 'lenet6'" in error_line(
+        ["import", str(source), "--model", "lenet6", "--out", str(tmp_path / "v.npz")], capsys)
+    message = error_line(
+        ["import", str(source), "--model", "resnet20", "--out", str(tmp_path / "v.npz")], capsys)
+    assert "'fc.weight'" in message and "10 entries (c1.bias, c1.weight, c3.bias, c3.weight" in message
+    assert "KEY=VALUE" in error_line(["import", str(source), "--model", "lenet5", "--knob",
+                                      "dtype", "--out", str(tmp_path / "v.npz")], capsys)
+
+
+def test_models_lists_the_supported_names(capsys):
+    assert main(["models"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"resnet50", "vgg16_bn", "alexnet_torchvision", "lenet5"} <= set(names)
