@@ -1,0 +1,110 @@
+"""Pooling and local response normalisation against numpy loops and their defining properties."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from ops_reference import lrn_loop, pads_for, pool_loop
+
+from cnnjax import ops
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(window=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       stride=st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))),
+       padding=st.one_of(st.sampled_from(["VALID", "SAME"]), st.integers(0, 2)),
+       size=st.tuples(st.integers(1, 9), st.integers(1, 9)), seed=st.integers(0, 2**16))
+def test_pools_match_numpy_loops(window, stride, padding, size, seed):
+    strides = window if stride is None else stride
+    pads = pads_for(padding, size, window, strides, (1, 1))
+    assume(all(lo < n and hi < n and m + lo + hi >= n
+               for m, n, (lo, hi) in zip(size, window, pads, strict=True)))
+    x = np.random.default_rng(seed).standard_normal((2, *size, 3)).astype(np.float32)
+
+    @jax.jit
+    def pools(x):
+        return (ops.max_pool(x, window, stride, padding),
+                ops.avg_pool(x, window, stride, padding, count_include_pad=True),
+                ops.avg_pool(x, window, stride, padding, count_include_pad=False))
+
+    got_max, got_avg_in, got_avg_out = pools(x)
+    np.testing.assert_allclose(got_max, pool_loop(x, window, strides, pads, "max"), atol=1e-6)
+    np.testing.assert_allclose(got_avg_in, pool_loop(x, window, strides, pads, "avg", True),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_avg_out, pool_loop(x, window, strides, pads, "avg", False),
+                               rtol=1e-5, atol=1e-6)
+    for axis in range(2):
+        assert got_max.shape[1 + axis] == ops.conv_output_size(size[axis], window[axis],
+                                                               strides[axis], pads[axis])
+
+
+def test_avg_pool_count_include_pad_on_a_constant_image():
+    x = jnp.ones((1, 4, 4, 1))
+    with_pad = ops.avg_pool(x, 3, 1, padding=1, count_include_pad=True)[0, ..., 0]
+    without = ops.avg_pool(x, 3, 1, padding=1, count_include_pad=False)[0, ..., 0]
+    np.testing.assert_allclose(without, np.ones((4, 4)), rtol=1e-6)
+    assert with_pad[0, 0] == pytest.approx(4 / 9) and with_pad[0, 1] == pytest.approx(6 / 9)
+    assert with_pad[1, 1] == pytest.approx(1.0)
+
+
+def test_max_pool_ignores_padding_on_negative_inputs():
+    x = -1.0 - jnp.arange(16.0).reshape(1, 4, 4, 1)
+    y = ops.max_pool(x, 3, 2, padding="SAME")
+    assert float(y.max()) == -1.0  # zeros in the padding would have won
+
+
+def test_max_pool_invariant_to_shifts_smaller_than_the_window():
+    # One bright pixel per pooling window, kept away from window edges: shifting the image by
+    # less than the margin moves each peak within its window and leaves the output unchanged
+    # (Deep Learning, Sec. 9.3).
+    rng = np.random.default_rng(0)
+    x = np.zeros((1, 16, 16, 2), np.float32)
+    for i in range(4):
+        for j in range(4):
+            for c in range(2):
+                x[0, 4 * i + rng.integers(1, 3), 4 * j + rng.integers(1, 3), c] = rng.uniform(1, 2)
+    y = ops.max_pool(x, 4)
+    for shift in [(1, 0), (0, -1), (1, 1), (-1, 1)]:
+        np.testing.assert_array_equal(ops.max_pool(np.roll(x, shift, axis=(1, 2)), 4), y)
+    # A shift of a whole window moves the output: the invariance is local, not global.
+    assert not np.array_equal(ops.max_pool(np.roll(x, (4, 0), axis=(1, 2)), 4), y)
+
+
+def test_max_pool_gradient_routes_to_the_maximum():
+    x = jnp.asarray([[1.0, 5.0], [2.0, 3.0]]).reshape(1, 2, 2, 1)
+    g = jax.grad(lambda x: jnp.sum(ops.max_pool(x, 2)))(x)
+    np.testing.assert_array_equal(g.reshape(2, 2), [[0.0, 1.0], [0.0, 0.0]])
+
+
+def test_global_avg_pool():
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 4)).astype(np.float32)
+    y = ops.global_avg_pool(x)
+    assert y.shape == (2, 4)
+    np.testing.assert_allclose(y, x.mean(axis=(1, 2)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("size", [1, 2, 4, 5, 7])
+def test_lrn_matches_numpy_loop(size):
+    rng = np.random.default_rng(size)
+    x = (rng.standard_normal((2, 3, 3, 9)) * 10).astype(np.float32)  # large enough to matter
+    got = ops.local_response_norm(x, size=size, k=2.0, alpha=1e-3, beta=0.75)
+    np.testing.assert_allclose(got, lrn_loop(x, size, 2.0, 1e-3, 0.75), rtol=1e-5)
+
+
+def test_lrn_defaults_are_alexnets_and_alpha_is_not_divided_by_size():
+    x = np.zeros((1, 1, 1, 7), np.float32)
+    x[..., 3] = 100.0
+    y = np.asarray(ops.local_response_norm(x))[0, 0, 0]
+    # Channels 1..5 see the 100 in their 5-wide window, so b_3 = 100 / (2 + 1e-4 * 100^2)^0.75.
+    assert y[3] == pytest.approx(100.0 / (2.0 + 1e-4 * 100.0**2) ** 0.75, rel=1e-6)
+    assert y[0] == 0.0
+
+
+def test_lrn_keeps_dtype():
+    x = jnp.ones((1, 2, 2, 6), jnp.bfloat16)
+    assert ops.local_response_norm(x).dtype == jnp.bfloat16
