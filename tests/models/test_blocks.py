@@ -14,6 +14,11 @@ BN = layers.LayerOptions(norm="batch")
 EPS = layers.BN_EPSILON
 
 
+def _apply(module, variables, x):
+    """Eval-mode forward, jitted: one compilation instead of one per op."""
+    return np.asarray(jax.jit(module.apply)(variables, x))
+
+
 def _relu(a):
     return np.maximum(a, 0)
 
@@ -44,12 +49,12 @@ def test_zero_init_residual_makes_blocks_start_as_option_a_shortcuts():
     block = BasicBlock(32, stride=2, shortcut="identity_pad", zero_init_residual=True,
                        options=BN)
     x = jax.random.normal(jax.random.key(1), (2, 8, 8, 16))
-    variables = block.init(jax.random.key(0), x)
+    variables = jax.jit(block.init)(jax.random.key(0), x)
     np.testing.assert_array_equal(variables["params"]["bn2"]["scale"], np.zeros(32))
     np.testing.assert_array_equal(variables["params"]["bn1"]["scale"], np.ones(32))
     expected = np.zeros((2, 4, 4, 32))
     expected[..., :16] = _relu(np.asarray(x)[:, ::2, ::2])
-    np.testing.assert_allclose(block.apply(variables, x), expected, atol=1e-6)
+    np.testing.assert_allclose(_apply(block, variables, x), expected, atol=1e-6)
 
 
 def test_projection_shortcut_is_a_strided_1x1_conv_and_bn(numpy_init):
@@ -60,7 +65,7 @@ def test_projection_shortcut_is_a_strided_1x1_conv_and_bn(numpy_init):
     y = np.asarray(x)[:, ::2, ::2] @ w
     expected = _relu(_bn_eval(y, variables["batch_stats"]["downsample_1"],
                               variables["params"]["downsample_1"]))
-    np.testing.assert_allclose(block.apply(variables, x), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_apply(block, variables, x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_identity_and_no_shortcut(numpy_init):
@@ -69,7 +74,7 @@ def test_identity_and_no_shortcut(numpy_init):
         block = BasicBlock(8, stride=1, shortcut=shortcut, options=BN)
         variables = _zero_last_bn(numpy_init(block, x.shape))
         assert "downsample_0" not in variables["params"]  # same shape: identity, no projection
-        np.testing.assert_allclose(block.apply(variables, x), expected, atol=1e-6)
+        np.testing.assert_allclose(_apply(block, variables, x), expected, atol=1e-6)
 
 
 def test_bottleneck_stride_placement(variables_of):
@@ -88,7 +93,7 @@ def test_inception_concatenates_its_four_branches(numpy_init):
     x = jax.random.normal(jax.random.key(1), (2, 6, 6, 7))
     variables = numpy_init(module, x.shape)
     p = variables["params"]
-    out = np.asarray(module.apply(variables, x))
+    out = np.asarray(_apply(module, variables, x))
     assert out.shape == (2, 6, 6, 4 + 5 + 3 + 2)
     xs = np.asarray(x)
     b1 = _relu(xs @ np.asarray(p["branch1"]["conv"]["kernel"])[0, 0] + p["branch1"]["conv"]["bias"])
@@ -103,7 +108,7 @@ def test_inception_concatenates_its_four_branches(numpy_init):
 def test_naive_inception_passes_the_pooled_input_through(numpy_init):
     module = Inception(4, 3, 5, 2, 3, 2, naive=True)
     x = jax.random.normal(jax.random.key(1), (1, 5, 5, 6))
-    out = np.asarray(module.apply(numpy_init(module, x.shape), x))
+    out = np.asarray(_apply(module, numpy_init(module, x.shape), x))
     assert out.shape == (1, 5, 5, 4 + 5 + 3 + 6)
     np.testing.assert_allclose(out[..., -6:], _maxpool3_same(np.asarray(x)), atol=1e-6)
 
@@ -127,6 +132,6 @@ def test_grouped_conv_layer_blocks_the_channels(numpy_init):
     variables = numpy_init(conv, x.shape)
     x2 = x.copy()
     x2[..., 2:] += 1.0  # change only the second group's inputs
-    a, b = np.asarray(conv.apply(variables, x)), np.asarray(conv.apply(variables, x2))
+    a, b = np.asarray(_apply(conv, variables, x)), np.asarray(_apply(conv, variables, x2))
     np.testing.assert_array_equal(a[..., :3], b[..., :3])
     assert not np.allclose(a[..., 3:], b[..., 3:])
