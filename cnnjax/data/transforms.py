@@ -43,11 +43,13 @@ class Transform:
 # Building blocks
 # ---------------------------------------------------------------------------------------------------
 
-def to_uint8(image: tf.Tensor) -> tf.Tensor:
-    """Rounds and clips float pixels in [0, 255] units to uint8."""
+def to_uint8(image: tf.Tensor, offset: tf.Tensor | float = 0.0) -> tf.Tensor:
+    """Float pixels in [0, 255] units (plus `offset`) rounded half up and clipped to uint8."""
     if image.dtype == tf.uint8:
         return image
-    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    # One add and one saturating cast: the cast truncates, so +0.5 rounds (values are >= 0 after
+    # the clip that saturate_cast applies).
+    return tf.saturate_cast(image + (tf.cast(offset, tf.float32) + 0.5), tf.uint8)
 
 
 def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
@@ -102,14 +104,12 @@ def random_flip(image: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
     return tf.image.stateless_random_flip_left_right(image, seed=key)
 
 
-def pca_lighting(image: tf.Tensor, std: float, key: tf.Tensor) -> tf.Tensor:
-    """AlexNet Sec. 4.1: adds sum_j p_j alpha_j lambda_j to every RGB pixel, alpha_j ~ N(0, std^2).
-
-    `image` is float RGB in [0, 255] units; p_j, lambda_j are ImageNet's RGB eigenvectors and values.
-    """
+def pca_lighting(std: float, key: tf.Tensor) -> tf.Tensor:
+    """AlexNet Sec. 4.1: the RGB offset sum_j p_j alpha_j lambda_j, alpha_j ~ N(0, std^2), that is
+    added to every pixel; p_j, lambda_j are ImageNet's RGB eigenvectors and eigenvalues. (3,) float32
+    in [0, 255] units."""
     alpha = tf.random.stateless_normal([3], seed=key) * std
-    offset = tf.linalg.matvec(tf.constant(PCA_EIGVEC), alpha * tf.constant(PCA_EIGVAL)) * 255.0
-    return image + offset
+    return tf.linalg.matvec(tf.constant(PCA_EIGVEC), alpha * tf.constant(PCA_EIGVAL)) * 255.0
 
 
 def resize(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -209,13 +209,13 @@ def make_transform(data: ml_collections.ConfigDict, name: str, source_shape: tup
 
         def finish(image, key):
             kf, kl = tf.unstack(tf.random.experimental.stateless_split(key, 2))
-            image = random_flip(resize(image, size), kf)
-            return to_uint8(pca_lighting(image, std, kl) if std > 0 else image)
+            offset = pca_lighting(std, kl) if std > 0 else 0.0
+            return random_flip(to_uint8(resize(image, size), offset), kf)
     elif name == "inception":
         window = inception_window(float(data.min_area), tuple(data.aspect_range))
 
         def finish(image, key):
-            return to_uint8(random_flip(resize(image, size), key))
+            return random_flip(to_uint8(resize(image, size)), key)
     elif crops == 1:  # center_crop
         window = center_window(size, int(data.resize_size))
 
