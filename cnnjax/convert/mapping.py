@@ -157,39 +157,40 @@ def feeding_channels(params: Mapping, prefix: str) -> int:
     return max(convs)[1]
 
 
+# Variables kept as they are, with their torch names.
+_RENAMED = {("params", "bias"): "bias", ("params", "scale"): "weight",
+            ("batch_stats", "mean"): "running_mean", ("batch_stats", "var"): "running_var"}
+
+
 def entries(variables: Mapping, spec: Spec) -> dict[str, Entry]:
     """Every torch state-dict entry of the model whose variables (arrays or ShapeDtypeStructs,
     {'params': ..., 'batch_stats': ...}) are given, keyed by torch name, in variable order."""
     params = variables.get("params", {})
-    channels = (feeding_channels(params, spec.flatten_from) if spec.flatten else None)
+    channels = feeding_channels(params, spec.flatten_from) if spec.flatten else None
     out: dict[str, Entry] = {}
     bn_modules: list[tuple[str, ...]] = []
     for path, leaf in _flat(variables):
         collection, *modules, name = path
         shape = tuple(np.shape(leaf))
-        torch_module = module_to_torch(tuple(modules))
-        kind = (collection, name, len(shape))
-        if kind[:2] == ("params", "kernel") and len(shape) == 4:
-            to, back, torch_name = conv_to_torch, conv_from_torch, "weight"
-            torch_shape = (shape[3], shape[2], shape[0], shape[1])
-        elif kind == ("params", "kernel", 2) and tuple(modules) == (spec.flatten,):
-            to = functools.partial(flatten_dense_to_torch, channels=channels)
-            back = functools.partial(flatten_dense_from_torch, channels=channels)
-            torch_name, torch_shape = "weight", shape[::-1]
-        elif kind == ("params", "kernel", 2):
-            to, back, torch_name, torch_shape = dense_to_torch, dense_from_torch, "weight", shape[::-1]
-        elif kind[:2] in (("params", "bias"), ("params", "scale"),
-                          ("batch_stats", "mean"), ("batch_stats", "var")):
-            to = back = _identity
-            torch_shape = shape
-            torch_name = {"bias": "bias", "scale": "weight", "mean": "running_mean",
-                          "var": "running_var"}[name]
+        kernel = collection == "params" and name == "kernel"
+        if kernel and len(shape) == 4:
+            entry = Entry(path, (shape[3], shape[2], shape[0], shape[1]), conv_to_torch,
+                          conv_from_torch)
+        elif kernel and len(shape) == 2 and modules == [spec.flatten]:
+            entry = Entry(path, shape[::-1],
+                          functools.partial(flatten_dense_to_torch, channels=channels),
+                          functools.partial(flatten_dense_from_torch, channels=channels))
+        elif kernel and len(shape) == 2:
+            entry = Entry(path, shape[::-1], dense_to_torch, dense_from_torch)
+        elif (collection, name) in _RENAMED:
+            entry = Entry(path, shape, _identity, _identity)
             if collection == "batch_stats" and name == "mean":
                 bn_modules.append(tuple(modules))
         else:
             raise ValueError(f"variable {'/'.join(path)} {shape} has no PyTorch equivalent "
                              f"(expected conv/dense kernels, biases and batch-norm variables)")
-        out[f"{torch_module}.{torch_name}"] = Entry(path, torch_shape, to, back)
+        torch_name = "weight" if kernel else _RENAMED[collection, name]
+        out[f"{module_to_torch(tuple(modules))}.{torch_name}"] = entry
     for modules in bn_modules:
         out[f"{module_to_torch(modules)}.{NUM_BATCHES_TRACKED}"] = Entry(
             None, (), _identity, _identity)
@@ -197,7 +198,7 @@ def entries(variables: Mapping, spec: Spec) -> dict[str, Entry]:
 
 
 def to_torch(variables: Mapping, spec: Spec) -> dict[str, np.ndarray]:
-    """cnnjax variables -> torch state dict (float32 numpy; num_batches_tracked int64 zeros)."""
+    """cnnjax variables -> torch state dict of numpy arrays (num_batches_tracked: int64 zeros)."""
     flat = dict(_flat(variables))
     state = {}
     for name, entry in entries(variables, spec).items():

@@ -89,7 +89,8 @@ def randomised(name: str, num_classes: int, x: torch.Tensor,
 def apply(name: str, variables: dict, x: torch.Tensor) -> np.ndarray:
     """cnnjax logits for the NCHW batch x (jitted: compiling once beats op-by-op dispatch; the
     jitted function is cached per model, so a second call with other variables reuses it)."""
-    return np.asarray(_jitted_apply(name)(variables, nhwc(x)))
+    with jax.default_matmul_precision("highest"):  # no TF32 where a GPU runs the suite
+        return np.asarray(_jitted_apply(name)(variables, nhwc(x)))
 
 
 @functools.cache
@@ -130,7 +131,8 @@ def test_a_pth_file_of_a_torch_model_loads_with_torchs_logits(tmp_path):
     model, expected = randomised("resnet20", 10, x, seed=2)
     torch.save(model.state_dict(), tmp_path / "resnet20.pth")
     module, variables = load_weights(tmp_path / "resnet20.pth", "resnet20")
-    logits = np.asarray(jax.jit(module.apply)(variables, nhwc(x)))
+    with jax.default_matmul_precision("highest"):
+        logits = np.asarray(jax.jit(module.apply)(variables, nhwc(x)))
     np.testing.assert_allclose(logits, expected, rtol=0, atol=ATOL)
 
 
