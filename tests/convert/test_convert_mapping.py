@@ -186,18 +186,29 @@ def test_shape_mismatches_are_named(resnet18_state):
     assert "fc.bias (10,) (expected (1000,))" in message
 
 
-def test_wrong_model_for_the_weights(resnet18_state):
+@pytest.fixture(scope="module")
+def vgg11_bn_state() -> dict:
+    """vgg11_bn as trained on 32x32 inputs (a 512-input classifier), in torch format."""
+    return variables_to_torch(random_variables(abstract("vgg11_bn", hw=32)), "vgg11_bn")
+
+
+def test_wrong_model_for_the_weights(resnet18_state, vgg11_bn_state):
     message = one_line_error(torch_to_variables, resnet18_state, "resnet34")
     assert "missing 80 key(s)" in message and "layer1.2.bn1.bias" in message
-    vgg = variables_to_torch(random_variables(abstract("vgg11_bn", hw=32)), "vgg11_bn")
-    message = one_line_error(torch_to_variables, vgg, "vgg11")
+    message = one_line_error(torch_to_variables, vgg11_bn_state, "vgg11")
     assert "unexpected" in message and "features.1.running_mean" in message
 
 
-def test_flatten_layer_input_must_be_whole_maps():
-    vgg = variables_to_torch(random_variables(abstract("vgg11", hw=32)), "vgg11")
-    vgg["classifier.0.weight"] = np.zeros((4096, 700), np.float32)  # 700 is not 512 x positions
-    assert "classifier.0.weight (4096, 700)" in one_line_error(torch_to_variables, vgg, "vgg11")
+def test_cnnjax_vgg_names_take_the_norm_knob(vgg11_bn_state):
+    assert_trees_equal(torch_to_variables(vgg11_bn_state, "vgg_a", norm="batch"),
+                       torch_to_variables(vgg11_bn_state, "vgg11_bn"))
+    assert "unexpected" in one_line_error(torch_to_variables, vgg11_bn_state, "vgg_a")
+
+
+def test_flatten_layer_input_must_be_whole_maps(vgg11_bn_state):
+    # 700 inputs are not 512 channels times a number of positions.
+    vgg = {**vgg11_bn_state, "classifier.0.weight": np.zeros((4096, 700), np.float32)}
+    assert "classifier.0.weight (4096, 700)" in one_line_error(torch_to_variables, vgg, "vgg11_bn")
 
 
 def test_missing_head_says_how_classes_are_inferred(resnet18_state):
