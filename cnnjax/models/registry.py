@@ -113,4 +113,7 @@ def build(name: str, *, num_classes: int = 1000, **knob_values: Any) -> nn.Modul
     if unknown:
         raise ValueError(f"model {name!r} does not take knob(s) {', '.join(unknown)}; valid "
                          f"knobs: {', '.join(sorted(valid))}")
+    # Lists (from configs or the command line) become tuples: modules must stay hashable, as
+    # jax.jit hashes the apply function bound to them.
+    knob_values = {k: tuple(v) if isinstance(v, list) else v for k, v in knob_values.items()}
     return factory(num_classes=num_classes, **knob_values)

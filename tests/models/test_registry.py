@@ -179,3 +179,12 @@ def test_alexnet_two_towers_halve_the_grouped_kernels():
 def test_bf16_models_keep_float32_parameters():
     p = _params("resnet18", dtype="bfloat16")
     assert {a.dtype for a in jax.tree.leaves(p)} == {jnp.dtype(jnp.float32)}
+
+
+def test_models_are_hashable_with_list_knobs():
+    """jax.jit hashes the module behind model.apply (e.g. in flax's TrainState)."""
+    model = models.build("mlp", num_classes=10, hidden=[64, 32])
+    assert model.hidden == (64, 32)
+    assert hash(model) == hash(models.build("mlp", num_classes=10, hidden=(64, 32)))
+    for name in models.list_models():
+        hash(models.build(name))
