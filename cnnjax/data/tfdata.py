@@ -15,9 +15,11 @@ buffer, and resumed by skipping k*B encoded records (they are not decoded).
 from __future__ import annotations
 
 import math
+import os
 import pathlib
 
 import ml_collections
+import numpy as np
 
 from cnnjax.data import transforms as T
 from cnnjax.data.layout import Layout
@@ -73,6 +75,22 @@ def eval_steps(n: int, layout: Layout) -> tf.data.Dataset:
 # Steps -> batches
 # ---------------------------------------------------------------------------------------------------
 
+def host_gather(array: np.ndarray):
+    """index (B,) -> array[index], read from the numpy array in place (object arrays -> tf.string).
+
+    Capturing the array as a constant instead would serialise it into the dataset graph each time a
+    pipeline starts (seconds per 100 MB) and cap it at protobuf's 2 GB; this costs one short
+    Python call per batch.
+    """
+    dtype = tf.string if array.dtype == object else tf.as_dtype(array.dtype)
+
+    def gather(index):
+        out = tf.numpy_function(lambda i: array[i], [index], dtype, stateful=False)
+        return tf.ensure_shape(out, [None, *array.shape[1:]])
+
+    return gather
+
+
 def _split_key(key):
     window_key, finish_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
     return window_key, finish_key
@@ -84,32 +102,27 @@ def _mask_like(mask, image):
 
 def memory_batches(source: ArraySource | SyntheticSource, transform: T.Transform, channels: int,
                    steps: tf.data.Dataset, parallel: int) -> tf.data.Dataset:
-    """Batches of an in-memory or synthetic source: a vectorised gather, then the per-example map."""
+    """Batches of an in-memory or synthetic source: one gather per batch, then per-example maps."""
     if isinstance(source, ArraySource):
-        images, labels = tf.constant(source.images), tf.constant(source.labels)
-
-        def image_of(i):
-            return tf.gather(images, i)
-
-        def labels_of(index):
-            return tf.gather(labels, index)
+        images_of, labels_of = host_gather(source.images), host_gather(source.labels)
     else:
-        def image_of(i):
-            noise = tf.random.stateless_uniform(source.shape, seed=tf.stack([SYNTHETIC_SEED, i]),
-                                                minval=0, maxval=256, dtype=tf.int32)
-            return tf.cast(noise, tf.uint8)
+        def images_of(index):
+            def noise(i):
+                return tf.random.stateless_uniform(source.shape, tf.stack([SYNTHETIC_SEED, i]),
+                                                   minval=0, maxval=256, dtype=tf.int32)
+            return tf.cast(tf.map_fn(noise, index, fn_output_signature=tf.int32), tf.uint8)
 
         def labels_of(index):
             return tf.cast(index % source.num_classes, tf.int32)
 
     def one(args):
-        i, key = args
+        image, key = args
         window_key, finish_key = _split_key(key)
-        image = T.window_decoded(T.to_channels(image_of(i), channels), transform.window, window_key)
+        image = T.window_decoded(T.to_channels(image, channels), transform.window, window_key)
         return transform.finish(image, finish_key)
 
     def batch(step):
-        out = tf.map_fn(one, (step["index"], step["key"]),
+        out = tf.map_fn(one, (images_of(step["index"]), step["key"]),
                         fn_output_signature=tf.TensorSpec(transform.output_shape, tf.uint8))
         valid = step["valid"]
         out = tf.cond(tf.reduce_all(valid), lambda: out,
@@ -129,27 +142,27 @@ def file_batches(source: FileSource, transform: T.Transform, channels: int, step
     False. '_index' and '_expected' let the caller name the files.
     """
     if cache:  # encoded bytes in memory: no file reads after the first pass over the folder
-        blobs = tf.constant([pathlib.Path(p).read_bytes() for p in source.paths])
+        blobs_of = host_gather(np.array([pathlib.Path(p).read_bytes() for p in source.paths], object))
 
-        def encoded_of(i):
-            return tf.gather(blobs, i)
+        def encoded(entries, slot):
+            return entries[slot]
     else:
-        paths = tf.constant(source.paths)
+        blobs_of = host_gather(np.array([os.fsencode(p) for p in source.paths], object))
 
-        def encoded_of(i):
-            return tf.io.read_file(tf.gather(paths, i))
-    labels = tf.constant(source.labels)
+        def encoded(entries, slot):
+            return tf.io.read_file(entries[slot])
+    labels_of = host_gather(source.labels)
     shape = transform.output_shape
 
     def step_batch(step):
         index, keys, valid = step["index"], step["key"], step["valid"]
         b = index.shape[0]
+        entries, labels = blobs_of(index), labels_of(index)  # (b,) paths or bytes, (b,) labels
 
         def load(slot):
             window_key, finish_key = _split_key(keys[slot])
-            i = index[slot]
-            image = T.decode_window(encoded_of(i), transform.window, window_key, channels)
-            return slot, image, tf.gather(labels, i), finish_key
+            image = T.decode_window(encoded(entries, slot), transform.window, window_key, channels)
+            return slot, image, labels[slot], finish_key
 
         def finish(slot, image, label, finish_key):
             return slot, transform.finish(image, finish_key), label

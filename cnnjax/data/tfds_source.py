@@ -16,7 +16,7 @@ import numpy as np
 from cnnjax.data.sources import ArraySource
 from cnnjax.data.tf_cpu import tf  # noqa: F401  (keeps TensorFlow off the GPUs before TFDS loads it)
 
-IN_MEMORY_BYTES = 1 << 30  # splits up to this size (encoded) are decoded once and indexed in memory
+IN_MEMORY_BYTES = 1 << 30  # splits up to this size, decoded, are held in memory and indexed
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -73,7 +73,8 @@ def load_tfds(name: str, split: str, data_dir: str = "") -> ArraySource | TfdsSt
     class_names = list(label.names) if getattr(label, "names", None) else None
     image_shape = tuple(features["image"].shape)
     source_name = f"tfds:{name}:{split}"
-    if None not in image_shape and split_info.num_bytes <= IN_MEMORY_BYTES:
+    fixed_shape = None not in image_shape
+    if fixed_shape and split_info.num_examples * int(np.prod(image_shape)) <= IN_MEMORY_BYTES:
         arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
         labels = arrays["label"].astype(np.int32)
         return ArraySource(arrays["image"], labels, num_classes or int(labels.max()) + 1,

@@ -94,6 +94,16 @@ def test_class_folders_become_sorted_classes(class_folder):
     assert got["image"].shape == (5, 16, 16, 3)
 
 
+def test_cached_folder_gives_the_same_batches(class_folder):
+    data = folder_config(class_folder, train_transform="inception")
+    cached = folder_config(class_folder, train_transform="inception", cache=True)
+    for a, b in zip(itertools.islice(D.train_batches(data, global_batch_size=4, seed=2, **ONE_HOST), 3),
+                    itertools.islice(D.train_batches(cached, global_batch_size=4, seed=2, **ONE_HOST), 3),
+                    strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+
+
 def test_split_subfolder_is_used_when_present(class_folder, tmp_path):
     root = tmp_path / "split"
     for cls in ("ant", "bee"):
