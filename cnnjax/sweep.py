@@ -281,11 +281,17 @@ def _start(run: PointRun, slot: Slot, cwd: pathlib.Path) -> tuple[subprocess.Pop
     log = run.log.open("a")
     log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {slot.describe()} {shlex.join(run.command)}\n")
     log.flush()
-    cpus = slot.cpus
     # Own session: Ctrl-C reaches only this tool, which then asks each point to save and stop (SIGTERM).
     proc = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                            start_new_session=True,
-                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+                            start_new_session=True)
+    if slot.cpus:
+        # Pinned right after exec, while the interpreter is still starting: the threads XLA and
+        # TensorFlow create later inherit the mask. (A preexec_fn would run Python between fork
+        # and exec, which is unsafe in a multithreaded parent.)
+        try:
+            os.sched_setaffinity(proc.pid, slot.cpus)
+        except (ProcessLookupError, PermissionError):
+            pass  # it already exited; its status is collected as usual
     return proc, log
 
 

@@ -30,7 +30,6 @@ def run(tmp_path_factory) -> pathlib.Path:
     """A 4-step run with checkpoints at steps 2 and 4 and an evaluation at step 4."""
     config = config_io.load_config(TINY)
     config_io.apply_overrides(config, OVERRIDES)
-    config.model.pool = "strided_conv"  # a LeNet-5 knob; keeps the run independent of the pooling ops
     workdir = tmp_path_factory.mktemp("tiny_run")
     train_and_evaluate(config, workdir)
     return workdir

@@ -46,7 +46,6 @@ def test_slurm_array_sweep_trains_every_point(tmp_path, capsys):
 
         def get_config(arg=None):
             c = config_io.load_config({str(TINY)!r})
-            c.model.pool = "strided_conv"
             c.num_steps, c.eval_every_steps, c.checkpoint_every_steps = 2, 2, 2
             return c
 

@@ -21,7 +21,6 @@ def write_config(folder: pathlib.Path) -> str:
 
         def get_config(arg=None):
             c = config_io.load_config({str(TINY)!r})
-            c.model.pool = "strided_conv"
             c.num_steps, c.eval_every_steps, c.checkpoint_every_steps = 2, 2, 2
             return c
 
