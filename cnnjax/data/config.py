@@ -1,7 +1,8 @@
 """The `data` block of a cnnjax config: every field the input pipelines read, with its default.
 
-The defaults describe the main job (LeNet-5 on the MNIST files shipped in data/mnist); config files
-override what their dataset and paper need. This module imports neither TensorFlow nor JAX.
+The defaults read the MNIST files shipped in data/mnist with RGB ImageNet statistics (the setting of
+most configs); config files override what their dataset and paper need (LeNet-5 on MNIST sets
+channels=1 and MNIST's mean and std). This module imports neither TensorFlow nor JAX.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.pca_lighting_std = 0.1     # alexnet: std of the PCA lighting coefficients (AlexNet Sec. 4.1); 0 = off
     c.min_area = 0.08            # inception: smallest crop area, as a fraction of the image
     c.aspect_range = (3 / 4, 4 / 3)  # inception: range of the crop's width / height
-    c.mean = MNIST_MEAN          # per channel, [0, 1] units: used on the device by cnnjax.data.normalize
-    c.std = MNIST_STD
-    c.channels = 1               # 1 (grayscale) or 3 (RGB); sources are converted to it
+    c.mean = IMAGENET_MEAN       # per channel (or one value), [0, 1] units: cnnjax.data.normalize
+    c.std = IMAGENET_STD
+    c.channels = 3               # 3 (RGB) or 1 (grayscale); every source is converted to it
     c.num_classes = 0            # 0 = as the source says (TFDS metadata, class folders, largest label + 1)
 
     # Reading.

@@ -38,9 +38,9 @@ def config(**fields) -> ml_collections.ConfigDict:
 
 
 def idx_config(root: pathlib.Path, **fields) -> ml_collections.ConfigDict:
-    """Untransformed reads of the generated IDX files (6x5x1 images)."""
+    """Untransformed grayscale reads of the generated IDX files (6x5x1 images)."""
     return config(**{"source": f"idx:{root}", "train_transform": "none", "eval_transform": "none",
-                     **fields})
+                     "channels": 1, "mean": (0.5,), "std": (0.5,), **fields})
 
 
 def encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None, **kw) -> bytes:

@@ -55,7 +55,7 @@ def test_idx_reads_uncompressed_files_and_converts_to_rgb(tmp_path):
 
 
 def test_shared_mnist_counts_and_label_histograms(shared_data):
-    data = config(source=f"idx:{shared_data / 'mnist'}")
+    data = config(source=f"idx:{shared_data / 'mnist'}", channels=1, mean=(0.13,), std=(0.31,))
     assert D.dataset_info(data, "train").num_examples == 60000
     assert D.dataset_info(data, "test").num_examples == 10000
     for split, expected in (("train", MNIST_TRAIN_COUNTS), ("test", MNIST_TEST_COUNTS)):
@@ -72,7 +72,7 @@ def test_shipped_mnist_is_the_original_and_found_from_the_repo_root(monkeypatch)
     assert "Creative Commons" in (REPO / "data/mnist/README.md").read_text()
     monkeypatch.chdir(REPO)
     info = D.dataset_info(D.default_data_config(), "train")  # source 'idx:data/mnist'
-    assert (info.num_examples, info.num_classes, info.image_shape) == (60000, 10, (32, 32, 1))
+    assert (info.num_examples, info.num_classes, info.image_shape) == (60000, 10, (32, 32, 3))
 
 
 # -- Image folders ---------------------------------------------------------------------------------
@@ -217,8 +217,9 @@ def tfds_dir(tmp_path, monkeypatch):
 
 
 def tfds_config(data_dir, **fields):
-    return config(**{"source": "tfds:cnnjax_tiny", "data_dir": str(data_dir),
-                     "train_transform": "none", "eval_transform": "none", **fields})
+    return config(**{"source": "tfds:cnnjax_tiny", "data_dir": str(data_dir), "channels": 1,
+                     "mean": (0.5,), "std": (0.5,), "train_transform": "none",
+                     "eval_transform": "none", **fields})
 
 
 def test_tfds_small_dataset_is_held_in_memory(tfds_dir):

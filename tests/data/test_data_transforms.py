@@ -40,7 +40,7 @@ def locate(out: np.ndarray, image: np.ndarray) -> tuple[int, int, bool]:
 
 def test_mnist_pads_28_to_32_centered():
     image = np.random.default_rng(0).integers(1, 256, (28, 28, 1), dtype=np.uint8)
-    t = T.make_transform(config(image_size=32), "mnist", (28, 28, 1), train=True)
+    t = T.make_transform(config(image_size=32, channels=1), "mnist", (28, 28, 1), train=True)
     out = run(t, image, KEYS[0])
     np.testing.assert_array_equal(out[2:30, 2:30], image)
     assert out.sum() == image.astype(int).sum()  # the border is zero
