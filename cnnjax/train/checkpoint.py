@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import time
 from collections.abc import Callable
 
 import jax
@@ -24,10 +25,22 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint whose arrays do not fit the model and optimizer of the config."""
 
 
+def _path_name(path) -> str:
+    """'params/conv1/kernel' for a pytree key path, whatever the container types (a checkpoint's
+    metadata stores optax's named tuples as dicts, so attribute and dict keys must compare equal)."""
+    parts = []
+    for entry in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+    return "/".join(parts)
+
+
 def _shape_mismatches(saved, target) -> list[str]:
     """Names of the arrays whose saved shape differs from the target's, or that exist on one side only."""
-    saved_flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(saved)}
-    target_flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(target)}
+    saved_flat = {_path_name(k): v for k, v in jax.tree_util.tree_leaves_with_path(saved)}
+    target_flat = {_path_name(k): v for k, v in jax.tree_util.tree_leaves_with_path(target)}
     problems = []
     for name in sorted(saved_flat.keys() | target_flat.keys()):
         if name not in target_flat:
@@ -73,11 +86,24 @@ class Checkpoints:
             state=ocp.args.StandardSave(items), meta=ocp.args.JsonSave(meta)),
             metrics=metrics, force=True)
 
+    def _set_aside(self, step: int, why: str, warn: Callable[[str], None]) -> None:
+        """Moves a damaged checkpoint out of the way (kept for inspection, never deleted), so the run
+        can fall back to the previous one and later save this step again."""
+        aside = self.directory.parent / f"{self.directory.name}_damaged" / f"{step}-{time.time():.0f}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        (self.directory / str(step)).rename(aside)
+        self.manager.reload()
+        warn(f"checkpoint at step {step} {why}; moved it to {aside} and fell back to the previous one")
+
     def read_arrays(self, step: int) -> dict:
         """The saved state of `step` as a tree of numpy arrays, with no model or config needed."""
-        with ocp.StandardCheckpointer() as reader:
-            tree = reader.restore(self.directory / str(step) / "state")
-        return jax.tree.map(np.asarray, tree)
+        # Restore onto this process's first device, whatever topology the run was saved from.
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                              self.manager.item_metadata(step)["state"])
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target)))
+        return jax.tree.map(np.asarray, restored["state"])
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -105,11 +131,10 @@ class Checkpoints:
             try:
                 saved = self.manager.item_metadata(candidate)["state"]
             except Exception as e:  # a damaged checkpoint surfaces as many error types
-                warn(f"checkpoint at step {candidate} is unreadable ({type(e).__name__}: {e}); "
-                     "falling back to the previous one")
+                self._set_aside(candidate, f"is unreadable ({type(e).__name__}: {e})", warn)
                 continue
             if saved is None:
-                warn(f"checkpoint at step {candidate} has no state; falling back to the previous one")
+                self._set_aside(candidate, "has no state", warn)
                 continue
             problems = _shape_mismatches(saved, abstract)
             if problems:
@@ -120,8 +145,7 @@ class Checkpoints:
                 restored = self.manager.restore(candidate, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
             except Exception as e:
-                warn(f"checkpoint at step {candidate} is corrupt ({type(e).__name__}: {e}); "
-                     "falling back to the previous one")
+                self._set_aside(candidate, f"is corrupt ({type(e).__name__}: {e})", warn)
                 continue
             return candidate, restored["state"], dict(restored["meta"] or {})
         return None

@@ -215,10 +215,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 if pending:
                     summary = _mean_metrics(pending)
                     pending = []
-                    if not math.isfinite(summary["loss"]):
+                    if summary.pop("finite") < 1.0:
                         ckpts.close()
                         raise TrainingDivergedError(
-                            f"loss is {summary['loss']} at step {done}; stopped without saving "
+                            f"loss is {summary['loss']} (or the parameters are no longer finite) at "
+                            f"step {done}; stopped without saving "
                             f"(last good checkpoint: step {max(ckpts.all_steps(), default='none')})."
                             " Lower the learning rate or check the data.")
                     elapsed = time.perf_counter() - interval_start

@@ -57,13 +57,15 @@ def train_step(state: TrainState, batch: dict, base_key: jax.Array, *, mean: Seq
     (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params,
                                                value=state.plateau_value)
-    new_state = state.replace(step=state.step + 1,
-                              params=optax.apply_updates(state.params, param_updates),
+    new_params = optax.apply_updates(state.params, param_updates)
+    new_state = state.replace(step=state.step + 1, params=new_params,
                               opt_state=opt_state,
                               batch_stats=updates.get("batch_stats", state.batch_stats) or None)
     metrics = {"loss": loss, "top1": topk_correct(logits, labels, 1).mean(),
                "top5": topk_correct(logits, labels, 5).mean(),
-               "grad_norm": optax.global_norm(grads)}
+               "grad_norm": optax.tree.norm(grads),
+               # 1.0 while loss and parameters are finite: the loop stops before saving a diverged state
+               "finite": jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(new_params))}
     return new_state, metrics
 
 

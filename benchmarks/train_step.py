@@ -1,0 +1,164 @@
+"""Steady-state training-step time and throughput of any model on synthetic, device-resident data.
+
+    .venv/bin/python benchmarks/train_step.py                  # lenet5, resnet20, resnet50
+    .venv/bin/python benchmarks/train_step.py --models lenet5,resnet20 --compare-torch
+    .venv/bin/python benchmarks/train_step.py --models resnet50 --batch 256 --dtype bfloat16   # on a GPU
+
+Times the jitted SGD-momentum step of cnnjax.train.steps (normalisation, forward, backward, update) after
+warm-up, median over repetitions. With --compare-torch (CPU), the same model and optimizer step in
+PyTorch eager on the same cores, and the ratio. On a GPU it prints model FLOPs utilisation: XLA's cost
+analysis of the compiled step divided by the step time, against the device's peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from cnnjax import models
+from cnnjax.train.defaults import default_config
+from cnnjax.train.loop import create_train_state
+from cnnjax.train.optim import make_optimizer
+from cnnjax.train.steps import jit_steps
+
+# Dense peak FLOP/s by device kind (NVIDIA data sheets, SXM parts, without sparsity).
+PEAK_FLOPS = {"H100": {"bfloat16": 989e12, "float32": 67e12},
+              "H200": {"bfloat16": 989e12, "float32": 67e12},
+              "A100": {"bfloat16": 312e12, "float32": 19.5e12}}
+DEFAULT_BATCH = {"cpu": {"resnet50": 16, "vgg16": 8, "alexnet": 32, "googlenet": 16}, "gpu": {}}
+
+
+def _timed(fn, repeats: int) -> float:
+    """Median seconds of fn() over `repeats` calls (fn must block until its work is done)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int) -> dict:
+    (h, w, c), classes = models.natural_input(name)
+    config = default_config()
+    config.model.name, config.model.dtype = name, dtype
+    model = models.build(name, num_classes=classes, dtype=dtype)
+    tx, _ = make_optimizer(config.optimizer, config.schedule, steps_per_epoch=100, total_steps=1000)
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    state = create_train_state(config, model, tx, (h, w, c), replicated)
+    rng = np.random.default_rng(0)
+    batch_data = jax.device_put({
+        "image": rng.integers(0, 256, (batch, h, w, c), dtype=np.uint8),
+        "label": rng.integers(0, classes, (batch,), dtype=np.int32)}, split)
+    train_fn, _ = jit_steps((0.5,) * c, (0.25,) * c, dtype, 0.0, 0.3, replicated, split)
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    compiled = train_fn.lower(state, batch_data, key).compile()
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+
+    holder = {"state": state}
+
+    def run():
+        s = holder["state"]
+        for _ in range(steps):
+            s, metrics = compiled(s, batch_data, key)
+        jax.block_until_ready(metrics["loss"])
+        holder["state"] = s
+
+    run()  # warm-up
+    step_s = _timed(run, repeats) / steps
+    return {"step_ms": step_s * 1e3, "images_per_s": batch / step_s, "compile_s": compile_s,
+            "flops": flops, "step_s": step_s}
+
+
+def bench_torch(name: str, batch: int, steps: int, repeats: int) -> dict | None:
+    try:
+        import torch
+
+        from cnnjax.convert.torch_models import build_torch_model
+    except ImportError:
+        return None
+    (h, w, c), classes = models.natural_input(name)
+    try:
+        model = build_torch_model(name, num_classes=classes)
+    except ValueError:
+        return None
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, c, h, w)
+    y = torch.randint(0, classes, (batch,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def run():
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+
+    run()
+    step_s = _timed(run, repeats) / steps
+    return {"step_ms": step_s * 1e3, "images_per_s": batch / step_s,
+            "threads": torch.get_num_threads()}
+
+
+def peak_flops(dtype: str) -> float | None:
+    kind = jax.devices()[0].device_kind
+    for name, peaks in PEAK_FLOPS.items():
+        if name in kind:
+            return peaks.get(dtype)
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="lenet5,resnet20,resnet50")
+    parser.add_argument("--batch", type=int, default=0, help="0: 128, or less for big models on CPU")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed repetition")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compare-torch", action="store_true",
+                        help="also time PyTorch eager (CPU) on the same model and cores")
+    args = parser.parse_args()
+
+    platform = jax.devices()[0].platform
+    print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} ({platform}); "
+          f"jax {jax.__version__}; dtype {args.dtype}")
+    header = f"{'model':<12} {'batch':>5} {'step ms':>9} {'img/s':>9} {'compile s':>9}"
+    header += "  torch ms  torch img/s  jax/torch time" if args.compare_torch else ""
+    header += "   GFLOP/step   MFU" if platform == "gpu" else ""
+    print(header)
+    for name in args.models.split(","):
+        kind = "gpu" if platform == "gpu" else "cpu"
+        batch = args.batch or DEFAULT_BATCH[kind].get(name, 128)
+        r = bench_jax(name, batch, args.dtype, args.steps, args.repeats)
+        line = (f"{name:<12} {batch:>5} {r['step_ms']:>9.2f} {r['images_per_s']:>9.0f} "
+                f"{r['compile_s']:>9.1f}")
+        if args.compare_torch:
+            t = bench_torch(name, batch, args.steps, args.repeats)
+            if t is None:
+                line += "  (no torch reference)"
+            else:
+                line += (f"  {t['step_ms']:>8.2f}  {t['images_per_s']:>11.0f}  "
+                         f"{r['step_ms'] / t['step_ms']:>14.2f}")
+        if platform == "gpu":
+            peak = peak_flops(args.dtype)
+            mfu = r["flops"] / r["step_s"] / peak if peak and r["flops"] else float("nan")
+            line += f"   {r['flops'] / 1e9:>10.1f}   {mfu:.1%}"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    jnp.zeros(())  # initialise the backend before timing anything
+    main()

@@ -1,0 +1,205 @@
+"""The training loop end to end on a tiny synthetic run: metrics, resumption, preemption, failures.
+
+Resumed runs must end bit-identical to an uninterrupted run on the CPU.
+"""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cnnjax.train import config_io
+from cnnjax.train.checkpoint import CheckpointMismatchError, Checkpoints
+from cnnjax.train.loop import TrainingDivergedError, train_and_evaluate
+from cnnjax.train.metrics import read_metrics
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TINY = str(REPO / "tests" / "train" / "tiny_config.py")
+
+
+def tiny(*overrides: str, model: str | None = None):
+    config = config_io.load_config(TINY + (f":{model}" if model else ""))
+    config_io.apply_overrides(config, list(overrides))
+    return config
+
+
+def final_params(workdir: pathlib.Path) -> dict:
+    ckpts = Checkpoints(workdir / "checkpoints")
+    return ckpts.read_arrays(max(ckpts.all_steps()))
+
+
+def assert_same_params(a: dict, b: dict) -> None:
+    flat_a = {k: v for k, v in _flatten(a["params"])}
+    flat_b = {k: v for k, v in _flatten(b["params"])}
+    assert flat_a.keys() == flat_b.keys()
+    for key in flat_a:
+        assert np.array_equal(flat_a[key], flat_b[key]), key
+
+
+def _flatten(tree, prefix=""):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}/")
+        else:
+            yield f"{prefix}{k}", v
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> pathlib.Path:
+    """One uninterrupted 8-step run that the resumption tests compare with."""
+    workdir = tmp_path_factory.mktemp("reference")
+    train_and_evaluate(tiny(), workdir)
+    return workdir
+
+
+def test_run_writes_metrics_checkpoints_config_and_tensorboard(reference):
+    records = read_metrics(reference)
+    keys = set().union(*records)
+    assert {"train/loss", "train/top1", "train/top5", "train/lr", "train/images_per_sec",
+            "eval/top1", "eval/top5", "eval/loss", "compile_seconds"} <= keys
+    assert [r["step"] for r in records if "eval/top1" in r] == [4, 8]
+    assert all(r["eval/examples"] == 256 for r in records if "eval/examples" in r)
+    assert Checkpoints(reference / "checkpoints").all_steps() == [2, 4, 6, 8]
+    assert config_io.load_saved_config(reference).num_steps == 8
+    assert any((reference / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_rerun_of_a_finished_run_does_nothing(reference, capsys):
+    before = len(read_metrics(reference))
+    train_and_evaluate(tiny(), reference)
+    assert "already finished" in capsys.readouterr().out
+    assert len(read_metrics(reference)) == before
+
+
+def test_resume_after_stop_is_bit_identical(reference, tmp_path):
+    train_and_evaluate(tiny("num_steps=5"), tmp_path)  # stops (and saves) at step 5
+    train_and_evaluate(tiny(), tmp_path)               # resumes at 5, ends at 8
+    assert_same_params(final_params(tmp_path), final_params(reference))
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path, capsys):
+    train_and_evaluate(tiny("num_steps=6"), tmp_path)
+    for path in (tmp_path / "checkpoints" / "6").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\0garbage")
+    train_and_evaluate(tiny(), tmp_path)
+    out = capsys.readouterr().out
+    assert "step 6" in out and "fell back" in out and "resumed from the checkpoint at step 4" in out
+    assert_same_params(final_params(tmp_path), final_params(reference))
+    assert len(list((tmp_path / "checkpoints_damaged").iterdir())) == 1  # kept, not deleted
+
+
+def test_nan_loss_stops_and_keeps_the_good_checkpoint(tmp_path):
+    train_and_evaluate(tiny("num_steps=4"), tmp_path)
+    with pytest.raises(TrainingDivergedError, match=r"loss is .* at step \d+; stopped without saving"
+                                                    r" \(last good checkpoint: step \d+\)") as err:
+        train_and_evaluate(tiny("schedule.base_lr=1e30"), tmp_path)
+    nan_step = int(str(err.value).split(" at step ")[1].split(";")[0])
+    ckpts = Checkpoints(tmp_path / "checkpoints")
+    assert 4 in ckpts.all_steps() and max(ckpts.all_steps()) < nan_step
+    for step in ckpts.all_steps():  # every checkpoint left behind is finite: none was overwritten
+        assert all(np.isfinite(v).all() for _, v in _flatten(ckpts.read_arrays(step)["params"]))
+
+
+def test_restoring_into_a_different_model_names_the_parameters(tmp_path):
+    train_and_evaluate(tiny("num_steps=2"), tmp_path)
+    config = tiny("num_steps=4")
+    config.data.num_classes = 7
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"does not match the config: .*params/output/kernel \(84, 10\) vs \(84, 7\)"):
+        train_and_evaluate(config, tmp_path)
+
+
+def _cli(workdir, *overrides, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnnjax.cli", "train", TINY, "--workdir", str(workdir), *overrides],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})})
+
+
+def _wait_for_checkpoint(workdir: pathlib.Path, proc: subprocess.Popen, timeout=120.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        # Only finished checkpoints: orbax writes into '<step>.orbax-checkpoint-tmp-*' and renames.
+        steps = [p for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()]
+        if steps:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before its first checkpoint:\n{proc.stdout.read()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("no checkpoint appeared")
+
+
+LONG = ("--config.num_steps=300", "--config.checkpoint_every_steps=5", "--config.eval_every_steps=300",
+        "--config.log_every_steps=50")
+
+
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory) -> pathlib.Path:
+    workdir = tmp_path_factory.mktemp("long_reference")
+    train_and_evaluate(tiny(*(o[len("--config."):] for o in LONG)), workdir)
+    return workdir
+
+
+def test_kill_9_then_resume_is_bit_identical(long_reference, tmp_path):
+    proc = _cli(tmp_path, *LONG)
+    _wait_for_checkpoint(tmp_path, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = Checkpoints(tmp_path / "checkpoints").all_steps()
+    assert killed_at and max(killed_at) < 300, "the run finished before it could be killed"
+    train_and_evaluate(tiny(*(o[len("--config."):] for o in LONG)), tmp_path)
+    assert_same_params(final_params(tmp_path), final_params(long_reference))
+
+
+def test_sigterm_saves_and_exits_cleanly(long_reference, tmp_path):
+    proc = _cli(tmp_path, *LONG)
+    _wait_for_checkpoint(tmp_path, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "SIGTERM: saved the checkpoint at step" in out
+    steps = Checkpoints(tmp_path / "checkpoints").all_steps()
+    assert max(steps) < 300, "SIGTERM came after the run had finished"
+    train_and_evaluate(tiny(*(o[len("--config."):] for o in LONG)), tmp_path)
+    assert_same_params(final_params(tmp_path), final_params(long_reference))
+
+
+def test_cli_config_errors_are_one_line(tmp_path):
+    proc = _cli(tmp_path, "--config.optimizer.momentm=0.5")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unknown config key 'optimizer.momentm'" in lines[0]
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_multi_device_run_equals_single_device_run(tmp_path):
+    """8 simulated CPU devices (batch split 8 ways, BN statistics over the global batch) vs one.
+
+    Equal up to float32 reduction order: the first loss to 1e-5, the parameters after two steps to
+    1e-3 of each array's scale (different per-device batch sizes take different CPU conv kernels).
+    """
+    outs, losses = {}, {}
+    for devices in (1, 8):
+        workdir = tmp_path / f"d{devices}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "cnnjax.cli", "train", f"{TINY}:resnet20", "--workdir", str(workdir),
+             "--config.num_steps=2", "--config.eval_every_steps=2", "--config.log_every_steps=1",
+             "--config.schedule.base_lr=0.01"],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"{devices} cpu device(s)" in proc.stdout
+        outs[devices] = final_params(workdir)
+        losses[devices] = [r["train/loss"] for r in read_metrics(workdir) if "train/loss" in r]
+    np.testing.assert_allclose(losses[1][0], losses[8][0], rtol=1e-5)
+    for tree in ("params", "batch_stats"):
+        for (key, a), (_, b) in zip(_flatten(outs[1][tree]), _flatten(outs[8][tree]), strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 * np.abs(a).max() + 1e-5, err_msg=key)
