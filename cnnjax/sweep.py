@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -23,6 +24,7 @@ import os
 import pathlib
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -295,6 +297,23 @@ def _start(run: PointRun, slot: Slot, cwd: pathlib.Path) -> tuple[subprocess.Pop
     return proc, log
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a batch system ending this tool) is handled like Ctrl-C: the points are told to save."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def run_local(plan: list[PointRun], slots: list[Slot], cwd: pathlib.Path | None = None,
               poll_seconds: float = 0.2) -> int:
     """Runs the unfinished points, len(slots) at a time; returns how many did not finish."""
@@ -304,39 +323,41 @@ def run_local(plan: list[PointRun], slots: list[Slot], cwd: pathlib.Path | None 
     free = list(slots)
     running: dict[subprocess.Popen, tuple[PointRun, Slot, float, object]] = {}
     failed = 0
-    try:
-        while pending or running:
-            while pending and free:
-                run, slot = pending.popleft(), free.pop(0)
-                proc, log = _start(run, slot, cwd)
-                running[proc] = (run, slot, time.monotonic(), log)
-                verb = "resuming" if run.status == sweeps_lib.PARTIAL else "started"
-                say(run, f"{verb} on {slot.describe()} (log: {run.log})")
-            time.sleep(poll_seconds)
-            for proc in [p for p in running if p.poll() is not None]:
-                run, slot, t0, log = running.pop(proc)
+    with _sigterm_as_interrupt():
+        try:
+            while pending or running:
+                while pending and free:
+                    run, slot = pending.popleft(), free.pop(0)
+                    proc, log = _start(run, slot, cwd)
+                    running[proc] = (run, slot, time.monotonic(), log)
+                    verb = "resuming" if run.status == sweeps_lib.PARTIAL else "started"
+                    say(run, f"{verb} on {slot.describe()} (log: {run.log})")
+                time.sleep(poll_seconds)
+                for proc in [p for p in running if p.poll() is not None]:
+                    run, slot, t0, log = running.pop(proc)
+                    log.close()
+                    free.append(slot)
+                    took = format_duration(time.monotonic() - t0)
+                    result = _result_text(run)
+                    if proc.returncode == 0 and current_status(run) == sweeps_lib.FINISHED:
+                        say(run, f"finished in {took} ({result})")
+                        continue
+                    failed += 1
+                    why = (f"exit status {proc.returncode}" if proc.returncode
+                           else "stopped before its last step")
+                    say(run, f"FAILED ({why}) after {took}: {_last_line(run.log)} [see {run.log}]")
+        except KeyboardInterrupt:
+            for proc in running:
+                proc.terminate()  # SIGTERM: the training loop saves a checkpoint and exits
+            for proc, (run, _, _, log) in running.items():
+                try:
+                    proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
                 log.close()
-                free.append(slot)
-                took = format_duration(time.monotonic() - t0)
-                result = _result_text(run)
-                if proc.returncode == 0 and current_status(run) == sweeps_lib.FINISHED:
-                    say(run, f"finished in {took} ({result})")
-                    continue
-                failed += 1
-                why = (f"exit status {proc.returncode}" if proc.returncode
-                       else "stopped before its last step")
-                say(run, f"FAILED ({why}) after {took}: {_last_line(run.log)} [see {run.log}]")
-    except KeyboardInterrupt:
-        for proc in running:
-            proc.terminate()  # SIGTERM: the training loop saves a checkpoint and exits
-        for proc, (run, _, _, log) in running.items():
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
-            say(run, "interrupted; run the sweep again to resume it")
-        raise
+                say(run, "interrupted; run the sweep again to resume it")
+            raise
     return failed
 
 

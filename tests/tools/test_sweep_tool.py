@@ -4,8 +4,11 @@ stand-in commands, and the Slurm script it writes. (test_tools_end_to_end.py tra
 import json
 import os
 import pathlib
+import signal
+import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -190,3 +193,38 @@ def test_slurm_with_everything_finished_submits_nothing(tmp_path, capsys):
     assert cli.main(["train", config, "--sweep", "--slurm", "--workdir", str(tmp_path / "out"),
                      "--config.num_steps=8"]) == 0
     assert "all 1 points have finished; nothing to submit" in capsys.readouterr().out
+
+
+def test_sigterm_to_the_sweep_asks_running_points_to_save_and_stop(tmp_path):
+    """The tool, run as its own process on a point that traps SIGTERM like the training loop does:
+    terminating the tool must reach the point, which 'saves' and exits, and the tool reports it."""
+    point = textwrap.dedent(f"""
+        import pathlib, signal, sys, time
+        def save(signum, frame):
+            pathlib.Path({str(tmp_path / 'saved')!r}).write_text("saved")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, save)
+        print("rea" + "dy", flush=True)
+        time.sleep(60)
+        """)
+    driver = textwrap.dedent(f"""
+        import pathlib, sys
+        from cnnjax import sweep
+        run = sweep.PointRun(0, "p0", {{}}, pathlib.Path({str(tmp_path / 'p0')!r}),
+                             [sys.executable, "-c", {point!r}], "new", 4, 1.0)
+        try:
+            sweep.run_local([run], [sweep.Slot({{}})], poll_seconds=0.02)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        """)
+    tool = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO)
+    log = tmp_path / "p0" / "log.txt"  # its first line is the command, which spells "rea" + "dy"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and "ready" in log.read_text()):
+        time.sleep(0.05)
+    tool.send_signal(signal.SIGTERM)
+    out, _ = tool.communicate(timeout=60)
+    assert tool.returncode == 130
+    assert (tmp_path / "saved").read_text() == "saved"
+    assert "p0: interrupted; run the sweep again to resume it" in out
