@@ -58,7 +58,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.on_corrupt = "skip"        # skip: warn with the file name and leave it out | error: stop at it
     c.synthetic_shape = (224, 224, 3)
     c.synthetic_examples = 1024
-    c.num_parallel_calls = AUTOTUNE  # tf.data parallelism per pipeline stage (-1 = AUTOTUNE)
+    c.num_parallel_calls = AUTOTUNE  # tf.data parallelism per stage; -1 = AUTOTUNE (for folders:
+    #                                  one call per available core)
     return c
 
 

@@ -153,6 +153,8 @@ def file_batches(source: FileSource, transform: T.Transform, channels: int, step
             return tf.io.read_file(entries[slot])
     labels_of = host_gather(source.labels)
     shape = transform.output_shape
+    # Each step's dataset lives for one batch, too short for AUTOTUNE to raise its parallelism.
+    parallel = parallel if parallel > 0 else len(os.sched_getaffinity(0))
 
     def step_batch(step):
         index, keys, valid = step["index"], step["key"], step["valid"]
