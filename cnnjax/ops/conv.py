@@ -46,6 +46,8 @@ def _check_operands(x: jax.Array, kernel: jax.Array, nd: int, groups: int, op: s
                     x_name: str = "x", channels_axis: int = -2) -> None:
     """Ranks and channel bookkeeping shared by conv and its transpose."""
     x_layout, k_layout = _LAYOUT[nd]
+    if channels_axis == -1:
+        x_layout = "(N, Ho, Wo, Cout)"
     if x.ndim != nd + 2:
         raise ValueError(f"{op}: {x_name} must have rank {nd + 2} {x_layout}, got shape {x.shape}")
     if kernel.ndim != nd + 2:
@@ -164,6 +166,9 @@ def convolve2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *
     y[n, i, j, o] = b[o] + sum_{a, b, c} xp[n, i sh + a dh, j sw + b dw, c]
                                         * kernel[kh - 1 - a, kw - 1 - b, c, o]
     (Deep Learning, Sec. 9.1, eq. 9.4, with stride, dilation and groups). Shapes as in `conv2d`.
+    Padding is resolved exactly as for `conv2d`, so convolve2d(x, w) == conv2d(x, flip(w)) for
+    every argument; for even kernel sizes 'SAME' therefore puts the extra padded row on the high
+    side, one pixel off scipy.signal.convolve2d(mode='same').
     """
     return _conv(x, kernel, bias, 2, stride=stride, padding=padding, dilation=dilation,
                  groups=groups, impl=impl, precision=precision, flip=True, op="convolve2d")

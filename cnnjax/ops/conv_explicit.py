@@ -7,9 +7,11 @@ the cross-correlation is, per spatial axis,
 
 (Goodfellow, Bengio & Courville, Deep Learning, Sec. 9.1, eq. 9.6, with stride and dilation).
 It is evaluated as im2col one kernel row at a time: the strided windows xp[n, o s + t d] of all
-taps in a row are concatenated along channels and multiplied with that row of the kernel in one
+taps in a row are stacked along channels and multiplied with that row of the kernel in one
 dot_general, and the rows are summed. (A single im2col of all taps materialises prod(k) copies of
-the input; one dot per tap wastes the CPU's matmul on tiny contractions; rows sit between.)
+the input; one dot per tap wastes the CPU's matmul on tiny contractions; rows sit between. With
+few input channels and many rows, e.g. AlexNet's conv1, one block of all taps is used instead;
+with one input channel per group the dot degenerates to a fused broadcast multiply-add.)
 With g groups, channels split into g independent blocks that become a batch axis of the dot.
 
 Backward (`jax.custom_vjp`), by differentiating the same sum:
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -52,17 +55,21 @@ def window(xp: jax.Array, offsets: Ints, stride: Ints, dilation: Ints, out: Ints
     return lax.slice(xp, (0, *first, 0), (xp.shape[0], *last, xp.shape[-1]), (1, *stride, 1))
 
 
-def row_patches(xp: jax.Array, lead: Ints, kernel_size: Ints, stride: Ints, dilation: Ints,
-                out: Ints, groups: int) -> jax.Array:
-    """im2col of one kernel row: the windows of taps (*lead, b) for every b along the last
-    kernel axis, as (N * prod(out), k_last, groups, C / groups)."""
-    taps = [window(xp, (*lead, b), stride, dilation, out) for b in range(kernel_size[-1])]
-    cols = jnp.stack(taps, axis=-2)
-    return cols.reshape(-1, kernel_size[-1], groups, xp.shape[-1] // groups)
+def tap_patches(xp: jax.Array, taps: list[Ints], stride: Ints, dilation: Ints, out: Ints,
+                groups: int) -> jax.Array:
+    """im2col over the given kernel taps: (N * prod(out), len(taps), groups, C / groups)."""
+    cols = jnp.stack([window(xp, t, stride, dilation, out) for t in taps], axis=-2)
+    return cols.reshape(-1, len(taps), groups, xp.shape[-1] // groups)
 
 
-def _leads(kernel_size: Ints):
-    return itertools.product(*(range(k) for k in kernel_size[:-1]))
+def tap_blocks(kernel_size: Ints, rows: bool = True) -> list[list[Ints]]:
+    """Kernel taps in row-major order, split into kernel rows (one block per index of the
+    leading kernel axes), or as one block of all taps when `rows` is false."""
+    taps = list(itertools.product(*(range(k) for k in kernel_size)))
+    if not rows:
+        return [taps]
+    size = kernel_size[-1]
+    return [taps[i:i + size] for i in range(0, len(taps), size)]
 
 
 def correlate(xp: jax.Array, w: jax.Array, stride: Ints, dilation: Ints, groups: int,
@@ -80,12 +87,19 @@ def correlate(xp: jax.Array, w: jax.Array, stride: Ints, dilation: Ints, groups:
         for t in itertools.product(*(range(k) for k in kernel_size)):
             y = y + window(xp, t, stride, dilation, out)[..., None] * wg[t]
         return y.reshape(xp.shape[0], *out, cout)
-    y = 0
-    for lead in _leads(kernel_size):
-        cols = row_patches(xp, lead, kernel_size, stride, dilation, out, groups)
-        wr = w[lead].reshape(kernel_size[-1], cin_g, groups, cout // groups)
-        # (P, kl, g, c) x (kl, c, g, o) -> (g, P, o): contract taps and channels, batch groups.
-        y = y + lax.dot_general(cols, wr, (((1, 3), (0, 1)), ((2,), (2,))), precision=precision)
+    # Row by row, each extra row costs one more pass over the (P, Cout) accumulator; one block
+    # of all taps instead costs a larger patch matrix. Take rows unless the accumulator passes
+    # outweigh the patch matrix (few input channels, many rows: AlexNet conv1, the ResNet stem).
+    n_taps = math.prod(kernel_size)
+    rows = (n_taps // kernel_size[-1] - 1) * cout <= n_taps * cin_g
+    wt = w.reshape(n_taps, cin_g, groups, cout // groups)
+    y, start = 0, 0
+    for block in tap_blocks(kernel_size, rows):
+        cols = tap_patches(xp, block, stride, dilation, out, groups)
+        wb = wt[start:start + len(block)]
+        start += len(block)
+        # (P, taps, g, c) x (taps, c, g, o) -> (g, P, o): contract taps and channels, batch g.
+        y = y + lax.dot_general(cols, wb, (((1, 3), (0, 1)), ((2,), (2,))), precision=precision)
     return jnp.moveaxis(y, 0, 1).reshape(xp.shape[0], *out, cout)
 
 
@@ -97,13 +111,13 @@ def kernel_grad(xp: jax.Array, dy: jax.Array, kernel_size: Ints, stride: Ints, d
     out = dy.shape[1:-1]
     dyg = dy.reshape(-1, groups, cout // groups)
     rows = []
-    for lead in _leads(kernel_size):
-        cols = row_patches(xp, lead, kernel_size, stride, dilation, out, groups)
-        # (P, kl, g, c) x (P, g, o) -> (g, kl, c, o): contract positions, batch groups.
+    for block in tap_blocks(kernel_size):
+        cols = tap_patches(xp, block, stride, dilation, out, groups)
+        # (P, taps, g, c) x (P, g, o) -> (g, taps, c, o): contract positions, batch groups.
         rows.append(lax.dot_general(cols, dyg, (((0,), (0,)), ((2,), (1,))),
                                     precision=precision))
-    dw = jnp.stack(rows, axis=1)                             # (g, rows, kl, c, o)
-    dw = jnp.moveaxis(dw, 0, -2)                             # (rows, kl, c, g, o)
+    dw = jnp.concatenate(rows, axis=1)                       # (g, taps, c, o)
+    dw = jnp.moveaxis(dw, 0, -2)                             # (taps, c, g, o)
     return dw.reshape(*kernel_size, cin // groups, cout)
 
 
@@ -122,13 +136,16 @@ def transpose_conv(dy: jax.Array, w: jax.Array, in_size: Ints, stride: Ints, pad
     dyg = dy.reshape(-1, groups, cout // groups)
     zero = jnp.zeros((), dy.dtype)
     phases: dict[Ints, jax.Array] = {}
-    for lead in _leads(kernel_size):
-        wr = w[lead].reshape(kernel_size[-1], cin_g, groups, cout // groups)
-        # (P, g, o) x (kl, c, g, o) -> (g, P, kl, c): dy times this row's transposed taps.
-        cols = lax.dot_general(dyg, wr, (((2,), (3,)), ((1,), (2,))), precision=precision)
-        cols = jnp.moveaxis(cols, 0, -2).reshape(dy.shape[0], *out, kernel_size[-1], cin_g * groups)
-        for b in range(kernel_size[-1]):
-            shift = [t * d for t, d in zip((*lead, b), dilation, strict=True)]
+    wt = w.reshape(-1, cin_g, groups, cout // groups)
+    start = 0
+    for block in tap_blocks(kernel_size):
+        wb = wt[start:start + len(block)]
+        start += len(block)
+        # (P, g, o) x (taps, c, g, o) -> (g, P, taps, c): dy times this row's transposed taps.
+        cols = lax.dot_general(dyg, wb, (((2,), (3,)), ((1,), (2,))), precision=precision)
+        cols = jnp.moveaxis(cols, 0, -2).reshape(dy.shape[0], *out, len(block), cin_g * groups)
+        for b, tap in enumerate(block):
+            shift = [t * d for t, d in zip(tap, dilation, strict=True)]
             phase = tuple(f % s for f, s in zip(shift, stride, strict=True))
             cfg = [(f // s, q - f // s - o, 0)
                    for f, s, q, o in zip(shift, stride, phase_size, out, strict=True)]
