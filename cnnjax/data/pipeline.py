@@ -56,7 +56,8 @@ def train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, se
     Each item is {'image': uint8 (B, H, W, C), 'label': int32 (B,)} with B = global_batch_size //
     process_count: this host's part of global step s. Epochs are reshuffled from (seed, epoch);
     augmentation is keyed by (seed, epoch, example). start_step=k yields exactly what an uninterrupted
-    run yields from step k on, without reading the first k batches.
+    run yields from step k on, without reading the first k batches (streamed TFDS datasets skip
+    their first k * B records undecoded; see cnnjax.data.tfdata).
     """
     check_data_config(data)
     if start_step < 0:

@@ -2,9 +2,9 @@
 
 Every transform is split into a `window` (the crop rectangle, chosen from the image's shape alone, so
 JPEG files can be decoded only inside it with `tf.io.decode_and_crop_jpeg`) and a `finish` (what is done
-to the cropped pixels). Randomness comes from stateless ops keyed by a per-example key, so an example's
-augmentation depends only on (seed, epoch, index): the same every run, and independent of batch size,
-host count and where a run resumed. Images are HWC; normalisation is left to the device
+to the cropped pixels). Randomness comes from stateless ops keyed by a per-example key (cnnjax.data.tfdata
+derives it from (seed, epoch, index)), so an example's augmentation is the same every run and does not
+depend on batch size, host count or where a run resumed. Images are HWC; normalisation is left to the device
 (`cnnjax.data.device.normalize`).
 """
 
@@ -196,7 +196,7 @@ def make_transform(data: ml_collections.ConfigDict, name: str, source_shape: tup
         def finish(image, key):
             return image
     elif name == "mnist" or (name == "cifar" and not train):
-        def finish(image, key):  # pads (MNIST 28 -> 32, LeNet-5 Sec. II-A) or center-crops
+        def finish(image, key):  # pads (MNIST 28 -> 32: LeCun et al. 1998, Sec. II-B) or crops
             return tf.image.resize_with_crop_or_pad(image, size, size)
     elif name == "cifar":
         def finish(image, key):  # He et al. 2016 Sec. 4.2: pad 4, random crop, random flip
