@@ -10,9 +10,10 @@ AlexNet's test procedure did (Krizhevsky et al. 2012, Sec. 4.1). Results go to
 DIR/eval_<step>_<crops>crop.json with the confusion matrix as DIR/eval_<step>_<crops>crop_confusion.png;
 --all evaluates every checkpoint and adds DIR/eval_all_<crops>crop.{json,csv,png} (accuracy vs. step).
 
-The parts are layered so that parameters can come from elsewhere than a checkpoint: an `Evaluator`
-needs only a config and a state, and `state_from_variables` makes that state from any variables dict
-(`restore_checkpoint` reads one from a checkpoint, checked against the model's shapes).
+The parts are layered so that parameters can come from elsewhere than a checkpoint: `prepare` needs
+only a config, `evaluate_and_report` only that and a state, and `state_from_variables` makes the state
+from any variables dict (`restore_checkpoint` reads one from a checkpoint, checked against the model's
+shapes).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def resolve_step(spec: str, steps: Sequence[int], records: Sequence[dict], metri
 
 def result_stem(step: int | str, crops: int, split: str | None = None,
                 data: str | None = None) -> str:
-    """'eval_<step>_<crops>crop', with '_<data>_<split>' added when they differ from the config's."""
+    """'eval_<step>_<crops>crop', plus '_<data>_<split>' for whichever of --data and --split was given."""
     stem = f"eval_{step}_{crops}crop"
     extra = "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", part).strip("-")
                      for part in (data, split) if part)
@@ -147,16 +148,6 @@ def open_run(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> Run:
     if not steps:
         raise FileNotFoundError(f"no complete checkpoints in {folder}: nothing to evaluate")
     return Run(workdir, config, checkpoints, steps)
-
-
-def model_input_shape(config: ml_collections.ConfigDict, split: str | None) -> tuple[int, ...]:
-    """(H, W, C) of one example of the evaluation split, as the model sees it."""
-    from cnnjax import data
-
-    info = data.dataset_info(config.data, split or config.data.eval_split)
-    if None in info.image_shape:
-        return (int(config.data.image_size), int(config.data.image_size), int(config.data.channels))
-    return tuple(int(s) for s in info.image_shape)
 
 
 def abstract_variables(config: ml_collections.ConfigDict, image_shape: Sequence[int],
@@ -393,44 +384,73 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, overrides
 
 
-def main(argv: list[str]) -> int:
-    args, overrides = parse_args(argv)
-    run = open_run(args.workdir, overrides)
-    config = run.config
-    records = read_metrics(run.workdir)
-    steps = run.steps if args.all else [resolve_step(args.step, run.steps, records,
-                                                      config.best_metric, config.best_mode)]
-    if args.data:
-        with config.data.ignore_type():
-            config.data.eval_source = args.data
+@dataclasses.dataclass
+class Prepared:
+    """Everything an evaluation needs besides the parameters: the (overridden) config, the split's
+    DatasetInfo, the jitted evaluator and the model with its abstract variables to check against."""
+
+    config: ml_collections.ConfigDict
+    split: str
+    info: object  # cnnjax.data.DatasetInfo
+    evaluator: Evaluator
+    model: object
+    abstract: dict
+
+
+def prepare(config: ml_collections.ConfigDict, args: argparse.Namespace) -> Prepared:
+    """Applies --data, checks --crops against the eval transform, builds the evaluator and the model."""
     from cnnjax import data
     from cnnjax.data.config import check_transform
 
+    if args.data:
+        with config.data.ignore_type():
+            config.data.eval_source = args.data
     # the crops and the transform are checked before any model is built
     check_transform(config.data, config.data.eval_transform, train=False, crops=args.crops)
-    split_name = args.split or config.data.eval_split
-    info = data.dataset_info(config.data, split_name)
+    split = args.split or config.data.eval_split
+    info = data.dataset_info(config.data, split)
     num_classes = int(config.data.num_classes) or info.num_classes  # as training built the model
     batch_size = int(config.eval_batch_size) if args.batch_size is None else args.batch_size
     evaluator = Evaluator(config, batch_size, num_classes)
-    model, abstract = abstract_variables(config, model_input_shape(config, args.split), num_classes)
+    shape = info.image_shape
+    if None in shape:  # 'none' transform on images of mixed sizes: what the model was built for
+        shape = (config.data.image_size, config.data.image_size, config.data.channels)
+    model, abstract = abstract_variables(config, tuple(int(s) for s in shape), num_classes)
+    return Prepared(config, split, info, evaluator, model, abstract)
+
+
+def evaluate_and_report(prepared: Prepared, state, step: int | str, out_dir: pathlib.Path,
+                        args: argparse.Namespace) -> dict:
+    """Evaluates `state`, prints the report, writes <stem>.json and the confusion PNG into out_dir;
+    returns the summary row (no per-class values) for the --all table."""
+    config, split = prepared.config, prepared.split
+    result = {"step": step, "crops": args.crops, "split": split,
+              "data": config.data.eval_source or config.data.source,
+              **prepared.evaluator(state, split=args.split, crops=args.crops)}
+    stem = result_stem(step, args.crops, args.split, args.data)
+    crop_text = f"{args.crops} crop" + ("s" if args.crops > 1 else "")
+    class_names = prepared.info.class_names
+    path, png = write_result(out_dir, stem, result, class_names, f"step {step}, {crop_text}, {split}")
+    print(f"{out_dir} at step {step}, {crop_text}, {result['data']} split {split!r} "
+          f"({result['examples']} examples)")
+    for line in report_lines(result, class_names):
+        print("  " + line)
+    print(f"  wrote {path} and {png.name}")
+    return {k: v for k, v in result.items() if k not in ("per_class_accuracy", "confusion_matrix")}
+
+
+def main(argv: list[str]) -> int:
+    args, overrides = parse_args(argv)
+    run = open_run(args.workdir, overrides)
+    steps = run.steps if args.all else [resolve_step(
+        args.step, run.steps, read_metrics(run.workdir), run.config.best_metric,
+        run.config.best_mode)]
+    prepared = prepare(run.config, args)
     rows = []
     for step in steps:
-        state = restore_checkpoint(run, step, model, abstract, evaluator.replicated)
-        result = {"step": step, "crops": args.crops, "split": split_name,
-                  "data": config.data.eval_source or config.data.source,
-                  **evaluator(state, split=args.split, crops=args.crops)}
-        stem = result_stem(step, args.crops, args.split, args.data)
-        crop_text = f"{args.crops} crop" + ("s" if args.crops > 1 else "")
-        path, png = write_result(run.workdir, stem, result, info.class_names,
-                                 f"step {step}, {crop_text}, {split_name}")
-        print(f"{run.workdir} at step {step}, {crop_text}, {result['data']} split {split_name!r} "
-              f"({result['examples']} examples)")
-        for line in report_lines(result, info.class_names):
-            print("  " + line)
-        print(f"  wrote {path} and {png.name}")
-        rows.append({k: v for k, v in result.items()
-                     if k not in ("per_class_accuracy", "confusion_matrix")})
+        state = restore_checkpoint(run, step, prepared.model, prepared.abstract,
+                                   prepared.evaluator.replicated)
+        rows.append(evaluate_and_report(prepared, state, step, run.workdir, args))
     if args.all:
         written = write_table(run.workdir, result_stem("all", args.crops, args.split, args.data), rows)
         print("wrote " + ", ".join(str(p) for p in written))

@@ -15,6 +15,7 @@ from cnnjax import cli, data, evaluate, predict
 from cnnjax.train import config_io
 from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.loop import build_model, train_and_evaluate
+from cnnjax.train.metrics import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = str(REPO / "tests" / "train" / "tiny_config.py")
@@ -113,7 +114,7 @@ def test_ten_crop_geometry_on_an_image_with_known_content(run, tmp_path):
     assert result["loss"] == pytest.approx(expected, rel=1e-4)
 
 
-def test_eval_all_and_best(run, capsys):
+def test_eval_all_and_best(run):
     assert cli.main(["eval", "--workdir", str(run), "--all"]) == 0
     with (run / "eval_all_1crop.csv").open() as f:
         table = list(csv.DictReader(f))
@@ -123,8 +124,11 @@ def test_eval_all_and_best(run, capsys):
         assert float(row["top1"]) == pytest.approx(single["top1"])
     assert len(json.loads((run / "eval_all_1crop.json").read_text())) == 2
     assert (run / "eval_all_1crop.png").read_bytes()[:4] == b"\x89PNG"
-    assert cli.main(["eval", "--workdir", str(run), "--step", "best"]) == 0
-    assert "at step 4, 1 crop" in capsys.readouterr().out  # only step 4 was evaluated in training
+    # 'best' among the checkpoints (2, 4): training evaluated step 4 only
+    records = read_metrics(run)
+    assert evaluate.resolve_step("best", [2, 4], records, "eval/top1", "max") == 4
+    assert evaluate.resolve_step("latest", [2, 4], records, "eval/top1", "max") == 4
+    assert evaluate.resolve_step("2", [2, 4], records, "eval/top1", "max") == 2
 
 
 def test_best_step_uses_the_logged_metric_of_checkpointed_steps():
