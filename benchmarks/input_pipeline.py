@@ -22,17 +22,15 @@ import io
 import itertools
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
 from PIL import Image
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import cnnjax.data as D
+from cnnjax.data import sources
 
-import cnnjax.data as D  # noqa: E402
-from cnnjax.data import sources  # noqa: E402
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def pil_decode_resize(path: str, size: int) -> np.ndarray:
