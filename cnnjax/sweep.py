@@ -444,6 +444,6 @@ def main(argv: list[str]) -> int:
     write_records(plan, sweep_dir, args.config, base)
     failed = run_local(plan, slots)
     ran = len(plan) - finished
-    print(f"sweep done: {ran - failed} of {ran} run finished, {finished} skipped as already finished, "
-          f"{failed} failed; results: ./launch.sh summarize {sweep_dir}")
+    print(f"sweep done: {ran} run ({ran - failed} finished, {failed} failed), {finished} skipped as "
+          f"already finished; results: ./launch.sh summarize {sweep_dir}")
     return min(failed, 125)

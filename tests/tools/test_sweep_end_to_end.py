@@ -36,6 +36,7 @@ def test_two_point_sweep_runs_then_skips_then_summarizes(tmp_path, capsys):
     assert cli.main(["train", config, "--sweep", "--parallel", "2", "--workdir", str(sweep_dir)]) == 0
     out = capsys.readouterr().out
     assert "2 points in" in out and "(0 finished, 0 to resume, 2 new)" in out
+    assert "sweep done: 2 run (2 finished, 0 failed), 0 skipped as already finished" in out
     for seed in (0, 1):
         point = sweep_dir / f"seed={seed}"
         records = read_metrics(point)
@@ -49,7 +50,7 @@ def test_two_point_sweep_runs_then_skips_then_summarizes(tmp_path, capsys):
     assert cli.main(["train", config, "--sweep", "--parallel", "2", "--workdir", str(sweep_dir)]) == 0
     out = capsys.readouterr().out
     assert "(2 finished, 0 to resume, 0 new)" in out
-    assert "0 of 0 run finished, 2 skipped as already finished, 0 failed" in out
+    assert "sweep done: 0 run (0 finished, 0 failed), 2 skipped as already finished" in out
     assert {s: (sweep_dir / f"seed={s}" / "log.txt").read_text() for s in (0, 1)} == logs
 
     assert cli.main(["summarize", str(sweep_dir)]) == 0
