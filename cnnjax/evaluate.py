@@ -361,7 +361,16 @@ def write_table(directory: pathlib.Path, stem: str, rows: list[dict]) -> list[pa
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="./launch.sh eval",
                                      description="Evaluate the checkpoints of a training run.")
-    parser.add_argument("--workdir", required=True, help="the run's folder (config.json, checkpoints/)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="the run's folder (config.json, checkpoints/)")
+    source.add_argument("--weights", help="a weights file (.pth/.pt, .safetensors, .npz in torchvision "
+                        "naming) to evaluate instead of a run; needs --model and --data")
+    parser.add_argument("--model", help="with --weights: the model the file holds, e.g. resnet50, "
+                        "vgg16_bn, alexnet_torchvision (see python -m cnnjax.convert models)")
+    parser.add_argument("--config", help="with --weights: a config file[:ARG] for the data settings "
+                        "(default: ImageNet evaluation, shorter side 256, center 224, ImageNet mean/std)")
+    parser.add_argument("--out", help="with --weights: where the results go "
+                        "(default: workdirs/eval_<weights file name>)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--step", default="latest",
                        help="checkpoint step N, 'best' (by the run's best_metric in metrics.jsonl) "
@@ -378,9 +387,15 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     overrides = []
     for item in rest:
         if not item.startswith("--config."):
-            raise ValueError(f"unrecognised argument {item!r}; eval takes --workdir, --step, --all, "
-                             "--crops, --split, --data, --batch-size and --config.KEY=VALUE")
+            raise ValueError(f"unrecognised argument {item!r}; eval takes --workdir or --weights, "
+                             "--step, --all, --crops, --split, --data, --batch-size and "
+                             "--config.KEY=VALUE")
         overrides.append(item[len("--config."):])
+    if args.weights and not (args.model and (args.data or args.config)):
+        raise ValueError("--weights needs --model NAME and --data SOURCE (or a --config with the data), "
+                         "e.g. --model resnet50 --data folder:/data/imagenet/val")
+    if not args.weights and (args.model or args.config or args.out):
+        raise ValueError("--model, --config and --out go with --weights; a --workdir run has its own")
     return args, overrides
 
 
@@ -397,8 +412,9 @@ class Prepared:
     abstract: dict
 
 
-def prepare(config: ml_collections.ConfigDict, args: argparse.Namespace) -> Prepared:
-    """Applies --data, checks --crops against the eval transform, builds the evaluator and the model."""
+def prepare(config: ml_collections.ConfigDict, args: argparse.Namespace, model=None) -> Prepared:
+    """Applies --data, checks --crops against the eval transform, builds the evaluator and the model
+    (or takes `model`, already built for imported weights)."""
     from cnnjax import data
     from cnnjax.data.config import check_transform
 
@@ -415,7 +431,10 @@ def prepare(config: ml_collections.ConfigDict, args: argparse.Namespace) -> Prep
     shape = info.image_shape
     if None in shape:  # 'none' transform on images of mixed sizes: what the model was built for
         shape = (config.data.image_size, config.data.image_size, config.data.channels)
-    model, abstract = abstract_variables(config, tuple(int(s) for s in shape), num_classes)
+    if model is None:
+        model, abstract = abstract_variables(config, tuple(int(s) for s in shape), num_classes)
+    else:
+        abstract = {}
     return Prepared(config, split, info, evaluator, model, abstract)
 
 
@@ -439,8 +458,47 @@ def evaluate_and_report(prepared: Prepared, state, step: int | str, out_dir: pat
     return {k: v for k, v in result.items() if k not in ("per_class_accuracy", "confusion_matrix")}
 
 
+def imagenet_eval_config() -> ml_collections.ConfigDict:
+    """The data settings torchvision's ImageNet weights expect: shorter side 256, center 224 crop,
+    RGB normalised with ImageNet's mean and std."""
+    from cnnjax.data.config import IMAGENET_MEAN, IMAGENET_STD
+    from cnnjax.train.defaults import default_config
+
+    c = default_config()
+    c.data.eval_transform = "center_crop"
+    c.data.image_size, c.data.resize_size, c.data.channels = 224, 256, 3
+    c.data.mean, c.data.std = IMAGENET_MEAN, IMAGENET_STD
+    c.data.eval_split = "validation"
+    c.eval_batch_size = 50
+    return c
+
+
+def evaluate_weights(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    """`eval --weights FILE --model NAME`: weights people already have, on any data source."""
+    import jax
+
+    from cnnjax import convert
+
+    config = config_io.load_config(args.config) if args.config else imagenet_eval_config()
+    config_io.apply_overrides(config, list(overrides))
+    if args.data and not args.split and not args.config:
+        config.data.eval_split = "validation" if args.data.startswith("tfds:") else "test"
+    with jax.default_matmul_precision("highest"):  # keep float32 logits exact where TF32 would round
+        module, variables = convert.load_weights(args.weights, args.model)
+        config.data.num_classes = int(module.num_classes)
+        prepared = prepare(config, args, model=module)
+        state = state_from_variables(module, variables, prepared.evaluator.replicated)
+        out_dir = pathlib.Path(args.out or pathlib.Path("workdirs") /
+                               f"eval_{pathlib.Path(args.weights).stem}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        evaluate_and_report(prepared, state, "weights", out_dir, args)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args, overrides = parse_args(argv)
+    if args.weights:
+        return evaluate_weights(args, overrides)
     run = open_run(args.workdir, overrides)
     steps = run.steps if args.all else [resolve_step(
         args.step, run.steps, read_metrics(run.workdir), run.config.best_metric,
