@@ -1,0 +1,50 @@
+"""Helpers for the experiment tests: import an experiment's script or config by path (experiments/
+is not a package) and resolve every point of its sweep against its config."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+from types import ModuleType
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+EXPERIMENTS = REPO / "experiments"
+
+
+def load_module(relative: str) -> ModuleType:
+    """experiments/<relative> imported as a module (cached in sys.modules under a unique name)."""
+    path = EXPERIMENTS / relative
+    name = "cnnjax_experiment_" + relative.replace("/", "_").removesuffix(".py")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def experiment_module():
+    """experiment_module('parameters/run.py') -> the imported script."""
+    return load_module
+
+
+@pytest.fixture
+def sweep_configs():
+    """sweep_configs('lenet5_mnist', arg=None) -> [(point, resolved ConfigDict)] for every point
+    of experiments/<name>/config.py's get_sweep, each validated as `./launch.sh --sweep` does."""
+    from cnnjax import sweep, sweeps_lib
+
+    def resolve(name: str, arg: str | None = None) -> list:
+        spec = str(EXPERIMENTS / name / "config.py") + (f":{arg}" if arg else "")
+        config = sweep.config_io.load_config(spec)
+        points = sweep.load_points(spec)
+        names = sweeps_lib.point_names(points)
+        return [(p, sweep.validated_config(config, [], p, i, n))
+                for i, (p, n) in enumerate(zip(points, names, strict=True))]
+
+    return resolve
