@@ -167,29 +167,6 @@ def abstract_variables(config: ml_collections.ConfigDict, image_shape: Sequence[
     return model, dict(abstract)
 
 
-def shape_mismatches(saved: dict, expected: dict) -> list[str]:
-    """Names ('params/c1/kernel') of the arrays whose shapes differ, or that exist on one side only."""
-    def flat(tree, prefix=""):
-        out = {}
-        for key, value in (tree or {}).items():
-            if isinstance(value, dict):
-                out.update(flat(value, f"{prefix}{key}/"))
-            else:
-                out[f"{prefix}{key}"] = tuple(np.shape(value))
-        return out
-
-    have, want = flat(saved), flat(expected)
-    problems = []
-    for name in sorted(have.keys() | want.keys()):
-        if name not in want:
-            problems.append(f"{name} (in checkpoint only)")
-        elif name not in have:
-            problems.append(f"{name} (missing from checkpoint)")
-        elif have[name] != want[name]:
-            problems.append(f"{name} {have[name]} vs {want[name]}")
-    return problems
-
-
 def state_from_variables(model, variables: dict, sharding):
     """A TrainState holding `variables` (replicated by `sharding`) for the evaluation step; its
     optimizer is the identity, as nothing is trained. Parameters from any source enter here."""
@@ -210,7 +187,7 @@ def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
     Raises CheckpointMismatchError (one line, the arrays that differ) when the checkpoint does not
     fit the config's model, and ValueError when the checkpoint cannot be read.
     """
-    from cnnjax.train.checkpoint import CheckpointMismatchError
+    from cnnjax.train.checkpoint import CheckpointMismatchError, shape_mismatches
 
     try:
         arrays = run.checkpoints.read_arrays(step)
@@ -461,14 +438,11 @@ def evaluate_and_report(prepared: Prepared, state, step: int | str, out_dir: pat
 def imagenet_eval_config() -> ml_collections.ConfigDict:
     """The data settings torchvision's ImageNet weights expect: shorter side 256, center 224 crop,
     RGB normalised with ImageNet's mean and std."""
-    from cnnjax.data.config import IMAGENET_MEAN, IMAGENET_STD
+    from cnnjax.data.config import imagenet_data_config
     from cnnjax.train.defaults import default_config
 
     c = default_config()
-    c.data.eval_transform = "center_crop"
-    c.data.image_size, c.data.resize_size, c.data.channels = 224, 256, 3
-    c.data.mean, c.data.std = IMAGENET_MEAN, IMAGENET_STD
-    c.data.eval_split = "validation"
+    c.data = imagenet_data_config()
     c.eval_batch_size = 50
     return c
 

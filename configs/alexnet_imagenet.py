@@ -12,6 +12,7 @@ top-5 error with 10-crop testing (one network). Needs imagenet2012 prepared for 
 runtime: days on one GPU.
 """
 
+from cnnjax.data.config import imagenet_data_config
 from cnnjax.train.defaults import default_config
 
 
@@ -21,12 +22,7 @@ def get_config(arg: str | None = None):
     if c.model.name is None:
         raise ValueError(f"alexnet_imagenet takes no argument or 'torchvision', got {arg!r}")
 
-    c.data.source = "tfds:imagenet2012"
-    c.data.train_split, c.data.eval_split = "train", "validation"
-    c.data.train_transform, c.data.eval_transform = "alexnet", "center_crop"
-    c.data.image_size, c.data.resize_size = 224, 256
-    c.data.pca_lighting_std = 0.1
-    c.data.num_classes = 1000
+    c.data = imagenet_data_config("alexnet")
 
     c.batch_size = 128
     c.eval_batch_size = 500

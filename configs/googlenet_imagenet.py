@@ -11,6 +11,7 @@ decay 2e-4) scaled linearly to batch 256. Table 5 reports 10.07% top-5 error for
 with one crop and 6.67% for the 7-model, 144-crop ensemble. Needs imagenet2012 for TFDS.
 """
 
+from cnnjax.data.config import imagenet_data_config
 from cnnjax.train.defaults import default_config
 
 
@@ -21,11 +22,7 @@ def get_config(arg: str | None = None):
     c.model.name = "googlenet"
     c.model.aux_heads = True
 
-    c.data.source = "tfds:imagenet2012"
-    c.data.train_split, c.data.eval_split = "train", "validation"
-    c.data.train_transform, c.data.eval_transform = "inception", "center_crop"
-    c.data.image_size, c.data.resize_size = 224, 256
-    c.data.num_classes = 1000
+    c.data = imagenet_data_config("inception")
 
     c.batch_size = 256
     c.num_epochs = 120.0

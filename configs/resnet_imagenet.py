@@ -10,6 +10,7 @@ rescaled image with flips and the AlexNet colour (PCA) augmentation. Table 4 (10
 error 27.88 (ResNet-34 B), 22.85 (ResNet-50), 21.75 (ResNet-101), 21.43 (ResNet-152). Needs imagenet2012.
 """
 
+from cnnjax.data.config import imagenet_data_config
 from cnnjax.train.defaults import default_config
 
 VARIANTS = ("18", "34", "50", "101", "152", "plain18", "plain34")
@@ -22,12 +23,7 @@ def get_config(arg: str | None = "50"):
     c = default_config()
     c.model.name = arg if arg.startswith("plain") else f"resnet{arg}"
 
-    c.data.source = "tfds:imagenet2012"
-    c.data.train_split, c.data.eval_split = "train", "validation"
-    c.data.train_transform, c.data.eval_transform = "alexnet", "center_crop"
-    c.data.image_size, c.data.resize_size = 224, 256
-    c.data.pca_lighting_std = 0.1
-    c.data.num_classes = 1000
+    c.data = imagenet_data_config("alexnet")
 
     c.batch_size = 256
     c.num_epochs = 90.0

@@ -10,6 +10,7 @@ Table 3 reports top-1 / top-5 val. error at S=256 of 29.6/10.4 (A), 29.7/10.5 (A
 28.1/9.4 (C), 27.0/8.8 (D), 27.3/9.0 (E). Needs imagenet2012 for TFDS; runtime: weeks on one GPU.
 """
 
+from cnnjax.data.config import imagenet_data_config
 from cnnjax.train.defaults import default_config
 
 VARIANTS = ("a", "a_lrn", "b", "c", "d", "e")
@@ -22,12 +23,7 @@ def get_config(arg: str | None = "d"):
     c = default_config()
     c.model.name = f"vgg_{arg}"
 
-    c.data.source = "tfds:imagenet2012"
-    c.data.train_split, c.data.eval_split = "train", "validation"
-    c.data.train_transform, c.data.eval_transform = "alexnet", "center_crop"
-    c.data.image_size, c.data.resize_size = 224, 256
-    c.data.pca_lighting_std = 0.1
-    c.data.num_classes = 1000
+    c.data = imagenet_data_config("alexnet")
 
     c.batch_size = 256
     c.num_epochs = 74.0

@@ -63,6 +63,21 @@ def default_data_config() -> ml_collections.ConfigDict:
     return c
 
 
+def imagenet_data_config(train_transform: str = "alexnet") -> ml_collections.ConfigDict:
+    """The data block of the ImageNet configs: TFDS imagenet2012 (manual download), 1000 classes,
+    `train_transform` ('alexnet': shorter side 256, random 224 crop, flip, PCA lighting; 'inception':
+    random-resized 224 crop, flip), evaluation on the validation split's central 224 crop of 256."""
+    c = default_data_config()
+    c.source = "tfds:imagenet2012"
+    c.train_split, c.eval_split = "train", "validation"
+    c.train_transform, c.eval_transform = train_transform, "center_crop"
+    c.image_size, c.resize_size, c.channels = 224, 256, 3
+    c.mean, c.std = IMAGENET_MEAN, IMAGENET_STD
+    c.pca_lighting_std = 0.1 if train_transform == "alexnet" else 0.0
+    c.num_classes = 1000
+    return c
+
+
 def check_data_config(data: ml_collections.ConfigDict) -> None:
     """Raises ValueError (one line) for a field value the pipelines do not accept."""
     _choice("train_transform", data.train_transform, TRAIN_TRANSFORMS)

@@ -37,7 +37,7 @@ def _path_name(path) -> str:
     return "/".join(parts)
 
 
-def _shape_mismatches(saved, target) -> list[str]:
+def shape_mismatches(saved, target) -> list[str]:
     """Names of the arrays whose saved shape differs from the target's, or that exist on one side only."""
     saved_flat = {_path_name(k): v for k, v in jax.tree_util.tree_leaves_with_path(saved)}
     target_flat = {_path_name(k): v for k, v in jax.tree_util.tree_leaves_with_path(target)}
@@ -48,7 +48,8 @@ def _shape_mismatches(saved, target) -> list[str]:
         elif name not in saved_flat:
             problems.append(f"{name} (missing from checkpoint)")
         else:
-            got, want = tuple(saved_flat[name].shape), tuple(np.shape(target_flat[name]))
+            got, want = (tuple(x.shape if hasattr(x, "shape") else np.shape(x))
+                         for x in (saved_flat[name], target_flat[name]))
             if got != want:
                 problems.append(f"{name} {got} vs {want}")
     return problems
@@ -136,7 +137,7 @@ class Checkpoints:
             if saved is None:
                 self._set_aside(candidate, "has no state", warn)
                 continue
-            problems = _shape_mismatches(saved, abstract)
+            problems = shape_mismatches(saved, abstract)
             if problems:
                 raise CheckpointMismatchError(
                     f"checkpoint at step {candidate} in {self.directory} does not match the config: "
