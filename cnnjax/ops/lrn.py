@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 
@@ -27,6 +28,7 @@ def local_response_norm(x: jax.Array, size: int = 5, k: float = 2.0, alpha: floa
         raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
     compute = jnp.promote_types(x.dtype, jnp.float32)
     a = x.astype(compute)
-    sq_sum = lax.reduce_window(a * a, jnp.zeros((), compute), lax.add, (1, 1, 1, size),
+    # The init value must be concrete (numpy) for JAX to recognise a differentiable windowed sum.
+    sq_sum = lax.reduce_window(a * a, np.zeros((), compute), lax.add, (1, 1, 1, size),
                                (1, 1, 1, 1), ((0, 0), (0, 0), (0, 0), (size // 2, (size - 1) // 2)))
     return (a / (k + alpha * sq_sum) ** beta).astype(x.dtype)
