@@ -24,6 +24,7 @@ from jax.sharding import PartitionSpec as P
 
 from cnnjax import models
 from cnnjax.train.defaults import default_config
+from cnnjax.train.distributed import data_mesh
 from cnnjax.train.loop import create_train_state
 from cnnjax.train.optim import make_optimizer
 from cnnjax.train.steps import jit_steps
@@ -51,7 +52,7 @@ def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int) -> di
     config.model.name, config.model.dtype = name, dtype
     model = models.build(name, num_classes=classes, dtype=dtype)
     tx, _ = make_optimizer(config.optimizer, config.schedule, steps_per_epoch=100, total_steps=1000)
-    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    mesh = data_mesh()
     replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     state = create_train_state(config, model, tx, (h, w, c), replicated)
     rng = np.random.default_rng(0)

@@ -235,7 +235,9 @@ class Evaluator:
         if self.batch_size <= 0 or self.batch_size % n_dev:
             raise ValueError(f"--batch-size {self.batch_size} must be a positive multiple of the "
                              f"{n_dev} devices")
-        mesh = jax.make_mesh((n_dev,), ("data",))
+        from cnnjax.train.distributed import data_mesh
+
+        mesh = data_mesh()
         self.replicated = NamedSharding(mesh, P())
         self.batch_sharding = NamedSharding(mesh, P("data"))
         c = self.config

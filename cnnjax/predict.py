@@ -112,11 +112,12 @@ def main(argv: list[str]) -> int:
                                  config.best_mode)
     images = np.stack([load_image(path, config.data) for path in args.images])  # all read first
 
-    import jax
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    replicated = NamedSharding(jax.make_mesh((jax.device_count(),), ("data",)), P())
+    from cnnjax.train.distributed import data_mesh
+
+    replicated = NamedSharding(data_mesh(), P())
     info = _dataset_info(config)
     num_classes = int(config.data.num_classes) or (info.num_classes if info else 0)
     if num_classes <= 0:

@@ -18,3 +18,14 @@ def maybe_initialize() -> None:
     """Connects the processes of a multi-host run; a single process needs nothing (idempotent)."""
     if launched_multiprocess() and not jax.distributed.is_initialized():
         jax.distributed.initialize()
+
+
+def data_mesh() -> jax.sharding.Mesh:
+    """A one-axis 'data' mesh over every device of every host.
+
+    The axis is Auto: jit propagates the batch sharding through the model by itself, so per-example
+    code (the explicit convolution's reshapes, dropout masks) needs no sharding annotations. JAX's
+    make_mesh defaults to Explicit axes, under which such reshapes of a sharded batch are refused.
+    """
+    return jax.make_mesh((jax.device_count(),), ("data",),
+                         axis_types=(jax.sharding.AxisType.Auto,))

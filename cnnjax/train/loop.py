@@ -144,7 +144,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         if config[name] % n_dev:
             raise ValueError(f"config.{name}={config[name]} is not divisible by the "
                              f"{n_dev} devices; choose a multiple of {n_dev}")
-    mesh = jax.make_mesh((n_dev,), ("data",))
+    mesh = distributed.data_mesh()
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
 

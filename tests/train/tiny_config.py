@@ -9,6 +9,7 @@ from cnnjax.train.defaults import default_config
 def get_config(arg=None):
     c = default_config()
     c.model.name = arg or "lenet5"
+    c.model.conv_impl = "xla"
     c.data.source = "synthetic"
     c.data.synthetic_shape = (32, 32, 1)
     c.data.synthetic_examples = 256
