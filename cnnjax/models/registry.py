@@ -20,6 +20,7 @@ from cnnjax.models.googlenet import GoogLeNet
 from cnnjax.models.lenet import LeNet5
 from cnnjax.models.mlp import MLP
 from cnnjax.models.resnet import BasicBlock, Bottleneck, ResNet
+from cnnjax.models.smallcnn import SmallCNN
 from cnnjax.models.vgg import VGG
 
 _partial = functools.partial
@@ -28,6 +29,7 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": _partial(LeNet5),
     "mlp": _partial(MLP),
     "allconv": _partial(AllConvNet),
+    "smallcnn": _partial(SmallCNN),
     "alexnet": _partial(AlexNet),
     "alexnet_torchvision": _partial(AlexNet, filters=(64, 192, 384, 256, 256),
                                     dropout_before_fc=True, groups=1, norm="none"),
@@ -62,6 +64,7 @@ _CIFAR = ((32, 32, 3), 10)
 _NATURAL_INPUT: dict[str, tuple[tuple[int, int, int], int]] = {
     "lenet5": ((32, 32, 1), 10),
     "mlp": ((32, 32, 1), 10),
+    "smallcnn": ((32, 32, 1), 10),
     "allconv": _CIFAR,
     **{f"{kind}{depth}": _CIFAR for kind in ("resnet", "plain") for depth in (20, 32, 44, 56, 110)},
 }

@@ -1,0 +1,95 @@
+"""A small configurable plain CNN for ablations: stages of two 3x3 'SAME' convolutions, each stage
+ending in 2x2 downsampling, then one fully connected layer to the classes.
+
+Default widths (32, 32, 64, 64): conv-conv-pool-conv-conv-pool-fc. For a 32x32xC input and K
+classes the parameters are, biases included,
+    conv1 (9*C+1)*32, conv2 (9*32+1)*32 = 9,248, conv3 (9*32+1)*64 = 18,496,
+    conv4 (9*64+1)*64 = 36,928, fc (8*8*64+1)*K
+(105,962 for C = 1, K = 10). The knobs ablate one design choice each:
+- activation: ReLU against tanh (Krizhevsky et al. 2012, Sec. 3.1 and Fig. 1);
+- pool: 'max' or 'avg' 2x2/2 pooling, or 'strided_conv': each pool replaced by a learned 3x3
+  stride-2 convolution with as many filters as its input, plus the activation (Springenberg et
+  al. 2015, Sec. 2.1, All-CNN), which adds (9*c+1)*c parameters per stage of width c;
+- norm: 'lrn' puts AlexNet's local response normalisation (Sec. 3.3; n=5, k=2, alpha=1e-4,
+  beta=0.75) after each stage's last activation, before its pooling, as AlexNet orders
+  conv-ReLU-LRN-pool (Sec. 3.5); 'batch' puts batch norm before every convolution's activation
+  (the convolutions then drop their biases; the strided-conv replacement of a pool keeps its bias
+  and has no batch norm, as in cnnjax.models.allconv).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from cnnjax.models import layers
+
+CONVS_PER_STAGE = 2
+
+
+class SmallCNN(nn.Module):
+    """[conv3x3 -> conv3x3 -> downsample] per stage -> flatten -> Dense(num_classes).
+
+    Knobs: widths (one per conv layer, an even number of them: two per stage), activation, norm
+    ('none', 'lrn', 'batch'), pool ('max', 'avg', 'strided_conv'), conv_impl, dtype,
+    dropout_rate (before the classifier; 0 by default). Shapes below are for 32x32 inputs and
+    the default widths.
+    """
+
+    num_classes: int = 10
+    widths: Sequence[int] = (32, 32, 64, 64)
+    activation: str = "relu"
+    norm: str = "none"
+    pool: str = "max"
+    conv_impl: str = "xla"
+    dtype: str = "float32"
+    dropout_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        layers.check_positive_int("smallcnn", "num_classes", self.num_classes)
+        if (not isinstance(self.widths, Sequence) or isinstance(self.widths, str)
+                or not self.widths or len(self.widths) % CONVS_PER_STAGE):
+            raise ValueError(f"smallcnn: widths must be a non-empty sequence of an even number of "
+                             f"conv widths (two per stage); got {self.widths!r}")
+        for width in self.widths:
+            layers.check_positive_int("smallcnn", "widths entries", width)
+        self.options.validate("smallcnn")
+        layers.check_choice("smallcnn", "pool", self.pool, layers.POOLS)
+        layers.check_rate("smallcnn", "dropout_rate", self.dropout_rate)
+        super().__post_init__()
+
+    @property
+    def options(self) -> layers.LayerOptions:
+        return layers.LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
+
+    def _conv(self, x: jax.Array, features: int, name: str, train: bool) -> jax.Array:
+        opts = self.options
+        x = layers.Conv(features, 3, padding="SAME", use_bias=opts.conv_bias,
+                        impl=opts.conv_impl, dtype=opts.dtype,
+                        kernel_init=layers.he_normal_fan_in, name=name)(x)
+        if opts.norm == "batch":
+            x = layers.batch_norm(opts, f"{name}_bn")(x, use_running_average=not train)
+        return opts.act(x)
+
+    def _downsample(self, x: jax.Array, name: str) -> jax.Array:
+        if self.norm == "lrn":
+            x = layers.LRN(name=f"{name}_lrn")(x)
+        # The strided convolution overlaps its windows (3x3/2, padding 1) as All-CNN's does;
+        # both halve an even side.
+        window, padding = (3, 1) if self.pool == "strided_conv" else (2, 0)
+        return layers.Pool(self.pool, window, 2, padding=padding, options=self.options,
+                           name=name)(x)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        """x: (N, H, W, C) -> logits (N, num_classes); H and W divisible by 2**stages."""
+        for i, width in enumerate(self.widths):
+            x = self._conv(x, width, f"conv{i + 1}", train)            # (N, 32, 32, 32) ...
+            if (i + 1) % CONVS_PER_STAGE == 0:
+                x = self._downsample(x, f"pool{(i + 1) // CONVS_PER_STAGE}")  # (N, 16, 16, 32)
+        x = x.reshape(x.shape[0], -1)                                  # (N, 8 * 8 * 64)
+        x = layers.dropout(x, self.dropout_rate, train)
+        x = layers.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)  # (N, num_classes)
+        return layers.to_logits(x)

@@ -1,0 +1,157 @@
+"""cnnjax.models.smallcnn: shapes, parameter counts by hand, what each knob changes, one-line
+errors, and a forward pass against a numpy loop reference."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax import models
+
+
+def conv_params(k: int, cin: int, cout: int, bias: bool = True) -> int:
+    return k * k * cin * cout + (cout if bias else 0)
+
+
+def hand_count(channels: int, classes: int = 10) -> int:
+    """conv1-conv4 3x3 with biases (32, 32, 64, 64), fc from 8x8x64."""
+    return (conv_params(3, channels, 32) + conv_params(3, 32, 32) + conv_params(3, 32, 64)
+            + conv_params(3, 64, 64) + 8 * 8 * 64 * classes + classes)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_forward_shape_and_float32_logits(variables_of, channels):
+    model = models.build("smallcnn", num_classes=7, dtype="bfloat16")
+    variables = variables_of(model, (2, 32, 32, channels))
+    out = jax.eval_shape(lambda v, x: model.apply(v, x), variables,
+                         jax.ShapeDtypeStruct((2, 32, 32, channels), jnp.float32))
+    assert out.shape == (2, 7) and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_parameter_count_by_hand(param_count, channels):
+    assert param_count(models.build("smallcnn", num_classes=10), (1, 32, 32, channels)) == \
+        hand_count(channels)
+    assert hand_count(1) == 105_962
+
+
+def test_strided_conv_adds_exactly_the_stride_convolutions(param_count, variables_of):
+    model = models.build("smallcnn", num_classes=10, pool="strided_conv")
+    extra = conv_params(3, 32, 32) + conv_params(3, 64, 64)
+    assert param_count(model, (1, 32, 32, 1)) == hand_count(1) + extra
+    params = variables_of(model, (1, 32, 32, 1))["params"]
+    assert params["pool1"]["conv"]["kernel"].shape == (3, 3, 32, 32)
+    assert params["pool2"]["conv"]["kernel"].shape == (3, 3, 64, 64)
+    assert params["fc"]["kernel"].shape == (8 * 8 * 64, 10)  # still two halvings
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_pooling_has_no_parameters(param_count, pool):
+    assert param_count(models.build("smallcnn", pool=pool, num_classes=10),
+                       (1, 32, 32, 1)) == hand_count(1)
+
+
+def test_lrn_adds_no_parameters_and_batch_norm_replaces_biases(param_count, variables_of):
+    assert param_count(models.build("smallcnn", norm="lrn", num_classes=10),
+                       (1, 32, 32, 1)) == hand_count(1)
+    model = models.build("smallcnn", norm="batch", num_classes=10)
+    biases = 32 + 32 + 64 + 64
+    bn = 2 * (32 + 32 + 64 + 64)
+    assert param_count(model, (1, 32, 32, 1)) == hand_count(1) - biases + bn
+    assert set(variables_of(model, (1, 32, 32, 1))["batch_stats"]) == {
+        "conv1_bn", "conv2_bn", "conv3_bn", "conv4_bn"}
+
+
+def test_widths_set_depth_and_classifier(param_count):
+    model = models.build("smallcnn", num_classes=5, widths=[8, 8, 16, 16, 16, 16])
+    expected = (conv_params(3, 3, 8) + conv_params(3, 8, 8) + conv_params(3, 8, 16)
+                + 3 * conv_params(3, 16, 16) + 4 * 4 * 16 * 5 + 5)
+    assert param_count(model, (1, 32, 32, 3)) == expected
+
+
+def test_knobs_are_the_fields():
+    assert models.knobs("smallcnn") == {
+        "widths": (32, 32, 64, 64), "activation": "relu", "norm": "none", "pool": "max",
+        "conv_impl": "xla", "dtype": "float32", "dropout_rate": 0.0}
+    assert models.natural_input("smallcnn") == ((32, 32, 1), 10)
+
+
+@pytest.mark.parametrize(("knobs", "fragment"), [
+    ({"activation": "swish2"}, "activation"), ({"norm": "group"}, "'lrn'"),
+    ({"pool": "l2"}, "'strided_conv'"), ({"conv_impl": "fft"}, "conv_impl"),
+    ({"dtype": "float16"}, "'bfloat16'"), ({"dropout_rate": 1.0}, "dropout_rate"),
+    ({"widths": (32, 32, 64)}, "even number"), ({"widths": ()}, "even number"),
+    ({"widths": (32, 0)}, "widths entries"), ({"num_classes": 0}, "num_classes"),
+])
+def test_bad_knobs_raise_one_line(knobs, fragment):
+    num_classes = knobs.pop("num_classes", 10)
+    with pytest.raises(ValueError) as info:
+        models.build("smallcnn", num_classes=num_classes, **knobs)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+# ---- numerics against numpy, on widths (2, 2) and 4x4 inputs: conv-conv-downsample-fc ----------
+
+def np_conv_same(x: np.ndarray, k: np.ndarray, b: np.ndarray, stride: int = 1) -> np.ndarray:
+    """Cross-correlation with zero padding 1 for a 3x3 kernel, by loops: (H, W, Ci) -> (Ho, Wo, Co)."""
+    xp = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+    h = (x.shape[0] - 1) // stride + 1
+    out = np.zeros((h, h, k.shape[-1]))
+    for i in range(h):
+        for j in range(h):
+            patch = xp[i * stride:i * stride + 3, j * stride:j * stride + 3, :]
+            out[i, j] = np.einsum("hwc,hwco->o", patch, k) + b
+    return out
+
+
+def np_lrn(x: np.ndarray) -> np.ndarray:
+    c = x.shape[-1]
+    out = np.empty_like(x)
+    for i in range(c):
+        s = (x[..., max(0, i - 2):min(c, i + 3)] ** 2).sum(-1)
+        out[..., i] = x[..., i] / (2.0 + 1e-4 * s) ** 0.75
+    return out
+
+
+def np_forward(p: dict, x: np.ndarray, act, pool: str, lrn: bool) -> np.ndarray:
+    h = act(np_conv_same(x, p["conv1"]["kernel"], p["conv1"]["bias"]))
+    h = act(np_conv_same(h, p["conv2"]["kernel"], p["conv2"]["bias"]))
+    if lrn:
+        h = np_lrn(h)
+    if pool == "max":
+        h = h.reshape(2, 2, 2, 2, -1).max(axis=(1, 3))
+    elif pool == "avg":
+        h = h.reshape(2, 2, 2, 2, -1).mean(axis=(1, 3))
+    else:
+        h = act(np_conv_same(h, p["pool1"]["conv"]["kernel"], p["pool1"]["conv"]["bias"], 2))
+    return h.reshape(-1) @ p["fc"]["kernel"] + p["fc"]["bias"]
+
+
+@pytest.mark.parametrize(("activation", "pool", "norm"), [
+    ("relu", "max", "none"), ("tanh", "avg", "none"), ("relu", "strided_conv", "none"),
+    ("tanh", "max", "lrn"),
+])
+def test_forward_matches_numpy(numpy_init, activation, pool, norm):
+    model = models.build("smallcnn", num_classes=3, widths=(2, 2), activation=activation,
+                         pool=pool, norm=norm)
+    variables = numpy_init(model, (1, 4, 4, 2), seed=1)
+    x = np.random.default_rng(2).normal(size=(1, 4, 4, 2)).astype(np.float32)
+    # Scale up so that LRN's denominator differs from its constant k**beta.
+    x = x * (30.0 if norm == "lrn" else 1.0)
+    got = np.asarray(model.apply(variables, jnp.asarray(x)))
+    params = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+    act = {"relu": lambda v: np.maximum(v, 0), "tanh": np.tanh}[activation]
+    want = np_forward(params, x[0].astype(np.float64), act, pool, norm == "lrn")
+    np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_dropout_acts_only_in_training(numpy_init):
+    model = models.build("smallcnn", num_classes=3, widths=(2, 2), dropout_rate=0.5)
+    variables = numpy_init(model, (1, 4, 4, 1))
+    x = jnp.ones((1, 4, 4, 1))
+    evals = model.apply(variables, x)
+    np.testing.assert_array_equal(evals, model.apply(variables, x, train=False))
+    trained = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(0)})
+    assert not np.allclose(evals, trained)
