@@ -1,0 +1,48 @@
+"""smallcnn without and with local response normalisation (AlexNet's, Krizhevsky et al. 2012,
+Sec. 3.3: n=5, k=2, alpha=1e-4, beta=0.75, after each stage's last ReLU and before its pooling),
+three seeds each, short runs on Fashion-MNIST. AlexNet reports LRN lowering ImageNet top-1 /
+top-5 error by 1.4% / 1.2% (and CIFAR-10 test error from 13% to 11%); VGG (Simonyan & Zisserman
+2015, Sec. 4.1) found no gain from it on their A-LRN network.
+
+    ./launch.sh experiments/lrn/config.py --sweep --workdir workdirs/exp_lrn
+    ./launch.sh summarize workdirs/exp_lrn --metric train/loss    # figure.png
+    ./launch.sh summarize workdirs/exp_lrn --metric eval/top1     # results.*
+    .venv/bin/python experiments/lrn/seed_stats.py workdirs/exp_lrn
+
+The base is experiments/relu_vs_tanh/config.py (smallcnn 16-16-32-32, ReLU, max pooling, SGD with
+momentum 0.9 at the rate tuned there for ReLU), run for MAIN_STEPS. ARG as there: 'cifar10'
+switches the data to tfds:cifar10, 'smoke' runs 20 steps per point. Timings and results:
+README.md beside this file.
+"""
+
+import pathlib
+
+from cnnjax.sweeps_lib import product
+from cnnjax.train import config_io
+
+BASE = pathlib.Path(__file__).resolve().parents[1] / "relu_vs_tanh" / "config.py"
+MAIN_STEPS = 400
+ARGS = ("cifar10", "smoke")
+
+
+def get_config(arg: str | None = None):
+    """The relu_vs_tanh base (ReLU, max pooling) for MAIN_STEPS; test accuracy at the end."""
+    words = set(filter(None, (arg or "").split(",")))
+    if words - set(ARGS):
+        raise ValueError(f"experiments/lrn: ARG must be a comma-separated subset of {ARGS}; "
+                         f"got {arg!r}")
+    c = config_io.load_config(f"{BASE}:{arg}" if arg else str(BASE))
+    c.model.activation = "relu"
+    c.model.pool = "max"
+    c.model.norm = "none"
+    if "smoke" not in words:
+        c.num_steps = MAIN_STEPS
+    c.log_every_steps = 20
+    c.eval_every_steps = MAIN_STEPS
+    c.checkpoint_every_steps = MAIN_STEPS
+    return c
+
+
+def get_sweep(arg: str | None = None):
+    """norm in (none, lrn) x seed in (0, 1, 2): six points."""
+    return product(**{"model.norm": ["none", "lrn"]}, seed=[0, 1, 2])
