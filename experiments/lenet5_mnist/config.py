@@ -1,5 +1,5 @@
 """LeNet-5 on MNIST against the paper's 0.95% test error (LeCun et al. 1998, Sec. III-C): the main
-job's config (configs/lenet5_mnist.py, 12 epochs) over three seeds.
+job's config (configs/lenet5_mnist.py) over three seeds, at the 12 epochs it had when this was measured.
 
     ./launch.sh experiments/lenet5_mnist/config.py --sweep --workdir workdirs/exp_lenet5_mnist
     ./launch.sh summarize workdirs/exp_lenet5_mnist --metric eval/top1
@@ -17,10 +17,15 @@ BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lenet5_mnist.p
 
 
 def get_config(arg: str | None = None):
-    """configs/lenet5_mnist.py unchanged (':smoke' for its 30-step version)."""
+    """configs/lenet5_mnist.py at 12 epochs (':smoke' for its 30-step version). The main job now runs
+    10 epochs (99.08%) to stay well inside its 5-minute budget; these results were measured at 12."""
     if arg not in (None, "smoke"):
         raise ValueError(f"experiments/lenet5_mnist takes no argument or 'smoke', got {arg!r}")
-    return config_io.load_config(f"{BASE}:smoke" if arg == "smoke" else str(BASE))
+    if arg == "smoke":
+        return config_io.load_config(f"{BASE}:smoke")
+    c = config_io.load_config(str(BASE))
+    c.num_epochs = 12.0
+    return c
 
 
 def get_sweep(arg: str | None = None):

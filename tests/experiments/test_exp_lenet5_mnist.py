@@ -9,9 +9,10 @@ from cnnjax.train import config_io
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_config_is_the_main_job(experiment_module):
+def test_config_is_the_main_job_at_12_epochs(experiment_module):
     ours = experiment_module("lenet5_mnist/config.py").get_config()
     main = config_io.load_config(str(REPO / "configs" / "lenet5_mnist.py"))
+    main.num_epochs = 12.0  # the measured results are from 12 epochs; the main job now runs 10
     assert ours.to_dict() == main.to_dict()
 
 
