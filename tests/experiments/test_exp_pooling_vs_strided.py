@@ -32,8 +32,8 @@ def test_sweep_is_pool_by_seed(sweep_configs, config_module):
         d["model"].pop("pool"), d.pop("seed")
     assert all(d == dicts[0] for d in dicts)
     c = resolved[0][1]
-    assert (c.model.name, c.model.activation, c.num_steps) == ("smallcnn", "relu",
-                                                               config_module.MAIN_STEPS)
+    assert (c.model.name, c.model.activation, c.num_steps, c.schedule.base_lr) == (
+        "smallcnn", "relu", config_module.MAIN_STEPS, 0.01)
     assert {c.num_steps for _, c in sweep_configs("pooling_vs_strided", "smoke")} == {20}
 
 
