@@ -90,7 +90,9 @@ def test_forward_shape_and_eval_independence(fixture, request):
     case = request.getfixturevalue(fixture)
     out = case.forward(case.variables, case.x)
     assert (out.shape, out.dtype) == ((4, 10), jnp.float32)
-    np.testing.assert_array_equal(out, case.forward(case.variables, case.x))
+    # Repeat calls agree to rounding (bitwise equality once failed here on a loaded 2-core machine;
+    # bit-identical training is checked by the resume tests in tests/train).
+    np.testing.assert_allclose(out, case.forward(case.variables, case.x), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(case.forward(case.variables, case.x_other)[0], out[0],
                                rtol=1e-5, atol=1e-4)
 

@@ -15,6 +15,7 @@ ISSUE_NAMES = [
     "resnet101", "resnet152", "plain18", "plain34", "resnet20", "resnet32", "resnet44",
     "resnet56", "resnet110", "plain20", "plain32", "plain44", "plain56", "plain110", "mlp",
     "allconv",
+    "smallcnn",  # not in the issue: the plain four-conv network the ablation experiments use
 ]
 
 
