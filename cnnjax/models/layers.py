@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax import ops
+from cnnjax.ops.materialize import materialize
 
 Initializer = Callable[..., jax.Array]
 
@@ -160,7 +161,9 @@ class Conv(nn.Module):
         bias = (self.param("bias", self.bias_init, (self.features,), jnp.float32)
                 if self.use_bias else None)
         dtype = DTYPES[self.dtype]
-        return ops.conv2d(x.astype(dtype), kernel.astype(dtype),
+        # The input is written to memory once rather than recomputed by each consumer on the CPU
+        # (cnnjax/ops/materialize.py: 28% of a resnet20 training step).
+        return ops.conv2d(materialize(x.astype(dtype)), kernel.astype(dtype),
                           None if bias is None else bias.astype(dtype),
                           stride=self.stride, padding=self.padding, dilation=self.dilation,
                           groups=self.groups, impl=self.impl)
