@@ -13,6 +13,7 @@ analysis of the compiled step divided by the step time, against the device's pea
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -46,11 +47,11 @@ def _timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int) -> dict:
+def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int, conv_impl: str) -> dict:
     (h, w, c), classes = models.natural_input(name)
     config = default_config()
     config.model.name, config.model.dtype = name, dtype
-    model = models.build(name, num_classes=classes, dtype=dtype)
+    model = models.build(name, num_classes=classes, dtype=dtype, conv_impl=conv_impl)
     tx, _ = make_optimizer(config.optimizer, config.schedule, steps_per_epoch=100, total_steps=1000)
     mesh = data_mesh()
     replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--models", default="lenet5,resnet20,resnet50")
     parser.add_argument("--batch", type=int, default=0, help="0: 128, or less for big models on CPU")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--conv-impl", default="xla", choices=("xla", "explicit"))
     parser.add_argument("--steps", type=int, default=10, help="steps per timed repetition")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compare-torch", action="store_true",
@@ -135,7 +137,8 @@ def main() -> None:
 
     platform = jax.devices()[0].platform
     print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} ({platform}); "
-          f"jax {jax.__version__}; dtype {args.dtype}")
+          f"jax {jax.__version__}; dtype {args.dtype}; conv {args.conv_impl}")
+    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     header = f"{'model':<12} {'batch':>5} {'step ms':>9} {'img/s':>9} {'compile s':>9}"
     header += "  torch ms  torch img/s  jax/torch time" if args.compare_torch else ""
     header += "   GFLOP/step   MFU" if platform == "gpu" else ""
@@ -143,7 +146,7 @@ def main() -> None:
     for name in args.models.split(","):
         kind = "gpu" if platform == "gpu" else "cpu"
         batch = args.batch or DEFAULT_BATCH[kind].get(name, 128)
-        r = bench_jax(name, batch, args.dtype, args.steps, args.repeats)
+        r = bench_jax(name, batch, args.dtype, args.steps, args.repeats, args.conv_impl)
         line = (f"{name:<12} {batch:>5} {r['step_ms']:>9.2f} {r['images_per_s']:>9.0f} "
                 f"{r['compile_s']:>9.1f}")
         if args.compare_torch:
