@@ -3,6 +3,7 @@
 #   ./launch.sh CONFIG.py[:ARG] [--workdir DIR] [--config.key=value ...]   train
 #   ./launch.sh test [pytest args]                                          the whole test suite
 #   ./launch.sh eval|predict|summary|summarize|sweep ...                    the tools (see README)
+#   ./launch.sh bench NAME [args]                      benchmarks/NAME.py (see benchmarks/README.md)
 # On first use it creates .venv and installs the project there; later runs reinstall only when
 # pyproject.toml has changed, so they start at once.
 set -euo pipefail
@@ -39,6 +40,11 @@ case "$cmd" in
     shift
     ruff check --quiet cnnjax tests benchmarks configs experiments
     exec python -m pytest "$@" ;;
+  bench)
+    [[ -f "benchmarks/${2:-}.py" ]] || { echo "usage: ./launch.sh bench NAME [args], NAME one of:" \
+      $(cd benchmarks && ls *.py | sed 's/\.py$//') >&2; exit 2; }
+    name="$2"; shift 2
+    exec python "benchmarks/$name.py" "$@" ;;
   *.py|*.py:*)
     exec python -m cnnjax.cli train "$@" ;;
   *)

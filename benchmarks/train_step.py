@@ -1,13 +1,17 @@
 """Steady-state training-step time and throughput of any model on synthetic, device-resident data.
 
-    .venv/bin/python benchmarks/train_step.py                  # lenet5, resnet20, resnet50
-    .venv/bin/python benchmarks/train_step.py --models lenet5,resnet20 --compare-torch
-    .venv/bin/python benchmarks/train_step.py --models resnet50 --batch 256 --dtype bfloat16   # on a GPU
+    ./launch.sh bench train_step                  # lenet5, resnet20, resnet50
+    ./launch.sh bench train_step --models lenet5,resnet20 --compare-torch
+    ./launch.sh bench train_step --models resnet50 --batch 256 --dtype bfloat16   # on a GPU
+    ./launch.sh bench train_step --models resnet50 --batch 256 --compile-only     # memory, no run
 
 Times the jitted SGD-momentum step of cnnjax.train.steps (normalisation, forward, backward, update) after
 warm-up, median over repetitions. With --compare-torch (CPU), the same model and optimizer step in
 PyTorch eager on the same cores, and the ratio. On a GPU it prints model FLOPs utilisation: XLA's cost
-analysis of the compiled step divided by the step time, against the device's peak.
+analysis of the compiled step divided by the step time, against the device's peak. Memory: 'step GiB'
+is XLA's memory analysis of the compiled step (inputs + outputs + scratch - donated inputs), 'peak GiB'
+the allocator's peak where the device reports one (GPUs; the CPU reports none).
+Through launch.sh, the run gets the project's XLA_FLAGS for the CPU (launch.sh); they are printed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cnnjax import models
+from cnnjax.models import layers
 from cnnjax.train.defaults import default_config
 from cnnjax.train.distributed import data_mesh
 from cnnjax.train.loop import create_train_state
@@ -47,7 +52,8 @@ def _timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int, conv_impl: str) -> dict:
+def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int, conv_impl: str,
+              compile_only: bool = False) -> dict:
     (h, w, c), classes = models.natural_input(name)
     config = default_config()
     config.model.name, config.model.dtype = name, dtype
@@ -65,6 +71,12 @@ def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int, conv_
     t0 = time.perf_counter()
     compiled = train_fn.lower(state, batch_data, key).compile()
     compile_s = time.perf_counter() - t0
+    memory = compiled.memory_analysis()
+    # Live bytes the compiled step needs: inputs, outputs and scratch, less donated (aliased) inputs.
+    step_bytes = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                  + memory.temp_size_in_bytes - memory.alias_size_in_bytes) if memory else 0
+    if compile_only:
+        return {"step_bytes": step_bytes, "compile_s": compile_s}
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
@@ -80,8 +92,10 @@ def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int, conv_
 
     run()  # warm-up
     step_s = _timed(run, repeats) / steps
+    peak = jax.devices()[0].memory_stats() or {}
     return {"step_ms": step_s * 1e3, "images_per_s": batch / step_s, "compile_s": compile_s,
-            "flops": flops, "step_s": step_s}
+            "flops": flops, "step_s": step_s, "step_bytes": step_bytes,
+            "peak_bytes": peak.get("peak_bytes_in_use", 0)}
 
 
 def bench_torch(name: str, batch: int, steps: int, repeats: int) -> dict | None:
@@ -131,22 +145,37 @@ def main() -> None:
     parser.add_argument("--conv-impl", default="xla", choices=("xla", "explicit"))
     parser.add_argument("--steps", type=int, default=10, help="steps per timed repetition")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-materialize", action="store_true",
+                        help="turn off cnnjax.ops.materialize in the conv layers, to measure that lever")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="compile and print the step's memory (XLA's analysis) without running it")
     parser.add_argument("--compare-torch", action="store_true",
                         help="also time PyTorch eager (CPU) on the same model and cores")
     args = parser.parse_args()
 
     platform = jax.devices()[0].platform
+    if args.no_materialize:
+        layers.materialize = lambda x: x
     print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} ({platform}); "
-          f"jax {jax.__version__}; dtype {args.dtype}; conv {args.conv_impl}")
+          f"jax {jax.__version__}; dtype {args.dtype}; conv {args.conv_impl}"
+          f"{'; materialize off' if args.no_materialize else ''}")
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     header = f"{'model':<12} {'batch':>5} {'step ms':>9} {'img/s':>9} {'compile s':>9}"
     header += "  torch ms  torch img/s  jax/torch time" if args.compare_torch else ""
     header += "   GFLOP/step   MFU" if platform == "gpu" else ""
+    header += "  step GiB  peak GiB"
+    if args.compile_only:
+        header = f"{'model':<12} {'batch':>5} {'compile s':>9}  step GiB (inputs + outputs + scratch)"
     print(header)
     for name in args.models.split(","):
         kind = "gpu" if platform == "gpu" else "cpu"
         batch = args.batch or DEFAULT_BATCH[kind].get(name, 128)
-        r = bench_jax(name, batch, args.dtype, args.steps, args.repeats, args.conv_impl)
+        r = bench_jax(name, batch, args.dtype, args.steps, args.repeats, args.conv_impl,
+                      args.compile_only)
+        if args.compile_only:
+            print(f"{name:<12} {batch:>5} {r['compile_s']:>9.1f}  {r['step_bytes'] / 2**30:>8.2f}",
+                  flush=True)
+            continue
         line = (f"{name:<12} {batch:>5} {r['step_ms']:>9.2f} {r['images_per_s']:>9.0f} "
                 f"{r['compile_s']:>9.1f}")
         if args.compare_torch:
@@ -160,6 +189,7 @@ def main() -> None:
             peak = peak_flops(args.dtype)
             mfu = r["flops"] / r["step_s"] / peak if peak and r["flops"] else float("nan")
             line += f"   {r['flops'] / 1e9:>10.1f}   {mfu:.1%}"
+        line += f"  {r['step_bytes'] / 2**30:>8.2f}  {r['peak_bytes'] / 2**30:>8.2f}"
         print(line, flush=True)
 
 
