@@ -1,11 +1,12 @@
 """Time conv2d's two implementations, forward and forward+backward, on real layer shapes.
 
-    .venv/bin/python benchmarks/ops.py            # all layers
-    .venv/bin/python benchmarks/ops.py --quick    # fewer repeats, smaller batches
+    ./launch.sh bench ops                    # all layers
+    ./launch.sh bench ops --quick            # fewer repeats, smaller batches
+    ./launch.sh bench ops --compare-torch    # and PyTorch eager's conv on the same shapes
 
 Each case is jitted and warmed up; the table shows the median wall time in ms over --repeats
-runs. fwd+bwd is jax.grad of sum(conv2d(x, w)) with respect to both x and w. Ratios are
-explicit / xla (lower is better for explicit).
+runs. fwd+bwd is jax.grad of sum(conv2d(x, w)) with respect to both x and w (for torch, backward of
+the sum into both). Ratios are explicit / xla (lower is better for explicit) and xla / torch.
 
 Note: on a 2-core CPU, XLA's default concurrency-optimised scheduler runs the explicit backward's
 independent dots side by side and slows it down for small-channel layers (CIFAR 3x3x16: ~3x);
@@ -90,12 +91,43 @@ def time_case(case: Case, repeats: int, dtype) -> tuple[float, float, float, flo
     return xf, ef, xb, eb
 
 
+def torch_case_ms(case: Case, repeats: int) -> tuple[float, float] | None:
+    """PyTorch eager (NCHW) forward and forward+backward (x and w) times, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    x = torch.randn(case.batch, case.cin, case.size, case.size, requires_grad=True)
+    w = torch.randn(case.cout, case.cin // case.groups, case.kernel, case.kernel, requires_grad=True)
+
+    def fwd():
+        return torch.nn.functional.conv2d(x, w, stride=case.stride, padding=case.padding,
+                                          groups=case.groups)
+
+    def fwd_bwd():
+        x.grad = w.grad = None
+        fwd().sum().backward()
+
+    times = []
+    for fn in (fwd, fwd_bwd):
+        fn(), fn()  # warm up
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            runs.append((time.perf_counter() - t0) * 1e3)
+        times.append(statistics.median(runs))
+    return times[0], times[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats and quarter batches")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="", help="substring filter on layer names")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--compare-torch", action="store_true",
+                        help="also PyTorch eager (CPU, float32) on the same shapes and cores")
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
     scale = 0.25 if args.quick else 1.0
@@ -104,6 +136,8 @@ def main() -> None:
           f"median of {repeats}")
     header = (f"{'layer':18} {'x shape -> kernel':36} {'xla fwd':>8} {'expl fwd':>9} {'ratio':>6} "
               f"{'xla f+b':>8} {'expl f+b':>9} {'ratio':>6}")
+    if args.compare_torch:
+        header += f" {'torch fwd':>9} {'torch f+b':>9} {'xla/torch f+b':>13}"
     print(header)
     print("-" * len(header))
     for case in cases(scale):
@@ -112,8 +146,12 @@ def main() -> None:
         shape = (f"({case.batch},{case.size},{case.size},{case.cin}) "
                  f"{case.kernel}x{case.kernel}/{case.stride} g{case.groups}->{case.cout}")
         xf, ef, xb, eb = time_case(case, repeats, dtype)
-        print(f"{case.name:18} {shape:36} {xf:8.2f} {ef:9.2f} {ef / xf:6.2f} {xb:8.2f} {eb:9.2f} "
-              f"{eb / xb:6.2f}", flush=True)
+        line = (f"{case.name:18} {shape:36} {xf:8.2f} {ef:9.2f} {ef / xf:6.2f} {xb:8.2f} {eb:9.2f} "
+                f"{eb / xb:6.2f}")
+        torch_ms = torch_case_ms(case, repeats) if args.compare_torch else None
+        if torch_ms:
+            line += f" {torch_ms[0]:9.2f} {torch_ms[1]:9.2f} {xb / torch_ms[1]:13.2f}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
