@@ -4,9 +4,9 @@ against ReLU, three seeds each: a sweep of six runs of configs/lenet5_mnist.py.
     ./launch.sh configs/lenet5_activation_sweep.py --sweep --dry-run          # the six commands
     ./launch.sh configs/lenet5_activation_sweep.py --sweep --parallel 2       # run them, 2 at a time
     ./launch.sh configs/lenet5_activation_sweep.py:smoke --sweep              # 30 steps per point
-    ./launch.sh summarize workdirs/lenet5_activation_sweep_sweep              # results.csv, .md, figure
+    ./launch.sh summarize workdirs/lenet5_activation_sweep              # results.csv, .md, figure
 
-Each point trains in workdirs/lenet5_activation_sweep_sweep/<overrides>, e.g.
+Each point trains in workdirs/lenet5_activation_sweep/<overrides>, e.g.
 'model.activation=relu,seed=0'; running the sweep again skips finished points and resumes the others.
 """
 

@@ -228,3 +228,12 @@ def test_sigterm_to_the_sweep_asks_running_points_to_save_and_stop(tmp_path):
     assert tool.returncode == 130
     assert (tmp_path / "saved").read_text() == "saved"
     assert "p0: interrupted; run the sweep again to resume it" in out
+
+
+@pytest.mark.parametrize("spec, folder", [
+    ("configs/resnet_cifar.py", "workdirs/resnet_cifar_sweep"),
+    ("configs/resnet_cifar.py:plain56", "workdirs/resnet_cifar_plain56_sweep"),
+    ("configs/lenet5_activation_sweep.py", "workdirs/lenet5_activation_sweep"),  # "_sweep" once
+])
+def test_default_sweep_folder_names_the_config_and_its_arg(spec, folder):
+    assert sweep.default_sweep_dir(spec) == pathlib.Path(folder)
