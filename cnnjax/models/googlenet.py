@@ -18,6 +18,9 @@ them; Table 1's params column omits them); LRN has no parameters. For 1000 class
 over Table 1's rows). With norm='batch' (torchvision's layout) the convolutions drop their biases
 and each gains a BN scale and shift; LRN is then not used.
 
+googlenet_small (GoogLeNetSmall below) is the same topology for 32x32 inputs with every width divided
+by 8, for the auxiliary-classifier ablation (experiments/googlenet_aux).
+
 Pooling padding: 'SAME' windows reproduce the paper's 112 -> 56 -> 28 -> 14 -> 7 maps exactly as
 torchvision's ceil_mode pooling does. The `pool` knob changes the four downsampling pools only;
 the pooling branch inside each Inception module stays a 3x3/1 max pool. LRN parameters are the
@@ -101,21 +104,28 @@ class Inception(nn.Module):
 
 
 class InceptionAux(nn.Module):
-    """Auxiliary classifier (Sec. 5): (N, 14, 14, C) -> (N, num_classes)."""
+    """Auxiliary classifier (Sec. 5): (N, 14, 14, C) -> (N, num_classes).
+
+    5x5/3 average pool, 1x1 conv `conv_features` (128) + ReLU, FC `fc_features` (1024) + ReLU,
+    dropout, linear. googlenet_small passes narrower widths; its 8x8 maps pool to 2x2.
+    """
 
     num_classes: int
     dropout_rate: float = 0.7
     options: layers.LayerOptions = layers.LayerOptions()
+    conv_features: int = 128
+    fc_features: int = 1024
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         opts = self.options
         x = layers.Pool("avg", 5, 3, options=opts, name="pool")(x)              # (N, 4, 4, C)
-        x = layers.ConvNormAct(128, 1, options=opts, kernel_init=layers.caffe_xavier,
-                               bias_init=_CONV_BIAS, name="conv")(x, train=train)  # (N, 4, 4, 128)
+        x = layers.ConvNormAct(self.conv_features, 1, options=opts,
+                               kernel_init=layers.caffe_xavier, bias_init=_CONV_BIAS,
+                               name="conv")(x, train=train)                     # (N, 4, 4, 128)
         x = x.reshape(x.shape[0], -1)                                            # (N, 2048)
         fc = dict(dtype=opts.dtype, kernel_init=layers.caffe_xavier)
-        x = opts.act(layers.Dense(1024, name="fc1", **fc)(x))                    # (N, 1024)
+        x = opts.act(layers.Dense(self.fc_features, name="fc1", **fc)(x))       # (N, 1024)
         x = layers.dropout(x, self.dropout_rate, train)
         x = layers.Dense(self.num_classes, name="fc2", **fc)(x)                  # (N, classes)
         return layers.to_logits(x)
@@ -129,6 +139,7 @@ class GoogLeNet(nn.Module):
     """
 
     STRUCTURE: ClassVar[tuple[str, ...]] = ()
+    OWNER: ClassVar[str] = "googlenet"  # the model name in one-line errors
 
     num_classes: int = 1000
     activation: str = "relu"
@@ -142,18 +153,29 @@ class GoogLeNet(nn.Module):
     naive_inception: bool = False
 
     def __post_init__(self) -> None:
-        layers.check_positive_int("googlenet", "num_classes", self.num_classes)
-        self.options.validate("googlenet")
-        layers.check_choice("googlenet", "pool", self.pool, layers.POOLS)
-        layers.check_rate("googlenet", "dropout_rate", self.dropout_rate)
-        layers.check_rate("googlenet", "aux_dropout_rate", self.aux_dropout_rate)
-        layers.check_bool("googlenet", "aux_heads", self.aux_heads)
-        layers.check_bool("googlenet", "naive_inception", self.naive_inception)
+        owner = self.OWNER
+        layers.check_positive_int(owner, "num_classes", self.num_classes)
+        self.options.validate(owner)
+        layers.check_choice(owner, "pool", self.pool, layers.POOLS)
+        layers.check_rate(owner, "dropout_rate", self.dropout_rate)
+        layers.check_rate(owner, "aux_dropout_rate", self.aux_dropout_rate)
+        layers.check_bool(owner, "aux_heads", self.aux_heads)
+        layers.check_bool(owner, "naive_inception", self.naive_inception)
         super().__post_init__()
 
     @property
     def options(self) -> layers.LayerOptions:
         return layers.LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
+
+    @property
+    def inception_table(self) -> tuple:
+        """Rows (name, n1, r3, n3, r5, n5, pool_proj) and "M" pools, as INCEPTION_TABLE."""
+        return INCEPTION_TABLE
+
+    @property
+    def aux_widths(self) -> tuple[int, int]:
+        """(1x1 conv filters, FC units) of each auxiliary head (Sec. 5: 128, 1024)."""
+        return 128, 1024
 
     def _pool(self, x: jax.Array, name: str) -> jax.Array:
         return layers.Pool(self.pool, 3, 2, padding="SAME", options=self.options,
@@ -164,10 +186,8 @@ class GoogLeNet(nn.Module):
                                   options=self.options, kernel_init=layers.caffe_xavier,
                                   bias_init=_CONV_BIAS, name=name)(x, train=train)
 
-    @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False):
-        """x: (N, 224, 224, 3) -> logits (N, num_classes), or in training with aux_heads
-        (logits, (aux1, aux2)), all float32."""
+    def _stem(self, x: jax.Array, train: bool) -> jax.Array:
+        """Fig. 3's layers before Inception 3a: (N, 224, 224, 3) -> (N, 28, 28, 192)."""
         lrn = self.norm == "lrn"
         x = self._conv(x, 64, 7, 2, "conv1", train)          # (N, 112, 112, 64)
         x = self._pool(x, "maxpool1")                        # (N, 56, 56, 64)
@@ -177,14 +197,20 @@ class GoogLeNet(nn.Module):
         x = self._conv(x, 192, 3, 1, "conv3", train)         # (N, 56, 56, 192)
         if lrn:
             x = _lrn("lrn2")(x)
-        x = self._pool(x, "maxpool2")                        # (N, 28, 28, 192)
+        return self._pool(x, "maxpool2")                     # (N, 28, 28, 192)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False):
+        """x: (N, 224, 224, 3) -> logits (N, num_classes), or in training with aux_heads
+        (logits, (aux1, aux2)), all float32."""
+        x = self._stem(x, train)                             # (N, 28, 28, 192)
 
         # Inception 3a, 3b -> (N, 28, 28, 480); 4a ... 4e -> (N, 14, 14, 832);
         # 5a, 5b -> (N, 7, 7, 1024) (Table 1's output sizes).
         run_aux = self.aux_heads and (train or self.is_initializing())
         aux = []
         pools = iter(("maxpool3", "maxpool4"))
-        for row in INCEPTION_TABLE:
+        for row in self.inception_table:
             if row == "M":
                 x = self._pool(x, next(pools))
                 continue
@@ -193,6 +219,7 @@ class GoogLeNet(nn.Module):
                           name=f"inception{name}")(x, train=train)
             if run_aux and name in AUX_AFTER:
                 aux.append(InceptionAux(self.num_classes, self.aux_dropout_rate, self.options,
+                                        *self.aux_widths,
                                         name=f"aux{len(aux) + 1}")(x, train=train))
 
         x = layers.GlobalAvgPool(name="avgpool")(x)          # (N, 1024)
@@ -203,3 +230,53 @@ class GoogLeNet(nn.Module):
         if self.aux_heads and train:
             return logits, tuple(aux)
         return logits
+
+
+class GoogLeNetSmall(GoogLeNet):
+    """GoogLeNet scaled down for 32x32 inputs (CIFAR-10, Fashion-MNIST padded to 32), for the
+    googlenet_aux ablation; not a network of the paper.
+
+    Every width of Table 1 (Inception modules, stem, auxiliary heads) is divided by
+    `width_divisor` (8 for googlenet_small: all of Table 1's widths are multiples of 8). The
+    topology is kept: stem, 3a-3b, max pool, 4a-4e with the two auxiliary heads on 4a and 4d,
+    max pool, 5a-5b, global average pool, dropout 0.4, linear. The stem drops the paper's
+    stride-2 7x7 convolution and first pool (a 32x32 image is already small, as the CIFAR
+    ResNets of He et al. 2016, Sec. 4.2, start with a plain 3x3 convolution): 3x3 conv
+    64/d, 1x1 conv 64/d, 3x3 conv 192/d, (LRN when norm='lrn'), 3x3/2 max pool. The heads'
+    5x5/3 average pool turns the 8x8 maps of stage 4 into 2x2. Default norm 'none'; the other
+    knobs are GoogLeNet's. Shapes below are for 32x32 inputs and width_divisor 8.
+    """
+
+    STRUCTURE: ClassVar[tuple[str, ...]] = ("width_divisor",)
+    OWNER: ClassVar[str] = "googlenet_small"
+
+    norm: str = "none"
+    width_divisor: int = 8
+
+    def __post_init__(self) -> None:
+        layers.check_positive_int(self.OWNER, "width_divisor", self.width_divisor)
+        super().__post_init__()
+
+    def _scaled(self, width: int) -> int:
+        """A width of the paper divided by width_divisor, at least 1."""
+        return max(1, width // self.width_divisor)
+
+    @property
+    def inception_table(self) -> tuple:
+        return tuple(row if row == "M" else (row[0], *map(self._scaled, row[1:]))
+                     for row in INCEPTION_TABLE)
+
+    @property
+    def aux_widths(self) -> tuple[int, int]:
+        return self._scaled(128), self._scaled(1024)
+
+    def _stem(self, x: jax.Array, train: bool) -> jax.Array:
+        """(N, 32, 32, C) -> (N, 16, 16, 192/d)."""
+        x = self._conv(x, self._scaled(64), 3, 1, "conv1", train)    # (N, 32, 32, 8)
+        x = self._conv(x, self._scaled(64), 1, 1, "conv2", train)    # (N, 32, 32, 8)
+        x = self._conv(x, self._scaled(192), 3, 1, "conv3", train)   # (N, 32, 32, 24)
+        if self.norm == "lrn":
+            x = _lrn("lrn2")(x)
+        # Then 3a-3b (N, 16, 16, 60), max pool, 4a-4e (N, 8, 8, 104), max pool,
+        # 5a-5b (N, 4, 4, 128), global average pool (N, 128).
+        return self._pool(x, "maxpool2")                     # (N, 16, 16, 24)

@@ -16,7 +16,7 @@ import flax.linen as nn
 
 from cnnjax.models.alexnet import AlexNet
 from cnnjax.models.allconv import AllConvNet
-from cnnjax.models.googlenet import GoogLeNet
+from cnnjax.models.googlenet import GoogLeNet, GoogLeNetSmall
 from cnnjax.models.lenet import LeNet5
 from cnnjax.models.mlp import MLP
 from cnnjax.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -44,6 +44,8 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
     "vgg16": _partial(VGG, config="D"),
     "vgg19": _partial(VGG, config="E"),
     "googlenet": _partial(GoogLeNet),
+    # Table 1's topology with every width / 8 and a stride-1 stem, for 32x32 inputs (ablations).
+    "googlenet_small": _partial(GoogLeNetSmall, width_divisor=8),
     "resnet18": _partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock),
     "resnet34": _partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BasicBlock),
     "resnet50": _partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=Bottleneck),
@@ -66,6 +68,7 @@ _NATURAL_INPUT: dict[str, tuple[tuple[int, int, int], int]] = {
     "mlp": ((32, 32, 1), 10),
     "smallcnn": ((32, 32, 1), 10),
     "allconv": _CIFAR,
+    "googlenet_small": _CIFAR,
     **{f"{kind}{depth}": _CIFAR for kind in ("resnet", "plain") for depth in (20, 32, 44, 56, 110)},
 }
 _IMAGENET = ((224, 224, 3), 1000)

@@ -16,6 +16,7 @@ ISSUE_NAMES = [
     "resnet56", "resnet110", "plain20", "plain32", "plain44", "plain56", "plain110", "mlp",
     "allconv",
     "smallcnn",  # not in the issue: the plain four-conv network the ablation experiments use
+    "googlenet_small",  # not in the issue: GoogLeNet / 8 for 32x32 inputs (googlenet_aux ablation)
 ]
 
 
