@@ -1,0 +1,59 @@
+"""googlenet_small (GoogLeNet's Table 1 topology with every width / 8, batch norm, for 32x32
+inputs) without and with its two auxiliary classifiers on Inception 4a and 4d (Szegedy et al.
+2015, Sec. 5: loss weight 0.3, discarded at inference, "relatively minor (around 0.5%)";
+Inception-v3, Szegedy et al. 2016, Sec. 4: they do not speed up early training and act as
+regularisers), three seeds each, short runs on Fashion-MNIST.
+
+    ./launch.sh experiments/googlenet_aux/config.py --sweep --workdir workdirs/exp_googlenet_aux
+    ./launch.sh summarize workdirs/exp_googlenet_aux --metric eval/top1    # results.*
+    .venv/bin/python experiments/googlenet_aux/seed_stats.py workdirs/exp_googlenet_aux  # figure
+    ./launch.sh summary googlenet_small                                     # parameters
+
+The two points of a seed start from the same main-network weights and see the same batches and
+dropout masks: they differ only by the heads. Batch norm (norm='batch', as Inception-v2/v3 and
+torchvision's GoogLeNet) because without it the network learned too slowly for this CPU budget
+(README.md). The data (Fashion-MNIST from ../shared, padded to 32x32) and the switches come from
+experiments/relu_vs_tanh/config.py: ARG 'cifar10' trains on tfds:cifar10 (3 channels,
+pad-crop-flip), 'smoke' runs 20 steps per point. Timings and results: README.md beside this file.
+"""
+
+import pathlib
+
+import ml_collections
+
+from cnnjax.sweeps_lib import product
+from cnnjax.train import config_io
+
+BASE = pathlib.Path(__file__).resolve().parents[1] / "relu_vs_tanh" / "config.py"
+MAIN_STEPS = 400
+SEEDS = (0, 1, 2)
+ARGS = ("cifar10", "smoke")
+
+
+def get_config(arg: str | None = None):
+    """googlenet_small with batch norm and its auxiliary heads (weight 0.3), batch 64, SGD with
+    momentum 0.9 at 0.05, no weight decay, MAIN_STEPS steps, test accuracy at the middle and the
+    end."""
+    words = set(filter(None, (arg or "").split(",")))
+    if words - set(ARGS):
+        raise ValueError(f"experiments/googlenet_aux: ARG must be a comma-separated subset of "
+                         f"{ARGS}; got {arg!r}")
+    c = config_io.load_config(f"{BASE}:{arg}" if arg else str(BASE))
+    # The base's model keys are smallcnn's; googlenet_small takes other knobs.
+    c.model = ml_collections.ConfigDict(dict(
+        name="googlenet_small", dtype="float32", activation="relu", norm="batch", pool="max",
+        conv_impl="xla", dropout_rate=0.4, aux_heads=True, aux_dropout_rate=0.7))
+    c.loss.aux_weight = 0.3
+    c.batch_size = 64
+    c.schedule.base_lr = 0.05
+    if "smoke" not in words:
+        c.num_steps = MAIN_STEPS
+    c.log_every_steps = 20
+    c.eval_every_steps = MAIN_STEPS // 2
+    c.checkpoint_every_steps = MAIN_STEPS
+    return c
+
+
+def get_sweep(arg: str | None = None):
+    """aux_heads in (False, True) x seed in SEEDS: six points."""
+    return product(**{"model.aux_heads": [False, True]}, seed=list(SEEDS))
