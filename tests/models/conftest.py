@@ -31,7 +31,7 @@ def variables_of():
     return abstract_variables
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def numpy_init():
     """numpy_init(model, (N, H, W, C), seed) -> variables drawn with numpy (see numpy_variables)."""
     return numpy_variables

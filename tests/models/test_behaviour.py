@@ -47,13 +47,12 @@ def _train_step(model):
 class _Case:
     """A model with numpy variables, an input batch, and its jitted eval and train functions."""
 
-    def __init__(self, name, shape, **knobs):
-        from conftest import numpy_variables
+    def __init__(self, numpy_init, name, shape, **knobs):
         self.model = models.build(name, num_classes=10, **knobs)
         self.x = jax.random.normal(jax.random.key(1), shape)
         # Same shape, other examples changed: shows whether example 0 depends on the others.
         self.x_other = self.x.at[1:].set(jax.random.normal(jax.random.key(2), shape)[1:])
-        self.variables = numpy_variables(self.model, shape)
+        self.variables = numpy_init(self.model, shape)
         self.forward = _forward(self.model)
 
     @functools.cached_property
@@ -62,13 +61,13 @@ class _Case:
 
 
 @pytest.fixture(scope="module")
-def lenet():
-    return _Case("lenet5", (4, 32, 32, 1), dropout_rate=0.5)
+def lenet(numpy_init):
+    return _Case(numpy_init, "lenet5", (4, 32, 32, 1), dropout_rate=0.5)
 
 
 @pytest.fixture(scope="module")
-def resnet20():
-    return _Case("resnet20", (4, 32, 32, 3))
+def resnet20(numpy_init):
+    return _Case(numpy_init, "resnet20", (4, 32, 32, 3))
 
 
 @pytest.mark.parametrize(("name", "shape"), [
