@@ -28,6 +28,20 @@ def load_module(relative: str) -> ModuleType:
 
 
 @pytest.fixture
+def param_count():
+    """param_count(model, (N, H, W, C)) -> the model's parameter count, from jax.eval_shape
+    (nothing allocated)."""
+    import jax
+    import jax.numpy as jnp
+
+    def count(model, shape) -> int:
+        x = jax.ShapeDtypeStruct(shape, jnp.float32)
+        params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)["params"]
+        return sum(int(a.size) for a in jax.tree.leaves(params))
+    return count
+
+
+@pytest.fixture
 def experiment_module():
     """experiment_module('parameters/run.py') -> the imported script."""
     return load_module

@@ -7,19 +7,10 @@ from __future__ import annotations
 import json
 import statistics
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 from cnnjax import models
 from cnnjax.train import config_io
-
-
-def param_count(model, shape) -> int:
-    """Parameters of `model` on inputs of `shape`, from jax.eval_shape (nothing allocated)."""
-    x = jax.ShapeDtypeStruct(shape, jnp.float32)
-    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)["params"]
-    return sum(int(a.size) for a in jax.tree.leaves(params))
 
 
 @pytest.fixture
@@ -51,7 +42,7 @@ def test_sweep_is_aux_heads_by_seeds(sweep_configs, config_module):
     assert {c.num_steps for _, c in sweep_configs("googlenet_aux", "smoke")} == {20}
 
 
-def test_points_build_and_the_heads_add_parameters(config_module):
+def test_points_build_and_the_heads_add_parameters(config_module, param_count):
     counts = {}
     for point in config_module.get_sweep():
         config = config_module.get_config()

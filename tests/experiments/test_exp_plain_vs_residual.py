@@ -6,19 +6,10 @@ from __future__ import annotations
 
 import json
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 from cnnjax import models
 from cnnjax.train import config_io
-
-
-def param_count(model, shape) -> int:
-    """Parameters of `model` on inputs of `shape`, from jax.eval_shape (nothing allocated)."""
-    x = jax.ShapeDtypeStruct(shape, jnp.float32)
-    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)["params"]
-    return sum(int(a.size) for a in jax.tree.leaves(params))
 
 
 def cifar_resnet_count(depth: int, channels: int, classes: int = 10) -> int:
@@ -63,7 +54,7 @@ def test_sweep_is_the_four_models(sweep_configs, config_module):
 
 
 @pytest.mark.parametrize("depth", [20, 56])
-def test_models_build_with_he_et_al_parameter_counts(config_module, depth):
+def test_models_build_with_he_et_al_parameter_counts(config_module, param_count, depth):
     counts = {}
     for kind in ("plain", "resnet"):
         config = config_module.get_config()

@@ -3,19 +3,10 @@ their models build with the parameter difference of the two stride-2 convolution
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 from cnnjax import models
 from cnnjax.train import config_io
-
-
-def param_count(model, shape) -> int:
-    """Parameters of `model` on inputs of `shape`, from jax.eval_shape (nothing allocated)."""
-    x = jax.ShapeDtypeStruct(shape, jnp.float32)
-    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)["params"]
-    return sum(int(a.size) for a in jax.tree.leaves(params))
 
 
 @pytest.fixture
@@ -47,7 +38,7 @@ def test_points_apply_as_overrides_and_cifar10_switch(config_module):
         config_module.get_config("tune")
 
 
-def test_strided_models_add_the_two_stride_convolutions(config_module):
+def test_strided_models_add_the_two_stride_convolutions(config_module, param_count):
     c = config_module.get_config()
     knobs = {k: v for k, v in c.model.to_dict().items() if k not in ("name", "pool")}
     shape = (1, 32, 32, c.data.channels)
