@@ -34,7 +34,7 @@ _ONE = nn.initializers.ones
 _ZERO = nn.initializers.zeros
 
 
-class AlexNet(nn.Module):
+class AlexNet(layers.HasLayerOptions, nn.Module):
     """The five-conv, three-FC network of Fig. 2. Shapes below are for 224x224x3 inputs.
 
     Knobs: groups (1 or 2: the two towers), activation, norm ('lrn', 'none', 'batch'), pool,
@@ -61,10 +61,6 @@ class AlexNet(nn.Module):
         layers.check_choice("alexnet", "pool", self.pool, layers.POOLS)
         layers.check_rate("alexnet", "dropout_rate", self.dropout_rate)
         super().__post_init__()
-
-    @property
-    def options(self) -> layers.LayerOptions:
-        return layers.LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
 
     def _conv(self, x: jax.Array, seq: layers.SequentialNames, features: int, kernel: int, *,
               stride: int = 1, padding: int, groups: int = 1, bias_one: bool, train: bool,

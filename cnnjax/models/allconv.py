@@ -18,7 +18,7 @@ import jax
 from cnnjax.models import layers
 
 
-class AllConvNet(nn.Module):
+class AllConvNet(layers.HasLayerOptions, nn.Module):
     """Model C / All-CNN-C. Shapes below are for 32x32x3 inputs.
 
     Knobs: activation, norm ('none', 'batch'), pool ('strided_conv', 'max', 'avg'), conv_impl,
@@ -44,19 +44,11 @@ class AllConvNet(nn.Module):
         layers.check_bool("allconv", "relu_logits", self.relu_logits)
         super().__post_init__()
 
-    @property
-    def options(self) -> layers.LayerOptions:
-        return layers.LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
-
     def _conv(self, x: jax.Array, features: int, kernel: int, padding: int, name: str,
               train: bool, act: bool = True) -> jax.Array:
-        opts = self.options
-        x = layers.Conv(features, kernel, padding=padding, use_bias=opts.conv_bias,
-                        impl=opts.conv_impl, dtype=opts.dtype,
-                        kernel_init=layers.he_normal_fan_in, name=name)(x)
-        if opts.norm == "batch":
-            x = layers.batch_norm(opts, f"{name}_bn")(x, use_running_average=not train)
-        return opts.act(x) if act else x
+        return layers.conv_norm_act(x, self.options, features, kernel, padding=padding,
+                                    kernel_init=layers.he_normal_fan_in, name=name, train=train,
+                                    act=act)
 
     def _down(self, x: jax.Array, name: str, train: bool) -> jax.Array:
         x = layers.Pool(self.pool, 3, 2, padding=1, options=self.options, name=name)(x)

@@ -131,7 +131,7 @@ class InceptionAux(nn.Module):
         return layers.to_logits(x)
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(layers.HasLayerOptions, nn.Module):
     """Table 1's network. Shapes below are for 224x224x3 inputs.
 
     Knobs: activation, norm ('lrn', 'none', 'batch'), pool, conv_impl, dtype, dropout_rate (0.4),
@@ -162,10 +162,6 @@ class GoogLeNet(nn.Module):
         layers.check_bool(owner, "aux_heads", self.aux_heads)
         layers.check_bool(owner, "naive_inception", self.naive_inception)
         super().__post_init__()
-
-    @property
-    def options(self) -> layers.LayerOptions:
-        return layers.LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
 
     @property
     def inception_table(self) -> tuple:

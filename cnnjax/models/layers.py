@@ -125,6 +125,14 @@ class LayerOptions:
         return self.norm != "batch"
 
 
+class HasLayerOptions:
+    """Mixin for model families with activation, norm, conv_impl and dtype fields: `options`."""
+
+    @property
+    def options(self) -> LayerOptions:
+        return LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
+
+
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
@@ -250,6 +258,19 @@ def batch_norm(options: LayerOptions, name: str, *, zero_scale: bool = False) ->
                         param_dtype=jnp.float32,
                         scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones,
                         name=name)
+
+
+def conv_norm_act(x: jax.Array, options: LayerOptions, features: int, kernel_size: int, *,
+                  name: str, train: bool, act: bool = True, **conv_kwargs: Any) -> jax.Array:
+    """Conv `name` [-> batch norm `name`_bn when options.norm == 'batch'] [-> activation].
+
+    The conv drops its bias under batch norm; `conv_kwargs` (padding, kernel_init, ...) go to Conv.
+    Call it inside a model's compact method: the layers become that model's submodules."""
+    x = Conv(features, kernel_size, use_bias=options.conv_bias, impl=options.conv_impl,
+             dtype=options.dtype, name=name, **conv_kwargs)(x)
+    if options.norm == "batch":
+        x = batch_norm(options, f"{name}_bn")(x, use_running_average=not train)
+    return options.act(x) if act else x
 
 
 def dropout(x: jax.Array, rate: float, train: bool) -> jax.Array:

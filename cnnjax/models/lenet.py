@@ -18,7 +18,7 @@ import jax
 from cnnjax.models import layers
 
 
-class LeNet5(nn.Module):
+class LeNet5(layers.HasLayerOptions, nn.Module):
     """C1-S2-C3-S4-C5-F6-output; tanh and average-pool subsampling by default.
 
     Knobs: activation, norm ('none', 'batch', 'lrn': LRN after each pooling), pool, conv_impl,
@@ -40,18 +40,9 @@ class LeNet5(nn.Module):
         layers.check_rate("lenet5", "dropout_rate", self.dropout_rate)
         super().__post_init__()
 
-    @property
-    def options(self) -> layers.LayerOptions:
-        return layers.LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
-
     def _conv(self, x: jax.Array, features: int, name: str, train: bool) -> jax.Array:
-        opts = self.options
-        x = layers.Conv(features, 5, padding="VALID", use_bias=opts.conv_bias,
-                        impl=opts.conv_impl, dtype=opts.dtype,
-                        kernel_init=layers.lecun98_uniform, name=name)(x)
-        if opts.norm == "batch":
-            x = layers.batch_norm(opts, f"{name}_bn")(x, use_running_average=not train)
-        return opts.act(x)
+        return layers.conv_norm_act(x, self.options, features, 5, padding="VALID",
+                                    kernel_init=layers.lecun98_uniform, name=name, train=train)
 
     def _subsample(self, x: jax.Array, name: str) -> jax.Array:
         x = layers.Pool(self.pool, 2, 2, options=self.options,

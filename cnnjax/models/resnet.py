@@ -110,7 +110,7 @@ class Bottleneck(_Block):
         return self.add_shortcut(x, y, train)
 
 
-class ResNet(nn.Module):
+class ResNet(layers.HasLayerOptions, nn.Module):
     """Stem, len(stage_sizes) stages of residual blocks, global average pool, FC.
 
     ImageNet shapes for 224x224x3 inputs: stem (N, 56, 56, 64); stages (N, 56, 56, 64e),
@@ -157,10 +157,6 @@ class ResNet(nn.Module):
             raise ValueError(f"{owner}: stride_in_3x3 applies to bottleneck blocks only "
                              f"(resnet50/101/152)")
         super().__post_init__()
-
-    @property
-    def options(self) -> layers.LayerOptions:
-        return layers.LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:

@@ -29,7 +29,7 @@ from cnnjax.models import layers
 CONVS_PER_STAGE = 2
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(layers.HasLayerOptions, nn.Module):
     """[conv3x3 -> conv3x3 -> downsample] per stage -> flatten -> Dense(num_classes).
 
     Knobs: widths (one per conv layer, an even number of them: two per stage), activation, norm
@@ -60,18 +60,9 @@ class SmallCNN(nn.Module):
         layers.check_rate("smallcnn", "dropout_rate", self.dropout_rate)
         super().__post_init__()
 
-    @property
-    def options(self) -> layers.LayerOptions:
-        return layers.LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
-
     def _conv(self, x: jax.Array, features: int, name: str, train: bool) -> jax.Array:
-        opts = self.options
-        x = layers.Conv(features, 3, padding="SAME", use_bias=opts.conv_bias,
-                        impl=opts.conv_impl, dtype=opts.dtype,
-                        kernel_init=layers.he_normal_fan_in, name=name)(x)
-        if opts.norm == "batch":
-            x = layers.batch_norm(opts, f"{name}_bn")(x, use_running_average=not train)
-        return opts.act(x)
+        return layers.conv_norm_act(x, self.options, features, 3, padding="SAME",
+                                    kernel_init=layers.he_normal_fan_in, name=name, train=train)
 
     def _downsample(self, x: jax.Array, name: str) -> jax.Array:
         if self.norm == "lrn":

@@ -38,7 +38,7 @@ CONFIGS: dict[str, tuple] = {
 }
 
 
-class VGG(nn.Module):
+class VGG(layers.HasLayerOptions, nn.Module):
     """features (the configuration's convs and pools) -> flatten -> classifier.
 
     For 224x224x3 inputs the five pools give (N, 112, 112, 64), (N, 56, 56, 128),
@@ -64,10 +64,6 @@ class VGG(nn.Module):
         layers.check_choice("vgg", "pool", self.pool, layers.POOLS)
         layers.check_rate("vgg", "dropout_rate", self.dropout_rate)
         super().__post_init__()
-
-    @property
-    def options(self) -> layers.LayerOptions:
-        return layers.LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
