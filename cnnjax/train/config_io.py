@@ -16,10 +16,12 @@ from collections.abc import Sequence
 
 import ml_collections
 
+from cnnjax.errors import UserError
+
 CONFIG_FILE = "config.json"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file, argument or override that cannot be used (one line, what is accepted)."""
 
 

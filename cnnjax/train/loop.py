@@ -21,17 +21,13 @@ from jax.sharding import PartitionSpec as P
 
 from cnnjax import data, models
 from cnnjax.data.device import prefetch_to_device
+from cnnjax.errors import TrainingDivergedError
 from cnnjax.train import config_io, distributed
 from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.metrics import MetricWriter, format_duration, progress_line
 from cnnjax.train.optim import make_optimizer, plateau_scale
 from cnnjax.train.state import TrainState, checkpoint_items, from_checkpoint_items
 from cnnjax.train.steps import jit_steps
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint is kept untouched."""
-
 
 # ---------------------------------------------------------------------------------------------------
 # Set-up
