@@ -41,7 +41,7 @@ def test_slurm_array_sweep_trains_every_point(tmp_path, capsys):
         pytest.skip(problem)
     config = tmp_path / "tiny_sweep.py"
     config.write_text(textwrap.dedent(f"""
-        from cnnjax.sweeps_lib import product
+        from cnnjax.sweep import product
         from cnnjax.train import config_io
 
         def get_config(arg=None):

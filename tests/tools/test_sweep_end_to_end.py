@@ -16,7 +16,7 @@ TINY = REPO / "tests" / "train" / "tiny_config.py"
 def write_config(folder: pathlib.Path) -> str:
     path = folder / "tiny_sweep.py"
     path.write_text(textwrap.dedent(f"""
-        from cnnjax.sweeps_lib import product
+        from cnnjax.sweep import product
         from cnnjax.train import config_io
 
         def get_config(arg=None):

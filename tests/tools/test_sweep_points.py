@@ -11,8 +11,8 @@ import sys
 import ml_collections
 import pytest
 
-from cnnjax import sweeps_lib
-from cnnjax.sweeps_lib import FINISHED, NEW, PARTIAL, chain, product, zip_
+from cnnjax.sweep import chain, points, product, slurm, status, zip_
+from cnnjax.sweep.status import FINISHED, NEW, PARTIAL
 from cnnjax.train import config_io
 
 
@@ -45,9 +45,9 @@ def test_chain_concatenates_and_accepts_a_single_dict():
     (lambda: product(a="relu"), "list of values"),
     (lambda: product(zip_(a=[1]), a=[2]), "two of the combined axes"),
     (lambda: chain([1, 2]), "override dicts"),
-    (lambda: sweeps_lib.check_points([]), "no points"),
-    (lambda: sweeps_lib.check_points([{"seed": 0}, {"seed": 0}]), "repeats point 0"),
-    (lambda: sweeps_lib.check_points([{1: 0}]), "dotted config keys"),
+    (lambda: points.check_points([]), "no points"),
+    (lambda: points.check_points([{"seed": 0}, {"seed": 0}]), "repeats point 0"),
+    (lambda: points.check_points([{1: 0}]), "dotted config keys"),
 ])
 def test_bad_sweeps_raise_one_line(make, message):
     with pytest.raises(ValueError, match=message) as info:
@@ -59,33 +59,33 @@ def test_override_values_read_back_to_the_same_values_through_config_io():
     config = ml_collections.ConfigDict({"flag": False, "n": 1, "lr": 0.5, "name": "a",
                                         "shape": (1, 1), "maybe": None})
     values = {"flag": True, "n": 7, "lr": 1e-3, "name": "relu/x y", "shape": (3, 4), "maybe": 2.5}
-    args = sweeps_lib.override_args(values)
+    args = points.override_args(values)
     config_io.apply_overrides(config, [a[len("--config."):] for a in args])
     assert config.to_dict() == values
 
 
 def test_point_names_are_deterministic_safe_and_distinct():
     point = {"model.activation": "relu", "seed": 0}
-    assert sweeps_lib.point_name(point) == "model.activation=relu,seed=0"
-    assert sweeps_lib.point_name(dict(point)) == sweeps_lib.point_name(point)
-    assert sweeps_lib.point_name({}) == "default"
+    assert points.point_name(point) == "model.activation=relu,seed=0"
+    assert points.point_name(dict(point)) == points.point_name(point)
+    assert points.point_name({}) == "default"
     odd = {"data.source": "folder:/data/x y", "data.mean": (0.5, 0.25), "flag": True}
-    name = sweeps_lib.point_name(odd)
+    name = points.point_name(odd)
     assert set(name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._,=+-")
     assert "flag=true" in name
     long = {"k": "x" * 500}
     long2 = {"k": "x" * 499 + "y"}
-    assert len(sweeps_lib.point_name(long)) <= sweeps_lib.MAX_NAME_LENGTH
-    assert sweeps_lib.point_name(long) != sweeps_lib.point_name(long2)
+    assert len(points.point_name(long)) <= points.MAX_NAME_LENGTH
+    assert points.point_name(long) != points.point_name(long2)
     # '/' and ' ' both sanitise to '_': the two names would collide, so they get distinct suffixes
     clash = [{"k": "a/b"}, {"k": "a b"}, {"k": "c"}]
-    names = sweeps_lib.point_names(clash)
+    names = points.point_names(clash)
     assert len(set(names)) == 3 and names[2] == "k=c"
-    assert names == sweeps_lib.point_names(clash)
+    assert names == points.point_names(clash)
 
 
 def test_train_command_has_base_then_point_overrides():
-    command = sweeps_lib.train_command("py", "c.py:smoke", "sw/p", ["num_steps=4"],
+    command = points.train_command("py", "c.py:smoke", "sw/p", ["num_steps=4"],
                                        {"seed": 1, "model.activation": "relu"})
     assert command == ["py", "-m", "cnnjax.cli", "train", "c.py:smoke", "--workdir", "sw/p",
                        "--config.num_steps=4", "--config.seed=1", "--config.model.activation=relu"]
@@ -101,25 +101,25 @@ def _records(steps_per_epoch: int, last: int) -> list[dict]:
 @pytest.mark.parametrize("num_epochs", [0.05, 0.3, 1.0, 2.5, 3.7, 12.0])
 def test_an_epoch_based_run_is_finished_exactly_at_the_loops_last_step(steps_per_epoch, num_epochs):
     total = max(math.ceil(num_epochs * steps_per_epoch), 1)  # cnnjax.train.loop.run_length
-    assert sweeps_lib.is_finished(_records(steps_per_epoch, total), -1, num_epochs)
-    assert not sweeps_lib.is_finished(_records(steps_per_epoch, total - 1), -1, num_epochs)
+    assert status.is_finished(_records(steps_per_epoch, total), -1, num_epochs)
+    assert not status.is_finished(_records(steps_per_epoch, total - 1), -1, num_epochs)
 
 
 def test_point_status_new_partial_finished():
-    assert sweeps_lib.point_status([], False, 8, 1.0) == NEW
-    assert sweeps_lib.point_status([], True, 8, 1.0) == PARTIAL
-    assert sweeps_lib.point_status([{"step": 4}], False, 8, 1.0) == PARTIAL
-    assert sweeps_lib.point_status([{"step": 4}, {"step": 8}], True, 8, 1.0) == FINISHED
+    assert status.point_status([], False, 8, 1.0) == NEW
+    assert status.point_status([], True, 8, 1.0) == PARTIAL
+    assert status.point_status([{"step": 4}], False, 8, 1.0) == PARTIAL
+    assert status.point_status([{"step": 4}, {"step": 8}], True, 8, 1.0) == FINISHED
     # a step-based run ignores epochs; an eval-only record at the last step counts
-    assert sweeps_lib.point_status([{"step": 8, "eval/top1": 0.5}], True, 8, 100.0) == FINISHED
+    assert status.point_status([{"step": 8, "eval/top1": 0.5}], True, 8, 100.0) == FINISHED
 
 
 def test_array_spec_compresses_ranges_and_throttles():
-    assert sweeps_lib.array_spec([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
-    assert sweeps_lib.array_spec([3]) == "3"
-    assert sweeps_lib.array_spec([2, 0, 1], throttle=2) == "0-2%2"
+    assert slurm.array_spec([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert slurm.array_spec([3]) == "3"
+    assert slurm.array_spec([2, 0, 1], throttle=2) == "0-2%2"
     with pytest.raises(ValueError):
-        sweeps_lib.array_spec([])
+        slurm.array_spec([])
 
 
 def test_sbatch_script_runs_the_command_of_its_array_index_through_srun(tmp_path):
@@ -131,7 +131,7 @@ def test_sbatch_script_runs_the_command_of_its_array_index_through_srun(tmp_path
     srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
     logs = [str(tmp_path / f"p{i}" / "log.txt") for i in range(3)]
     commands = [[sys.executable, "-c", f"print('point', {i}, 'it''s')"] for i in range(3)]
-    text = sweeps_lib.sbatch_script(job_name="cnnjax-x", array="0-2%2",
+    text = slurm.sbatch_script(job_name="cnnjax-x", array="0-2%2",
                                     output_pattern=str(tmp_path / "slurm" / "%A_%a.out"),
                                     cwd=str(tmp_path), commands=commands, logs=logs,
                                     header=["a comment"])
