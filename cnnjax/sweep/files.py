@@ -48,7 +48,8 @@ def read_json(path: pathlib.Path) -> dict | None:
 
 
 def last_line(path: pathlib.Path, limit: int = 200) -> str:
-    """The last non-blank line of a text file ('' when there is none), cut to `limit` characters."""
+    """The last non-blank line of a text file ('' when there is none) that srun did not write, cut to
+    `limit` characters."""
     try:
         with path.open("rb") as f:
             f.seek(max(f.seek(0, os.SEEK_END) - 64 * 1024, 0))  # logs grow large; read the tail
@@ -56,7 +57,10 @@ def last_line(path: pathlib.Path, limit: int = 200) -> str:
     except OSError:
         return ""
     lines = [line.strip() for line in lines if line.strip()]
-    return lines[-1][:limit] if lines else ""
+    # srun's own report of the step's end ('srun: error: ... Exited with exit code 2') follows the
+    # training's last words in a Slurm task's log; those words are the ones that say what happened.
+    words = [line for line in lines if not line.startswith("srun: ")] or lines
+    return words[-1][:limit] if words else ""
 
 
 def read_exit_code(workdir: pathlib.Path) -> int | None:

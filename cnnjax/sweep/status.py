@@ -122,7 +122,8 @@ def _progress(f: Facts) -> str:
 
 
 def _at(f: Facts) -> str:
-    return f" at step {f.last_step}" if f.last_step is not None else " before logging any metrics"
+    return f", last logged step {f.last_step}" if f.last_step is not None else \
+        " before logging any metrics"
 
 
 def _tail(line: str) -> str:

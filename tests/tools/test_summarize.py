@@ -134,9 +134,9 @@ def test_failed_points_stay_in_the_table_and_figure_marked_with_the_reason(tmp_p
         "failed: user error (exit status 2) before logging any metrics: "
         "error: unknown activation 'bogus'; expected relu, tanh")
     assert rows["act=bogus"]["last_step"] == "" and rows["act=bogus"]["final eval/top1"] == ""
-    assert rows["lr=9"]["status"].startswith("failed: diverged (exit status 2) at step 4: error: "
+    assert rows["lr=9"]["status"].startswith("failed: diverged (exit status 2), last logged step 4: error: "
                                              "loss is nan")
-    assert rows["lr=8"]["status"].startswith("failed: diverged (exit status 3) at step 2: error: "
+    assert rows["lr=8"]["status"].startswith("failed: diverged (exit status 3), last logged step 2: error: "
                                              "loss is inf")
     assert rows["lr=7"]["status"].startswith(f"running: pid {os.getpid()} on ")
     assert "3 of 5 points FAILED:" in out

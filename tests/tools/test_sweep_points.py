@@ -4,9 +4,11 @@ import itertools
 import math
 import os
 import pathlib
+import signal
 import stat
 import subprocess
 import sys
+import time
 
 import ml_collections
 import pytest
@@ -82,6 +84,16 @@ def test_point_names_are_deterministic_safe_and_distinct():
     names = points.point_names(clash)
     assert len(set(names)) == 3 and names[2] == "k=c"
     assert names == points.point_names(clash)
+    # names that differ only in case would share a folder on a case-insensitive file system
+    names = points.point_names([{"k": "A"}, {"k": "a"}])
+    assert len({n.casefold() for n in names}) == 2 and all(n.startswith("k=") for n in names)
+
+
+def test_two_points_never_share_a_folder():
+    """Whatever the names, a list where two of them (ignoring case) coincide is refused."""
+    assert points.check_unique_names(["a", "b"]) == ["a", "b"]
+    with pytest.raises(ValueError, match="sweep points 1 and 2 would both train in the folder 'B'"):
+        points.check_unique_names(["a", "b", "B"])
 
 
 def test_train_command_has_base_then_point_overrides():
@@ -151,6 +163,54 @@ def test_sbatch_script_runs_the_command_of_its_array_index_through_srun(tmp_path
     assert "srun-args: --kill-on-bad-exit=1" in log
     assert "point 1 its" in log
     assert not pathlib.Path(logs[0]).exists() and not pathlib.Path(logs[2]).exists()
+    assert (tmp_path / "p1" / "exit_code").read_text() == "0\n"
     bad = subprocess.run(["bash", str(script)], env={**env, "SLURM_ARRAY_TASK_ID": "9"},
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no sweep point with index 9" in bad.stderr
+
+
+def _script(tmp_path: pathlib.Path, program: str) -> tuple[pathlib.Path, dict]:
+    """A one-point array script whose point runs `program`, and the environment of task 0 (a
+    stand-in srun that just runs the command)."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir(exist_ok=True)
+    srun = fake_bin / "srun"
+    srun.write_text('#!/bin/bash\nshift\nexec "$@"\n')
+    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
+    script = tmp_path / "sweep.sbatch"
+    script.write_text(slurm.sbatch_script(
+        job_name="x", array="0", output_pattern="o", cwd=str(tmp_path),
+        commands=[[sys.executable, "-c", program]], logs=[str(tmp_path / "p0" / "log.txt")]))
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "0",
+           "SLURM_ARRAY_JOB_ID": "5"}
+    return script, env
+
+
+def test_sbatch_script_records_a_failing_points_exit_status_and_replaces_a_stale_one(tmp_path):
+    script, env = _script(tmp_path, "import sys; print('error: loss is nan'); sys.exit(3)")
+    (tmp_path / "p0").mkdir()
+    (tmp_path / "p0" / "exit_code").write_text("0\n")  # from an earlier attempt
+    done = subprocess.run(["bash", str(script)], env=env, timeout=60)
+    assert done.returncode == 3
+    assert (tmp_path / "p0" / "exit_code").read_text() == "3\n"
+    assert "error: loss is nan" in (tmp_path / "p0" / "log.txt").read_text()
+
+
+def test_sbatch_script_outlives_slurms_sigterm_to_record_the_exit_status(tmp_path):
+    """scancel and time limits send SIGTERM to every process of the task: the training saves and
+    exits (here with 75), and the script must still be there to write that status down."""
+    program = ("import signal, sys, time\n"
+               "signal.signal(signal.SIGTERM, lambda *a: sys.exit(75))\n"
+               "print('rea' + 'dy', flush=True)\n"
+               "time.sleep(60)\n")
+    script, env = _script(tmp_path, program)
+    task = subprocess.Popen(["bash", str(script)], env=env, start_new_session=True)
+    log = tmp_path / "p0" / "log.txt"  # its first line is the command, which spells 'rea' + 'dy'
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and "ready\n" in log.read_text()):
+        time.sleep(0.05)
+    os.killpg(task.pid, signal.SIGTERM)  # what Slurm does: every process of the task
+    assert task.wait(timeout=60) == 75
+    assert (tmp_path / "p0" / "exit_code").read_text() == "75\n"
+    assert log.read_text().splitlines()[-1].endswith("array task 0: SIGTERM from Slurm (scancel or "
+                                                     "time limit)")

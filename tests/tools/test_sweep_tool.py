@@ -247,3 +247,32 @@ def test_sigterm_to_the_sweep_asks_running_points_to_save_and_stop(tmp_path):
 ])
 def test_default_sweep_folder_names_the_config_and_its_arg(spec, folder):
     assert plan.default_sweep_dir(spec) == pathlib.Path(folder)
+
+
+def test_a_folder_holding_another_sweeps_point_is_refused_before_anything_runs(tmp_path, capsys):
+    """A point must never resume in (or be skipped as finished because of) another point's folder."""
+    config = sweep_config(tmp_path, [{"seed": 0}])
+    out_dir = tmp_path / "out"
+    (out_dir / "seed=0").mkdir(parents=True)
+    (out_dir / "seed=0" / "sweep_point.json").write_text(json.dumps({"overrides": {"seed": "0"}}))
+    write_metrics(out_dir / "seed=0", [8])
+    assert cli.main(["train", config, "--sweep", "--workdir", str(out_dir)]) == 2
+    err = capsys.readouterr().err
+    assert (f"sweep point 0 (seed=0) would train in {out_dir / 'seed=0'}, which holds the point "
+            "{'seed': '0'}; give this sweep its own --workdir") in err and err.count("\n") == 1
+    assert not (out_dir / "sweep.json").exists()
+
+    other = sweep_config(tmp_path, [{"seed": 0}], name="other.py")
+    (out_dir / "sweep.json").write_text(json.dumps({"config": other, "points": []}))
+    assert cli.main(["train", config, "--sweep", "--dry-run", "--workdir", str(out_dir)]) == 2
+    assert f"{out_dir} holds a sweep of {other}, not of {config}" in capsys.readouterr().err
+
+
+def test_a_rerun_of_the_same_sweep_is_not_a_collision(tmp_path, capsys):
+    config = sweep_config(tmp_path, [{"data.synthetic_shape": (32, 32, 1), "seed": 1}])  # a tuple
+    out_dir = tmp_path / "out"
+    args = ["train", config, "--sweep", "--slurm", "--dry-run", "--workdir", str(out_dir)]
+    plan_ = plan.make_plan(config, [], out_dir)
+    plan.write_records(plan_, out_dir, config, [])
+    assert cli.main(args) == 0
+    assert (out_dir / "sweep.sbatch").exists()
