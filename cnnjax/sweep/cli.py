@@ -33,7 +33,9 @@ SUBCOMMANDS = ("status", "summarize")
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(args, base overrides as 'key=value') from the command line."""
     parser = argparse.ArgumentParser(prog="./launch.sh CONFIG.py[:ARG] --sweep",
-                                     description="Run every point of the config's get_sweep().")
+                                     description="Run every point of the config's get_sweep().",
+                                     epilog="A sweep folder's state and results: ./launch.sh sweep "
+                                     "status|summarize SWEEP_DIR")
     parser.add_argument("config", help="config file defining get_sweep(), optionally with :ARG")
     parser.add_argument("--sweep", action="store_true", help="(what routes here from ./launch.sh)")
     parser.add_argument("--workdir", help="the sweep folder; each point trains in a subfolder "
