@@ -11,6 +11,7 @@ import collections
 import contextlib
 import dataclasses
 import os
+import pathlib
 import shlex
 import signal
 import socket
@@ -47,7 +48,7 @@ class _Say:
         print(f"[{run.index + 1:>{self.width}}/{self.total}] {run.name}: {text}", flush=True)
 
 
-def _start(run: PointRun, slot: Slot, cwd) -> tuple[subprocess.Popen, IO]:
+def _start(run: PointRun, slot: Slot, cwd: pathlib.Path | None) -> tuple[subprocess.Popen, IO]:
     env = {**os.environ, **slot.env}  # a slot's XLA_FLAGS already include the inherited ones
     run.workdir.mkdir(parents=True, exist_ok=True)
     (run.workdir / files.EXIT_FILE).unlink(missing_ok=True)  # the last attempt's; this one runs now
@@ -100,7 +101,7 @@ def _sigterm_as_interrupt():
             signal.signal(signal.SIGTERM, previous)
 
 
-def run_local(plan: list[PointRun], slots: list[Slot], cwd=None,
+def run_local(plan: list[PointRun], slots: list[Slot], cwd: pathlib.Path | None = None,
               poll_seconds: float = 0.2) -> list[tuple[PointRun, str]]:
     """Runs the unfinished points, len(slots) at a time; returns (point, reason) of each that failed."""
     say = _Say(len(plan))

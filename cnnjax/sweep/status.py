@@ -26,6 +26,7 @@ from typing import Any
 
 from cnnjax.errors import EXIT_BUG, EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_USER_ERROR
 from cnnjax.sweep import files
+from cnnjax.train.metrics import read_metrics
 
 NEW, PARTIAL, FINISHED = "new", "partial", "finished"
 FAILED, RUNNING, PENDING = "failed", "running", "pending"
@@ -278,8 +279,6 @@ def read_sweep(sweep_dir: str | pathlib.Path, slurm_lookup: SlurmLookup | None =
     `slurm_lookup(task_ids)` -> ({task: (state, reason)}, whether Slurm answered); by default
     cnnjax.sweep.slurm.task_states (squeue, then sacct where accounting is on).
     """
-    from cnnjax.train.metrics import read_metrics
-
     sweep_dir = pathlib.Path(sweep_dir)
     points = sweep_points(sweep_dir)
     tasks = slurm_tasks(sweep_dir)
