@@ -2,7 +2,8 @@
 # The one entry point of cnnjax.
 #   ./launch.sh CONFIG.py[:ARG] [--workdir DIR] [--config.key=value ...]   train
 #   ./launch.sh test [pytest args]                                          the whole test suite
-#   ./launch.sh eval|predict|summary|summarize|sweep ...                    the tools (see README)
+#   ./launch.sh eval|predict|summary|summarize|sweep|convert ...            the tools (see README)
+#   ./launch.sh sweep status|summarize SWEEP_DIR                            a sweep's points, its results
 #   ./launch.sh bench NAME [args]                      benchmarks/NAME.py (see benchmarks/README.md)
 # On first use it creates .venv and installs the project there; later runs reinstall only when
 # pyproject.toml has changed, so they start at once.

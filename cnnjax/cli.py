@@ -15,7 +15,8 @@ import sys
 
 # Tools that own their argument parsing: command -> module with main(argv) -> int.
 TOOLS = {"summary": "cnnjax.summary", "eval": "cnnjax.evaluate", "predict": "cnnjax.predict",
-         "sweep": "cnnjax.sweep", "summarize": "cnnjax.summarize"}
+         "sweep": "cnnjax.sweep.cli", "summarize": "cnnjax.sweep.summarize",
+         "convert": "cnnjax.convert.cli"}
 COMMANDS = ("train", *TOOLS)
 
 

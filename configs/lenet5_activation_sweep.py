@@ -12,7 +12,7 @@ Each point trains in workdirs/lenet5_activation_sweep/<overrides>, e.g.
 
 import pathlib
 
-from cnnjax.sweeps_lib import product
+from cnnjax.sweep import product
 from cnnjax.train import config_io
 
 BASE = pathlib.Path(__file__).with_name("lenet5_mnist.py")

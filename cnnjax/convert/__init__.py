@@ -6,12 +6,15 @@
     save_state_dict(variables_to_torch(variables, "resnet50"), "exported.safetensors")
 
 Supported: resnet18/34/50/101/152, vgg11/13/16/19 and vgg*_bn (built as vgg_a/b/d/e with
-norm 'none' or 'batch'), alexnet_torchvision, and, with the reference implementations of
-cnnjax.convert.torch_models, lenet5 and the CIFAR resnet20/32/44/56/110. num_classes is read from
-the last linear layer. Inputs: torchvision's weights expect RGB in [0, 1] normalised by the
-ImageNet mean and std; VGG and AlexNet, which have no adaptive pooling in cnnjax, need inputs
-whose last feature map is the one the weights were trained on (224x224 for torchvision's 7x7 and
-6x6), while the ResNets, which pool globally, take any size.
+norm 'none' or 'batch'), alexnet_torchvision, googlenet_torchvision (with or without its auxiliary
+heads; transform_input on, as torchvision's pretrained builder sets it), and, with the reference
+implementations of cnnjax.convert.torch_models, lenet5 and the CIFAR resnet20/32/44/56/110.
+The paper-true alexnet and googlenet are refused in one line that names the variant to use.
+num_classes is read from the last linear layer. Inputs: torchvision's weights expect RGB in
+[0, 1] normalised by the ImageNet mean and std; VGG and AlexNet, which have no adaptive pooling
+in cnnjax, need inputs whose last feature map is the one the weights were trained on (224x224
+for torchvision's 7x7 and 6x6), while the ResNets and GoogLeNet, which pool globally, take any
+size.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ def _model_and_template(state: Mapping[str, Any], model_name: str, knobs: dict) 
         raise ValueError(f"state dict does not fit {model_name}: it needs a 2-D {head!r} "
                          f"(num_classes x features) to infer the number of classes; it holds "
                          f"{len(state)} entries ({held or 'none'})")
+    if spec.optional_heads and "aux_heads" not in knobs:
+        # torchvision's GoogLeNet saved with aux_logits=False has no aux1.*/aux2.* entries.
+        knobs["aux_heads"] = any(k.startswith(spec.optional_heads) for k in state)
     module = models.build(spec.model, num_classes=int(np.shape(state[head])[0]),
                           **{**knobs, **spec.knobs})
     shape, _ = models.natural_input(spec.model)

@@ -1,12 +1,12 @@
-"""Command line of the weight converter.
+"""Command line of the weight converter (also `python -m cnnjax.convert ...`).
 
-    python -m cnnjax.convert export --workdir DIR [--step N] --out FILE.safetensors|.npz|.pth
+    ./launch.sh convert export --workdir DIR [--step N] --out FILE.safetensors|.npz|.pth
         a cnnjax run's checkpoint (the latest, or step N) as a torchvision-named state dict
-    python -m cnnjax.convert import FILE.pth|.safetensors|.npz --model NAME [--knob K=V ...]
+    ./launch.sh convert import FILE.pth|.safetensors|.npz --model NAME [--knob K=V ...]
             --out FILE.npz
         checks that a torch state dict fits model NAME and writes its cnnjax variables, one array
         per 'params/conv1/kernel'-style path
-    python -m cnnjax.convert models
+    ./launch.sh convert models
         the supported model names
 
 User errors end in one line on stderr and exit status 2.
@@ -84,7 +84,7 @@ def import_(path: pathlib.Path, model: str, knobs: dict[str, Any], out: pathlib.
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cnnjax.convert",
+    parser = argparse.ArgumentParser(prog="./launch.sh convert",
                                      description="Convert weights between PyTorch and cnnjax.")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="a run's checkpoint as a torchvision state dict")

@@ -11,7 +11,8 @@ layer2.0, downsample_1 -> downsample.1, features_28 -> features.28), and its lea
     (nothing)                                 ->  <m>.num_batches_tracked () int64    written as 0
 
 The first linear layer after a convolution stack reads flattened maps, and torch flattens (C, H, W)
-where NHWC flattens (H, W, C): its weight's input axis is permuted between the two orders.
+where NHWC flattens (H, W, C): its weight's input axis is permuted between the two orders (so is
+that of fc1 in each of torchvision GoogLeNet's auxiliary heads, which flattens a 4x4x128 map).
 
 Everything here is numpy on one side and shapes on the other; nothing imports torch.
 """
@@ -37,7 +38,11 @@ class Spec:
     model: the cnnjax registry name built on import; knobs: knobs the torch model fixes (vgg*_bn
     has norm='batch'); head: the last linear layer, whose outputs give num_classes; flatten: the
     linear layer that reads the flattened conv maps, and flatten_from the name prefix of the
-    convolutions feeding it (its input channels are the last of those convolutions' outputs).
+    convolutions feeding it (its input channels are the last of those convolutions' outputs);
+    nested_flatten: further such linear layers inside submodules, as {'aux1/fc1': 'aux1/conv/conv'}
+    (the linear layer's module path: the path of the convolution that feeds it). optional_heads:
+    the name prefix of auxiliary heads a state dict may leave out (the model is then built with
+    aux_heads=False).
     """
 
     model: str
@@ -45,6 +50,8 @@ class Spec:
     knobs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     flatten: str | None = None
     flatten_from: str | None = None
+    nested_flatten: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    optional_heads: str | None = None
 
 
 def _specs() -> dict[str, Spec]:
@@ -59,8 +66,15 @@ def _specs() -> dict[str, Spec]:
         specs[f"vgg_{config}"] = Spec(f"vgg_{config}", **vgg)
     specs["alexnet_torchvision"] = Spec("alexnet_torchvision", head="classifier_6",
                                         flatten="classifier_1", flatten_from="features")
+    specs["googlenet_torchvision"] = Spec(
+        "googlenet_torchvision", head="fc", optional_heads="aux",
+        nested_flatten={f"aux{i}/fc1": f"aux{i}/conv/conv" for i in (1, 2)})
     specs["lenet5"] = Spec("lenet5", head="output", flatten="f6", flatten_from="c")
     return specs
+
+
+# Paper-true models whose torchvision namesake has another architecture: the model to use instead.
+TORCHVISION_VARIANTS = {"alexnet": "alexnet_torchvision", "googlenet": "googlenet_torchvision"}
 
 
 SPECS: dict[str, Spec] = _specs()
@@ -73,6 +87,10 @@ def supported_models() -> list[str]:
 
 def spec_for(model_name: str) -> Spec:
     """The conversion spec of `model_name`; one-line ValueError listing the supported names."""
+    if model_name in TORCHVISION_VARIANTS:
+        variant = TORCHVISION_VARIANTS[model_name]
+        raise ValueError(f"{model_name} is the paper's architecture, which torchvision's weights do "
+                         f"not fit; import torchvision's {model_name} weights into {variant}")
     if model_name not in SPECS:
         raise ValueError(f"unknown model {model_name!r} for weight conversion; supported: "
                          f"{', '.join(supported_models())}")
@@ -167,6 +185,11 @@ def entries(variables: Mapping, spec: Spec) -> dict[str, Entry]:
     {'params': ..., 'batch_stats': ...}) are given, keyed by torch name, in variable order."""
     params = variables.get("params", {})
     channels = feeding_channels(params, spec.flatten_from) if spec.flatten else None
+    nested = {}  # linear module path -> channels of the map it flattens (heads left out: skipped)
+    for dense, conv in spec.nested_flatten.items():
+        kernel = dict(_flat(params)).get((*conv.split("/"), "kernel"))
+        if kernel is not None:
+            nested[tuple(dense.split("/"))] = np.shape(kernel)[-1]
     out: dict[str, Entry] = {}
     bn_modules: list[tuple[str, ...]] = []
     for path, leaf in _flat(variables):
@@ -180,6 +203,10 @@ def entries(variables: Mapping, spec: Spec) -> dict[str, Entry]:
             entry = Entry(path, shape[::-1],
                           functools.partial(flatten_dense_to_torch, channels=channels),
                           functools.partial(flatten_dense_from_torch, channels=channels))
+        elif kernel and len(shape) == 2 and tuple(modules) in nested:
+            c = nested[tuple(modules)]
+            entry = Entry(path, shape[::-1], functools.partial(flatten_dense_to_torch, channels=c),
+                          functools.partial(flatten_dense_from_torch, channels=c))
         elif kernel and len(shape) == 2:
             entry = Entry(path, shape[::-1], dense_to_torch, dense_from_torch)
         elif (collection, name) in _RENAMED:

@@ -9,6 +9,9 @@ side of the benchmarks. Imports torch: import this module only where torch is in
 - VGG (Simonyan & Zisserman 2015) as torchvision.models.vgg: `features` from the configuration
   letter, AdaptiveAvgPool2d((7, 7)), `classifier` Linear-ReLU-Dropout x2, Linear.
 - AlexNet as torchvision.models.alexnet (the single-tower 64-192-384-256-256 variant).
+- GoogLeNet as torchvision.models.googlenet: BasicConv2d (conv without bias, BN eps 0.001, ReLU),
+  3x3 convolutions in the "5x5" branch, ceil-mode max pools (2x2 before 5a), InceptionAux with
+  adaptive 4x4 pooling, transform_input; aux heads run only in training, as torchvision's.
 - LeNet-5 as cnnjax's lenet5: c1-s2-c3-s4-c5-f6-output, tanh, 2x2 average pooling, 32x32x1 input.
 
 Initialisation follows torchvision (He normal fan_out convolutions, BN 1 and 0, VGG linear
@@ -226,6 +229,97 @@ class AlexNet(nn.Module):
         return self.classifier(x)
 
 
+class BasicConv2d(nn.Module):
+    """torchvision's GoogLeNet block: conv (no bias) -> BatchNorm2d(eps=0.001) -> ReLU."""
+
+    def __init__(self, cin: int, cout: int, **kwargs) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(cout, eps=0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class Inception(nn.Module):
+    """torchvision's Inception: 1x1; 1x1 -> 3x3; 1x1 -> 3x3 (the paper's 5x5); pool -> 1x1."""
+
+    def __init__(self, cin: int, n1: int, r3: int, n3: int, r5: int, n5: int, proj: int) -> None:
+        super().__init__()
+        self.branch1 = BasicConv2d(cin, n1, kernel_size=1)
+        self.branch2 = nn.Sequential(BasicConv2d(cin, r3, kernel_size=1),
+                                     BasicConv2d(r3, n3, kernel_size=3, padding=1))
+        self.branch3 = nn.Sequential(BasicConv2d(cin, r5, kernel_size=1),
+                                     BasicConv2d(r5, n5, kernel_size=3, padding=1))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
+                                     BasicConv2d(cin, proj, kernel_size=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class InceptionAux(nn.Module):
+    """torchvision's auxiliary head: adaptive 4x4 average pool, 1x1 conv 128, FC 1024, FC."""
+
+    def __init__(self, cin: int, num_classes: int, dropout: float = 0.7) -> None:
+        super().__init__()
+        self.conv = BasicConv2d(cin, 128, kernel_size=1)
+        self.fc1 = nn.Linear(2048, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.conv(F.adaptive_avg_pool2d(x, (4, 4))), 1)
+        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+
+
+class GoogLeNet(nn.Module):
+    """torchvision's GoogLeNet; forward returns (logits, aux2, aux1) in training with aux heads, as
+    torchvision's GoogLeNetOutputs(logits, aux_logits2, aux_logits1), and logits otherwise."""
+
+    TABLE = (("3a", 192, 64, 96, 128, 16, 32, 32), ("3b", 256, 128, 128, 192, 32, 96, 64),
+             ("4a", 480, 192, 96, 208, 16, 48, 64), ("4b", 512, 160, 112, 224, 24, 64, 64),
+             ("4c", 512, 128, 128, 256, 24, 64, 64), ("4d", 512, 112, 144, 288, 32, 64, 64),
+             ("4e", 528, 256, 160, 320, 32, 128, 128), ("5a", 832, 256, 160, 320, 32, 128, 128),
+             ("5b", 832, 384, 192, 384, 48, 128, 128))
+
+    def __init__(self, num_classes: int = 1000, aux_logits: bool = True,
+                 transform_input: bool = True, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.aux_logits, self.transform_input = aux_logits, transform_input
+        self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.conv2 = BasicConv2d(64, 64, kernel_size=1)
+        self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        for name, *widths in self.TABLE:
+            setattr(self, f"inception{name}", Inception(*widths))
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.aux1 = InceptionAux(512, num_classes) if aux_logits else None
+        self.aux2 = InceptionAux(528, num_classes) if aux_logits else None
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(1024, num_classes)
+
+    def forward(self, x: torch.Tensor):
+        if self.transform_input:
+            mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+            std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+            x = x * (std / 0.5) + (mean - 0.5) / 0.5
+        x = self.maxpool1(self.conv1(x))
+        x = self.maxpool2(self.conv3(self.conv2(x)))
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        x = self.inception4a(x)
+        aux1 = self.aux1(x) if self.aux1 is not None and self.training else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        aux2 = self.aux2(x) if self.aux2 is not None and self.training else None
+        x = self.maxpool4(self.inception4e(x))
+        x = self.inception5b(self.inception5a(x))
+        logits = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
+        return (logits, aux2, aux1) if aux1 is not None else logits
+
+
 class LeNet5(nn.Module):
     """cnnjax's lenet5: (N, 1, 32, 32) -> c1 (N, 6, 28, 28) -> s2 14x14 -> c3 (N, 16, 10, 10) ->
     s4 5x5 -> c5 (N, 120, 1, 1) -> f6 (N, 84) -> output (N, num_classes); tanh after c1, c3, c5
@@ -254,7 +348,7 @@ _VGG_DEPTHS = {11: "A", 13: "B", 16: "D", 19: "E"}
 
 def torch_model_names() -> list[str]:
     """Every name build_torch_model accepts, sorted."""
-    names = ["lenet5", "alexnet_torchvision"]
+    names = ["lenet5", "alexnet_torchvision", "googlenet_torchvision"]
     names += [f"resnet{d}" for d in (*_IMAGENET_RESNETS, 20, 32, 44, 56, 110)]
     names += [f"vgg{d}{bn}" for d in _VGG_DEPTHS for bn in ("", "_bn")]
     return sorted(names)
@@ -267,6 +361,8 @@ def build_torch_model(name: str, num_classes: int) -> nn.Module:
         return LeNet5(num_classes)
     if name == "alexnet_torchvision":
         return AlexNet(num_classes)
+    if name == "googlenet_torchvision":
+        return GoogLeNet(num_classes)
     if name.startswith("resnet") and name[6:].isdigit():
         depth = int(name[6:])
         if depth in _IMAGENET_RESNETS:

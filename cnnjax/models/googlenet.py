@@ -18,6 +18,10 @@ them; Table 1's params column omits them); LRN has no parameters. For 1000 class
 over Table 1's rows). With norm='batch' (torchvision's layout) the convolutions drop their biases
 and each gains a BN scale and shift; LRN is then not used.
 
+googlenet_torchvision (GoogLeNetTorchvision below) is torchvision.models.googlenet, so that its
+weights import: 3x3 convolutions in the "5x5" branch, batch norm (eps 0.001) after every convolution,
+a 2x2 pool before 5a, adaptive 4x4 pooling in the auxiliary heads and `transform_input`.
+
 googlenet_small (GoogLeNetSmall below) is the same topology for 32x32 inputs with every width divided
 by 8, for the auxiliary-classifier ablation (experiments/googlenet_aux).
 
@@ -140,6 +144,8 @@ class GoogLeNet(layers.HasLayerOptions, nn.Module):
 
     STRUCTURE: ClassVar[tuple[str, ...]] = ()
     OWNER: ClassVar[str] = "googlenet"  # the model name in one-line errors
+    INCEPTION: ClassVar[type[nn.Module]] = Inception  # module classes a variant may replace
+    AUX: ClassVar[type[nn.Module]] = InceptionAux
 
     num_classes: int = 1000
     activation: str = "relu"
@@ -211,12 +217,11 @@ class GoogLeNet(layers.HasLayerOptions, nn.Module):
                 x = self._pool(x, next(pools))
                 continue
             name, *widths = row
-            x = Inception(*widths, naive=self.naive_inception, options=self.options,
-                          name=f"inception{name}")(x, train=train)
+            x = self.INCEPTION(*widths, naive=self.naive_inception, options=self.options,
+                               name=f"inception{name}")(x, train=train)
             if run_aux and name in AUX_AFTER:
-                aux.append(InceptionAux(self.num_classes, self.aux_dropout_rate, self.options,
-                                        *self.aux_widths,
-                                        name=f"aux{len(aux) + 1}")(x, train=train))
+                aux.append(self.AUX(self.num_classes, self.aux_dropout_rate, self.options,
+                                    *self.aux_widths, name=f"aux{len(aux) + 1}")(x, train=train))
 
         x = layers.GlobalAvgPool(name="avgpool")(x)          # (N, 1024)
         x = layers.dropout(x, self.dropout_rate, train)
@@ -276,3 +281,136 @@ class GoogLeNetSmall(GoogLeNet):
         # Then 3a-3b (N, 16, 16, 60), max pool, 4a-4e (N, 8, 8, 104), max pool,
         # 5a-5b (N, 4, 4, 128), global average pool (N, 128).
         return self._pool(x, "maxpool2")                     # (N, 16, 16, 24)
+
+
+# ---------------------------------------------------------------------------------------------------
+# torchvision's GoogLeNet
+# ---------------------------------------------------------------------------------------------------
+
+TORCHVISION_BN_EPSILON = 1e-3  # torchvision's BasicConv2d: BatchNorm2d(..., eps=0.001)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
+    """torch's adaptive_avg_pool2d: (N, H, W, C) -> (N, size, size, C), where output cell i averages
+    input rows floor(i H / size) to ceil((i + 1) H / size) (bins may overlap; 14 -> 4 takes 4 rows
+    each: 0-3, 3-6, 7-10, 10-13), and likewise for columns."""
+    def bins(n: int) -> list[tuple[int, int]]:
+        return [((i * n) // size, -(-((i + 1) * n) // size)) for i in range(size)]
+
+    rows = [jnp.stack([x[:, h0:h1, w0:w1].mean(axis=(1, 2)) for w0, w1 in bins(x.shape[2])],
+                      axis=1) for h0, h1 in bins(x.shape[1])]
+    return jnp.stack(rows, axis=1)
+
+
+def transform_input(x: jax.Array) -> jax.Array:
+    """torchvision's `transform_input`: an image normalised with the ImageNet mean and std becomes
+    (image - 0.5) / 0.5, the [-1, 1] scaling its GoogLeNet weights (ported from TensorFlow) expect:
+    x * std / 0.5 + (mean - 0.5) / 0.5 per channel."""
+    mean = jnp.asarray(IMAGENET_MEAN, x.dtype)
+    std = jnp.asarray(IMAGENET_STD, x.dtype)
+    return x * (std / 0.5) + (mean - 0.5) / 0.5
+
+
+def ceil_mode_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+    """(0, extra): the padding after the input that gives torch's ceil_mode pooling, whose output
+    is ceil((size - window) / stride) + 1 (odd maps pool to one cell fewer than 'SAME' gives)."""
+    out = -(-(size - window) // stride) + 1
+    return 0, max((out - 1) * stride + window - size, 0)
+
+
+class BasicConv2d(nn.Module):
+    """torchvision's GoogLeNet block: (N, H, W, Cin) -> (N, Ho, Wo, features); a convolution without
+    bias, batch norm with eps 0.001, then the activation. Submodules 'conv' and 'bn'."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    options: layers.LayerOptions = layers.LayerOptions()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        opts = self.options
+        x = layers.Conv(self.features, self.kernel_size, stride=self.stride, padding=self.padding,
+                        use_bias=False, impl=opts.conv_impl, dtype=opts.dtype,
+                        kernel_init=layers.caffe_xavier, name="conv")(x)
+        x = nn.BatchNorm(momentum=layers.BN_MOMENTUM, epsilon=TORCHVISION_BN_EPSILON,
+                         dtype=opts.compute_dtype, param_dtype=jnp.float32,
+                         name="bn")(x, use_running_average=not train)
+        return opts.act(x)
+
+
+class TorchvisionInception(Inception):
+    """torchvision's Inception module: (N, H, W, Cin) -> (N, H, W, n1 + n3 + n5 + pool_proj), with
+    BasicConv2d everywhere and a 3x3 convolution where the paper has 5x5 (branch3_1; torchvision's
+    source calls it a known bug and keeps it for its weights)."""
+
+    def _conv(self, x, features, kernel, name, train):
+        kernel = 3 if name == "branch3_1" else kernel
+        return BasicConv2d(features, kernel, padding=kernel // 2, options=self.options,
+                           name=name)(x, train=train)
+
+
+class TorchvisionAux(InceptionAux):
+    """torchvision's InceptionAux: (N, H, W, C) -> (N, num_classes). Adaptive average pool to 4x4
+    (the paper: 5x5/3), BasicConv2d 128, FC 1024 + ReLU, dropout, FC."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        opts = self.options
+        x = adaptive_avg_pool(x, 4)                                              # (N, 4, 4, C)
+        x = BasicConv2d(self.conv_features, 1, options=opts, name="conv")(x, train=train)
+        x = x.reshape(x.shape[0], -1)                                            # (N, 2048)
+        fc = dict(dtype=opts.dtype, kernel_init=layers.caffe_xavier)
+        x = opts.act(layers.Dense(self.fc_features, name="fc1", **fc)(x))       # (N, 1024)
+        x = layers.dropout(x, self.dropout_rate, train)
+        x = layers.Dense(self.num_classes, name="fc2", **fc)(x)                  # (N, classes)
+        return layers.to_logits(x)
+
+
+class GoogLeNetTorchvision(GoogLeNet):
+    """torchvision.models.googlenet, so that its weights import (cnnjax.convert). Shapes as the
+    paper model's for 224x224x3 inputs: 112, 56, 28, 14, 7.
+
+    Where it departs from the paper (and from GoogLeNet above): BasicConv2d (convolution without
+    bias, batch norm eps 0.001, ReLU) instead of biased convolutions and LRN; 3x3 convolutions in
+    the "5x5" branch; a 2x2/2 max pool before 5a; max pools in torch's ceil mode; auxiliary heads
+    that pool adaptively to 4x4; dropout 0.2 before the classifier (torchvision's default); and
+    `transform_input` (default True, as torchvision's pretrained builder sets it), which rescales
+    ImageNet-normalised input to the [-1, 1] range the weights were trained on. 6,624,904
+    parameters without the auxiliary heads and 13,004,888 with them (torchvision's counts).
+
+    Knobs: activation, conv_impl, dtype, dropout_rate (0.2), aux_heads, aux_dropout_rate (0.7),
+    transform_input. Initialised as the paper model (torchvision's truncated normal 0.01 matters
+    only when training from scratch).
+    """
+
+    STRUCTURE: ClassVar[tuple[str, ...]] = ("norm", "pool", "naive_inception")
+    OWNER: ClassVar[str] = "googlenet_torchvision"
+    INCEPTION: ClassVar[type[nn.Module]] = TorchvisionInception
+    AUX: ClassVar[type[nn.Module]] = TorchvisionAux
+
+    norm: str = "batch"
+    dropout_rate: float = 0.2
+    transform_input: bool = True
+
+    def __post_init__(self) -> None:
+        layers.check_bool(self.OWNER, "transform_input", self.transform_input)
+        super().__post_init__()
+
+    def _conv(self, x, features, kernel, stride, name, train):
+        return BasicConv2d(features, kernel, stride=stride, padding=kernel // 2,
+                           options=self.options, name=name)(x, train=train)
+
+    def _pool(self, x: jax.Array, name: str) -> jax.Array:
+        window = 2 if name == "maxpool4" else 3  # torchvision: MaxPool2d(2, 2, ceil_mode=True)
+        pads = [ceil_mode_padding(n, window, 2) for n in x.shape[1:3]]
+        return layers.Pool("max", window, 2, padding=pads, options=self.options, name=name)(x)
+
+    def _stem(self, x: jax.Array, train: bool) -> jax.Array:
+        """(N, 224, 224, 3) -> (N, 28, 28, 192), after transform_input when it is on."""
+        if self.transform_input:
+            x = transform_input(x.astype(jnp.float32))
+        return super()._stem(x, train)

@@ -16,7 +16,7 @@ import flax.linen as nn
 
 from cnnjax.models.alexnet import AlexNet
 from cnnjax.models.allconv import AllConvNet
-from cnnjax.models.googlenet import GoogLeNet, GoogLeNetSmall
+from cnnjax.models.googlenet import GoogLeNet, GoogLeNetSmall, GoogLeNetTorchvision
 from cnnjax.models.lenet import LeNet5
 from cnnjax.models.mlp import MLP
 from cnnjax.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -44,6 +44,8 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
     "vgg16": _partial(VGG, config="D"),
     "vgg19": _partial(VGG, config="E"),
     "googlenet": _partial(GoogLeNet),
+    # torchvision's variant (3x3 in the "5x5" branch, batch norm, transform_input), for its weights.
+    "googlenet_torchvision": _partial(GoogLeNetTorchvision),
     # Table 1's topology with every width / 8 and a stride-1 stem, for 32x32 inputs (ablations).
     "googlenet_small": _partial(GoogLeNetSmall, width_divisor=8),
     "resnet18": _partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock),

@@ -17,7 +17,7 @@ import pathlib
 import statistics
 from collections.abc import Mapping, Sequence
 
-from cnnjax.summarize import series
+from cnnjax.sweep.summarize import series
 from cnnjax.train.metrics import read_metrics
 
 IMPLS = ("xla", "explicit")

@@ -12,7 +12,7 @@ schedule over those 2 epochs) and logging every 50 steps; about 1 minute (xla) a
 
 import pathlib
 
-from cnnjax.sweeps_lib import product
+from cnnjax.sweep import product
 from cnnjax.train import config_io
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lenet5_mnist.py"

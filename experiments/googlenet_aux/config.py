@@ -21,7 +21,7 @@ import pathlib
 
 import ml_collections
 
-from cnnjax.sweeps_lib import product
+from cnnjax.sweep import product
 from cnnjax.train import config_io
 
 BASE = pathlib.Path(__file__).resolve().parents[1] / "relu_vs_tanh" / "config.py"

@@ -10,7 +10,7 @@ About 3-4 minutes per seed on a 2-core CPU (about 12 in all). See README.md besi
 
 import pathlib
 
-from cnnjax.sweeps_lib import product
+from cnnjax.sweep import product
 from cnnjax.train import config_io
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lenet5_mnist.py"

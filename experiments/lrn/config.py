@@ -17,7 +17,7 @@ README.md beside this file.
 
 import pathlib
 
-from cnnjax.sweeps_lib import product
+from cnnjax.sweep import product
 from cnnjax.train import config_io
 
 BASE = pathlib.Path(__file__).resolve().parents[1] / "relu_vs_tanh" / "config.py"

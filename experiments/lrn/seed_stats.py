@@ -16,7 +16,7 @@ import pathlib
 import statistics
 from collections.abc import Mapping, Sequence
 
-from cnnjax.summarize import POINT_FILE, series
+from cnnjax.sweep.summarize import POINT_FILE, series
 from cnnjax.train.metrics import read_metrics
 
 KEY = "model.norm"

@@ -16,7 +16,7 @@ pad-crop-flip), 'smoke' runs 20 steps per point. Timings and results: README.md 
 
 import pathlib
 
-from cnnjax.sweeps_lib import product
+from cnnjax.sweep import product
 from cnnjax.train import config_io
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "resnet_cifar.py"

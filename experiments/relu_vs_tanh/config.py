@@ -16,7 +16,7 @@ ARG is a comma-separated list of: 'tune' (the learning-rate grid, short runs), '
 file's get_config. Timings and results: README.md beside this file.
 """
 
-from cnnjax.sweeps_lib import product, zip_
+from cnnjax.sweep import product, zip_
 from cnnjax.train.defaults import default_config
 
 DATASETS = {

@@ -16,7 +16,7 @@ import pathlib
 from collections.abc import Mapping, Sequence
 
 from cnnjax.plots import line_plot
-from cnnjax.summarize import POINT_FILE, series
+from cnnjax.sweep.summarize import POINT_FILE, series
 from cnnjax.train.metrics import read_metrics
 
 THRESHOLDS = (0.25, 0.15, 0.12)

@@ -19,7 +19,8 @@ CIFAR_NAMES = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 # Parameters are torchvision's published counts (its model docs). Entries: a ResNet has one entry
 # per convolution, five per batch norm and the fc's two (resnet18: 20 convs and 20 BNs -> 122;
 # resnet50: 53 and 53 -> 320); a VGG two per convolution, five per BN and six for the classifier
-# (vgg16_bn: 13 convs -> 26 + 65 + 6 = 97); AlexNet five convolutions and three linear layers -> 16.
+# (vgg16_bn: 13 convs -> 26 + 65 + 6 = 97); AlexNet five convolutions and three linear layers -> 16;
+# GoogLeNet (with aux heads) 59 BasicConv2d of six entries each and five linear layers -> 364.
 TORCHVISION = {
     "resnet18": (122, 11_689_512), "resnet34": (218, 21_797_672),
     "resnet50": (320, 25_557_032), "resnet101": (626, 44_549_160),
@@ -29,6 +30,7 @@ TORCHVISION = {
     "vgg16": (32, 138_357_544), "vgg16_bn": (97, 138_365_992),
     "vgg19": (38, 143_667_240), "vgg19_bn": (118, 143_678_248),
     "alexnet_torchvision": (16, 61_100_840),
+    "googlenet_torchvision": (364, 13_004_888),
 }
 
 

@@ -107,3 +107,35 @@ def test_models_lists_the_supported_names(capsys):
     assert main(["models"]) == 0
     names = capsys.readouterr().out.split()
     assert {"resnet50", "vgg16_bn", "alexnet_torchvision", "lenet5"} <= set(names)
+
+
+def test_launch_sh_reaches_the_converter_like_the_other_tools(tmp_path, capsys):
+    """`./launch.sh convert ...` is `python -m cnnjax.cli convert ...`: the same commands, output and
+    one-line errors as `python -m cnnjax.convert ...`."""
+    from cnnjax import cli
+
+    assert cli.main(["convert", "models"]) == 0
+    through_cli = capsys.readouterr().out
+    assert main(["models"]) == 0
+    assert through_cli == capsys.readouterr().out and "resnet50" in through_cli.split()
+    missing = tmp_path / "missing.pth"
+    assert cli.main(["convert", "import", str(missing), "--model", "resnet18",
+                     "--out", str(tmp_path / "v.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "missing.pth" in err and "\n" not in err
+    assert not (tmp_path / "v.npz").exists()
+
+
+@pytest.mark.parametrize("paper, variant", [("alexnet", "alexnet_torchvision"),
+                                            ("googlenet", "googlenet_torchvision")])
+def test_torchvision_weights_into_a_paper_model_name_the_variant_in_one_line(tmp_path, capsys,
+                                                                             paper, variant):
+    """torchvision's AlexNet (or GoogLeNet) state dict asked into the paper-true model."""
+    state = variables_to_torch(random_variables(abstract(variant), seed=1), variant)
+    source = save_state_dict(state, tmp_path / f"{variant}.safetensors")
+    out = tmp_path / "v.npz"
+    message = error_line(["import", str(source), "--model", paper, "--out", str(out)], capsys)
+    assert message == (f"error: {paper} is the paper's architecture, which torchvision's weights do "
+                       f"not fit; import torchvision's {paper} weights into {variant}")
+    assert not out.exists()
+    assert main(["import", str(source), "--model", variant, "--out", str(out)]) == 0

@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 from convert_helpers import TORCHVISION, abstract, build, default_classes, random_variables
 
-from cnnjax.convert import load_weights, mapping, torch_to_variables, variables_to_torch
+from cnnjax import models
+from cnnjax.convert import (
+    load_weights,
+    mapping,
+    save_state_dict,
+    torch_to_variables,
+    variables_to_torch,
+)
 
 torch = pytest.importorskip("torch")
 torch_models = pytest.importorskip("cnnjax.convert.torch_models")
@@ -149,3 +156,86 @@ def test_exported_weights_give_cnnjaxs_logits_in_torch(name, shape):
         logits = model.eval()(x).numpy()
     assert expected.std() > 0.5
     np.testing.assert_allclose(logits, expected, rtol=0, atol=ATOL)
+
+
+# ---------------------------------------------------------------------------------------------------
+# torchvision's GoogLeNet (googlenet_torchvision): import and export to 1e-5, aux heads included
+# ---------------------------------------------------------------------------------------------------
+
+GOOGLENET_ATOL = 1e-5
+
+
+def test_googlenet_imports_and_exports_with_torchs_logits():
+    """72x72 inputs: the 9x9 maps before maxpool3 are odd, so torch's ceil-mode pooling (4x4, not
+    'SAME''s 5x5) is exercised; transform_input is on in both models."""
+    name = "googlenet_torchvision"
+    x = torch.randn((2, 3, 72, 72), generator=torch.Generator().manual_seed(5))
+    model, expected = randomised(name, 1000, x, seed=5)
+    variables = torch_to_variables({k: v.numpy() for k, v in model.state_dict().items()}, name)
+    assert expected.std() > 0.5
+    np.testing.assert_allclose(apply(name, variables, x), expected, rtol=0, atol=GOOGLENET_ATOL)
+
+    mine = random_variables(abstract(name), seed=6)
+    scale = apply(name, mine, x).std()  # the head rescaled for logits of std 1, as `randomised` does
+    mine["params"]["fc"] = {k: v / scale for k, v in mine["params"]["fc"].items()}
+    reference = torch_models.build_torch_model(name, 1000)
+    reference.load_state_dict({k: torch.from_numpy(np.array(v))
+                               for k, v in variables_to_torch(mine, name).items()}, strict=True)
+    with torch.no_grad():
+        theirs = reference.eval()(x).numpy()
+    np.testing.assert_allclose(theirs, apply(name, mine, x), rtol=0, atol=GOOGLENET_ATOL)
+
+
+def test_googlenet_aux_heads_give_torchs_aux_logits_in_training():
+    """In training, with dropout off and batch statistics on both sides, the auxiliary logits agree:
+    at 224x224 the heads pool 14x14 maps adaptively to 4x4 and flatten them in torch's (C, H, W)
+    order, which the import permutes; reading fc1 as a plain transpose gives other logits."""
+    name = "googlenet_torchvision"
+    x = torch.randn((2, 3, 224, 224), generator=torch.Generator().manual_seed(7))
+    model, _ = randomised(name, 10, x, seed=7)
+    for dropout in (model.dropout, model.aux1.dropout, model.aux2.dropout):
+        dropout.p = 0.0
+    with torch.no_grad():
+        logits, aux2, aux1 = (t.numpy() for t in model.train()(x))
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    module = models.build(name, num_classes=10, dropout_rate=0.0, aux_dropout_rate=0.0)
+    variables = torch_to_variables(state, name)
+
+    def train_logits(variables):
+        with jax.default_matmul_precision("highest"):
+            (out, heads), _ = jax.jit(lambda v, x: module.apply(v, x, train=True,
+                                                                mutable=["batch_stats"]))(
+                variables, nhwc(x))
+        return np.asarray(out), [np.asarray(h) for h in heads]
+
+    out, (mine1, mine2) = train_logits(variables)
+    # Batch statistics of a batch of two amplify float32 rounding: within 1e-4 of the logits' std
+    # (measured: 6e-5 at std 2.2 for the logits, 3e-6 and 7e-6 at 0.17 for the heads).
+    for got, want in ((out, logits), (mine1, aux1), (mine2, aux2)):
+        assert want.std() > 0.1
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * want.std())
+    wrong = jax.tree.map(lambda a: a, variables)
+    wrong["params"]["aux1"]["fc1"]["kernel"] = state["aux1.fc1.weight"].T
+    _, (bad1, _) = train_logits(wrong)
+    assert np.abs(bad1 - aux1).max() > 0.1 * aux1.std()
+
+
+def test_googlenet_without_aux_heads_imports_into_a_model_without_them(tmp_path):
+    """A state dict saved from torchvision's googlenet(aux_logits=False), as its pretrained model
+    is used: no aux1.*/aux2.* entries, 6,624,904 parameters on both sides."""
+    name = "googlenet_torchvision"
+    reference = torch_models.GoogLeNet(1000, aux_logits=False)
+    state = {k: v.numpy() for k, v in reference.state_dict().items()}
+    assert mapping.parameter_count(state) == 6_624_904
+    assert not any(k.startswith("aux") for k in state)
+    save_state_dict(state, tmp_path / "googlenet.safetensors")
+    module, variables = load_weights(tmp_path / "googlenet.safetensors", name)
+    assert module.aux_heads is False
+    assert sum(np.size(a) for a in jax.tree.leaves(variables["params"])) == 6_624_904
+    x = torch.randn((1, 3, 64, 64), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        expected = reference.eval()(x).numpy()
+    with jax.default_matmul_precision("highest"):
+        logits = np.asarray(jax.jit(module.apply)(variables, nhwc(x)))
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=GOOGLENET_ATOL)
+

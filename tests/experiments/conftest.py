@@ -51,14 +51,15 @@ def experiment_module():
 def sweep_configs():
     """sweep_configs('lenet5_mnist', arg=None) -> [(point, resolved ConfigDict)] for every point
     of experiments/<name>/config.py's get_sweep, each validated as `./launch.sh --sweep` does."""
-    from cnnjax import sweep, sweeps_lib
+    from cnnjax.sweep import plan, points
+    from cnnjax.train import config_io
 
     def resolve(name: str, arg: str | None = None) -> list:
         spec = str(EXPERIMENTS / name / "config.py") + (f":{arg}" if arg else "")
-        config = sweep.config_io.load_config(spec)
-        points = sweep.load_points(spec)
-        names = sweeps_lib.point_names(points)
-        return [(p, sweep.validated_config(config, [], p, i, n))
-                for i, (p, n) in enumerate(zip(points, names, strict=True))]
+        config = config_io.load_config(spec)
+        sweep = plan.load_points(spec)
+        names = points.point_names(sweep)
+        return [(p, plan.validated_config(config, [], p, i, n))
+                for i, (p, n) in enumerate(zip(sweep, names, strict=True))]
 
     return resolve

@@ -165,6 +165,35 @@ def test_googlenet_matches_table1(param_count, aux):
     assert expected == (13_378_280 if aux else 6_998_552)  # the numbers the docstring quotes
 
 
+def _googlenet_torchvision_count(classes: int = 1000, aux: bool = True) -> int:
+    """Table 1 as torchvision builds it: every convolution without bias but with a batch norm
+    (scale and shift), 3x3 instead of 5x5 in the third branch; aux heads as above."""
+    def conv_bn(k: int, cin: int, cout: int) -> int:
+        return k * k * cin * cout + 2 * cout
+
+    total = conv_bn(7, 3, 64) + conv_bn(1, 64, 64) + conv_bn(3, 64, 192)
+    depth, outputs = 192, {}
+    for name, n1, r3, n3, r5, n5, proj, out_depth in TABLE1_INCEPTION:
+        total += (conv_bn(1, depth, n1) + conv_bn(1, depth, r3) + conv_bn(3, r3, n3)
+                  + conv_bn(1, depth, r5) + conv_bn(3, r5, n5) + conv_bn(1, depth, proj))
+        depth = outputs[name] = out_depth
+    total += 1024 * classes + classes
+    if aux:
+        for name in ("4a", "4d"):
+            total += conv_bn(1, outputs[name], 128) + (4 * 4 * 128 * 1024 + 1024) + (
+                1024 * classes + classes)
+    return total
+
+
+@pytest.mark.parametrize("aux, published", [(False, 6_624_904), (True, 13_004_888)])
+def test_googlenet_torchvision_has_torchvisions_counts(param_count, aux, published):
+    """torchvision's documented 6,624,904 parameters (its pretrained GoogLeNet, no aux heads) and
+    13,004,888 with them, also derived from Table 1 with torchvision's changes."""
+    assert _googlenet_torchvision_count(aux=aux) == published
+    model = models.build("googlenet_torchvision", aux_heads=aux)
+    assert param_count(model, IMAGENET) == published
+
+
 def test_naive_inception_grows_channels(variables_of):
     """Fig. 2a: without reductions each module's output depth is n1 + n3 + n5 + its input's."""
     v = variables_of(models.build("googlenet", aux_heads=False, naive_inception=True),

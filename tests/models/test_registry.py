@@ -17,6 +17,7 @@ ISSUE_NAMES = [
     "allconv",
     "smallcnn",  # not in the issue: the plain four-conv network the ablation experiments use
     "googlenet_small",  # not in the issue: GoogLeNet / 8 for 32x32 inputs (googlenet_aux ablation)
+    "googlenet_torchvision",  # issue 12: torchvision's variant, whose weights import
 ]
 
 

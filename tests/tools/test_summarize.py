@@ -1,22 +1,39 @@
-"""summarize on hand-written metrics.jsonl files: the CSV numbers, the markdown table, the errors."""
+"""summarize on hand-written sweep folders: the CSV numbers, the markdown table, failed points kept
+and marked, the errors."""
 
 import csv
 import json
+import os
 import pathlib
+import socket
 
 import pytest
 
-from cnnjax import cli, summarize
+from cnnjax import cli
+from cnnjax.sweep import summarize
 
 
-def write_point(sweep: pathlib.Path, name: str, records: list[dict], overrides: dict | None = None):
+def write_point(sweep: pathlib.Path, name: str, records: list[dict], overrides: dict | None = None,
+                num_steps: int = 8, exit_code: int | None = 0, log: str = "done: 8 steps\n"):
+    """A point's folder as a sweep leaves it: metrics.jsonl (when `records` is not None), and with
+    `overrides` its sweep_point.json, log.txt and exit_code."""
     folder = sweep / name
     folder.mkdir(parents=True)
-    with (folder / "metrics.jsonl").open("w") as f:
-        for record in records:
-            f.write((record if isinstance(record, str) else json.dumps(record)) + "\n")
+    if records is not None:
+        with (folder / "metrics.jsonl").open("w") as f:
+            for record in records:
+                f.write((record if isinstance(record, str) else json.dumps(record)) + "\n")
     if overrides is not None:
-        (folder / "sweep_point.json").write_text(json.dumps({"name": name, "overrides": overrides}))
+        (folder / "sweep_point.json").write_text(json.dumps(
+            {"name": name, "overrides": overrides, "num_steps": num_steps, "num_epochs": 1.0}))
+        (folder / "log.txt").write_text(log)
+        if exit_code is not None:
+            (folder / "exit_code").write_text(f"{exit_code}\n")
+
+
+def write_sweep(sweep: pathlib.Path, points: list[tuple[str, dict]]) -> None:
+    (sweep / "sweep.json").write_text(json.dumps({"config": "c.py", "points": [
+        {"name": name, "overrides": overrides} for name, overrides in points]}))
 
 
 @pytest.fixture
@@ -36,9 +53,9 @@ def sweep(tmp_path) -> pathlib.Path:
         {"step": 8, "eval/top1": 0.60, "eval/loss": 0.9},
         {"step": 12, "eval/top1": 0.55, "eval/loss": 1.0},
         '{"step": 16, "eval/to',  # a line cut short by a crash
-    ], {"model.activation": "tanh", "seed": 0})
-    (root / "sweep.json").write_text(json.dumps({"points": [
-        {"name": "model.activation=tanh,seed=0"}, {"name": "model.activation=relu,seed=0"}]}))
+    ], {"model.activation": "tanh", "seed": 0}, num_steps=12)
+    write_sweep(root, [("model.activation=tanh,seed=0", {"model.activation": "tanh", "seed": 0}),
+                       ("model.activation=relu,seed=0", {"model.activation": "relu", "seed": 0})])
     (root / "not_a_point").mkdir()
     return root
 
@@ -58,7 +75,8 @@ def test_csv_has_final_and_best_values_per_point(sweep):
     assert int(tanh["best_step"]) == 4  # a tie with step 8: the earlier step
     assert int(tanh["last_step"]) == 12
     assert tanh["final train/loss"] == ""  # never logged
-    assert cols[:3] == ["point", "model.activation", "seed"]
+    assert cols[:5] == ["point", "model.activation", "seed", "status", "last_step"]
+    assert tanh["status"] == relu["status"] == "finished"
 
 
 def test_a_loss_metric_is_minimised_and_the_figure_is_written(sweep):
@@ -78,10 +96,66 @@ def test_cli_prints_and_saves_the_markdown_table(sweep, capsys):
     saved = (sweep / "results.md").read_text()
     assert saved in out
     header, _, *body = saved.splitlines()
-    assert header.startswith("| point | model.activation | seed | last_step |")
-    assert len(body) == 2 and body[1].startswith("| model.activation=relu,seed=0 | relu | 0 | 8 |")
+    assert header.startswith("| point | model.activation | seed | status | last_step |")
+    assert len(body) == 2
+    assert body[1].startswith("| model.activation=relu,seed=0 | relu | 0 | finished | 8 |")
     assert "| 0.45 |" in body[1] and "| 0.5 |" in body[1]
     assert (sweep / "eval_top1.png").is_file()
+
+
+def test_failed_points_stay_in_the_table_and_figure_marked_with_the_reason(tmp_path, capsys,
+                                                                          monkeypatch):
+    """The issue's sweep: one point fails at model build (no metrics at all), one diverges (today's
+    trainer: exit 2 and 'loss is nan'; the new one: exit 3), one still runs, one finished."""
+    root = tmp_path / "sweep"
+    ok = [{"step": 4, "eval/top1": 0.5}, {"step": 8, "eval/top1": 0.6}]
+    write_point(root, "act=relu", ok, {"act": "relu"})
+    write_point(root, "act=bogus", None, {"act": "bogus"}, exit_code=2,
+                log="[cmd]\nerror: unknown activation 'bogus'; expected relu, tanh\n")
+    write_point(root, "lr=9", [{"step": 4, "eval/top1": 0.1}], {"lr": 9}, exit_code=2,
+                log="error: loss is nan (or the parameters are no longer finite) at step 6\n")
+    write_point(root, "lr=8", [{"step": 2, "eval/top1": 0.1}], {"lr": 8}, exit_code=3,
+                log="error: loss is inf at step 4\n")
+    write_point(root, "lr=7", [{"step": 4, "eval/top1": 0.2}], {"lr": 7}, exit_code=None)
+    (root / "lr=7" / "running.json").write_text(json.dumps({"pid": os.getpid(),
+                                                            "host": socket.gethostname()}))
+    write_sweep(root, [(n, json.loads((root / n / "sweep_point.json").read_text())["overrides"])
+                       for n in ("act=relu", "act=bogus", "lr=9", "lr=8", "lr=7")])
+    curves = []
+    monkeypatch.setattr(summarize, "plot_metric", lambda path, c, metric, title: curves.append(
+        (title, c)))
+
+    assert cli.main(["summarize", str(root)]) == 1
+    out = capsys.readouterr().out
+    rows = {r["point"]: r for r in csv.DictReader((root / "results.csv").open())}
+    assert list(rows) == ["act=relu", "act=bogus", "lr=9", "lr=8", "lr=7"]
+    assert rows["act=relu"]["status"] == "finished" and rows["act=relu"]["last_step"] == "8"
+    assert rows["act=bogus"]["status"] == (
+        "failed: user error (exit status 2) before logging any metrics: "
+        "error: unknown activation 'bogus'; expected relu, tanh")
+    assert rows["act=bogus"]["last_step"] == "" and rows["act=bogus"]["final eval/top1"] == ""
+    assert rows["lr=9"]["status"].startswith("failed: diverged (exit status 2), last logged step 4: error: "
+                                             "loss is nan")
+    assert rows["lr=8"]["status"].startswith("failed: diverged (exit status 3), last logged step 2: error: "
+                                             "loss is inf")
+    assert rows["lr=7"]["status"].startswith(f"running: pid {os.getpid()} on ")
+    assert "3 of 5 points FAILED:" in out
+    assert "  act=bogus: user error (exit status 2) before logging any metrics: error: unknown" in out
+    assert "1 of 5 points are still running or pending: the table is not final" in out
+    (title, drawn), = curves
+    assert title.endswith("(3 failed)")
+    assert [label for label, _, _ in drawn] == ["act=relu", "act=bogus [FAILED]", "lr=9 [FAILED]",
+                                                "lr=8 [FAILED]", "lr=7 [running]"]
+    assert drawn[1][1] == [] and drawn[2][1] == [4]  # no curve to draw, but in the legend
+
+
+def test_a_sweep_where_every_point_failed_still_gets_its_table(tmp_path, capsys):
+    root = tmp_path / "sweep"
+    write_point(root, "a", None, {"a": 1}, exit_code=1, log="Traceback ...\nKeyError: 'x'\n")
+    write_sweep(root, [("a", {"a": 1})])
+    assert cli.main(["summarize", str(root)]) == 1
+    row, = csv.DictReader((root / "results.csv").open())
+    assert row["status"] == "failed: crashed (exit status 1) before logging any metrics: KeyError: 'x'"
 
 
 def test_folders_without_sweep_records_use_their_names(tmp_path):
@@ -96,6 +170,9 @@ def test_folders_without_sweep_records_use_their_names(tmp_path):
     (lambda p: None, [], "does not exist"),
     (lambda p: p.mkdir(), [], "no results in"),
     (lambda p: write_point(p, "x", []), [], "no results in"),
+    (lambda p: (write_point(p, "x", None, {"x": 1}, exit_code=None, log=""),
+                (p / "x" / "log.txt").unlink(), write_sweep(p, [("x", {"x": 1})])), [],
+     "no results in"),
     (lambda p: write_point(p, "x", [{"step": 1, "eval/top1": 0.1}]), ["--metric", "eval/top9"],
      "'eval/top9' is in no point's metrics.jsonl; logged metrics: eval/top1"),
 ])

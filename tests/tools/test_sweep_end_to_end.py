@@ -16,7 +16,7 @@ TINY = REPO / "tests" / "train" / "tiny_config.py"
 def write_config(folder: pathlib.Path) -> str:
     path = folder / "tiny_sweep.py"
     path.write_text(textwrap.dedent(f"""
-        from cnnjax.sweeps_lib import product
+        from cnnjax.sweep import product
         from cnnjax.train import config_io
 
         def get_config(arg=None):
@@ -62,3 +62,30 @@ def test_two_point_sweep_runs_then_skips_then_summarizes(tmp_path, capsys):
         last_eval = [r for r in records if "eval/top1" in r][-1]
         assert float(row["final eval/top1"]) == last_eval["eval/top1"]
         assert int(row["last_step"]) == 2
+
+
+def test_a_local_sweep_with_a_failing_point_exits_1_and_names_it(tmp_path, capsys):
+    """A knob value the model refuses passes the config check but fails at model build: the sweep
+    says so as the point ends and again in its closing lines, and `sweep status` agrees."""
+    config = tmp_path / "bad_sweep.py"
+    config.write_text(textwrap.dedent(f"""
+        from cnnjax.train import config_io
+
+        def get_config(arg=None):
+            c = config_io.load_config({str(TINY)!r})
+            c.model.activation = "relu"
+            return c
+
+        def get_sweep():
+            return [{{"model.activation": "bogus"}}]
+        """))
+    sweep_dir = tmp_path / "sweep"
+    assert cli.main(["train", str(config), "--sweep", "--workdir", str(sweep_dir)]) == 1
+    out = capsys.readouterr().out
+    log = sweep_dir / "model.activation=bogus" / "log.txt"
+    reason = "user error (exit status 2) before logging any metrics: error: lenet5: activation must be"
+    assert "[1/1] model.activation=bogus: FAILED after" in out and reason in out
+    assert "sweep done: 1 run (0 finished, 1 failed)" in out
+    assert f"  FAILED model.activation=bogus: {reason}" in out and f"[see {log}]" in out
+    assert cli.main(["sweep", "status", str(sweep_dir)]) == 1
+    assert reason in capsys.readouterr().out

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from cnnjax import cli, sweep, sweeps_lib
+from cnnjax import cli
+from cnnjax.sweep import devices, local, plan, points, status
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "train" / "tiny_config.py"
@@ -58,7 +59,7 @@ def test_dry_run_prints_one_command_per_point_with_its_status_and_runs_nothing(t
     commands = [line for line in out if line.startswith("[")]
     assert [c.split()[0] for c in commands] == ["[finished]", "[partial]", "[new]"]
     for line, point in zip(commands, POINTS, strict=True):
-        name = sweeps_lib.point_name(point)
+        name = points.point_name(point)
         assert f"--workdir {out_dir / name} --config.num_steps=8" in line
         assert f"--config.model.activation={point['model.activation']}" in line
         assert f"--config.seed={point['seed']}" in line
@@ -90,26 +91,26 @@ def test_invalid_sweeps_fail_in_one_line_before_anything_runs(tmp_path, capsys, 
 
 def test_device_slots_share_out_gpus_and_cpu_cores():
     gpus = ["0", "1", "2", "3"]
-    slots = sweep.device_slots(2, 0, gpus, [0, 1])
+    slots = devices.device_slots(2, 0, gpus, [0, 1])
     assert [s.env for s in slots] == [{"CUDA_VISIBLE_DEVICES": "0,1"},
                                       {"CUDA_VISIBLE_DEVICES": "2,3"}]
-    slots = sweep.device_slots(3, 1, gpus, [0, 1])
+    slots = devices.device_slots(3, 1, gpus, [0, 1])
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "1", "2"]
-    assert sweep.device_slots(1, 0, gpus, [0, 1]) == [sweep.Slot({})]
+    assert devices.device_slots(1, 0, gpus, [0, 1]) == [devices.Slot({})]
     with pytest.raises(ValueError, match="needs 6 GPUs; 4 are visible"):
-        sweep.device_slots(3, 2, gpus, [0, 1])
-    cpu = sweep.device_slots(2, 0, [], [0, 1, 2, 3, 4])
+        devices.device_slots(3, 2, gpus, [0, 1])
+    cpu = devices.device_slots(2, 0, [], [0, 1, 2, 3, 4])
     assert [sorted(s.cpus) for s in cpu] == [[0, 1], [2, 3]]
-    cpu = sweep.device_slots(2, 2, [], [0, 1], xla_flags="--xla_dump_to=/tmp/x")
+    cpu = devices.device_slots(2, 2, [], [0, 1], xla_flags="--xla_dump_to=/tmp/x")
     assert cpu[0].env["XLA_FLAGS"] == ("--xla_dump_to=/tmp/x "
                                        "--xla_force_host_platform_device_count=2")
     assert [sorted(s.cpus) for s in cpu] == [[0], [1]]
-    assert all(s.cpus is None for s in sweep.device_slots(3, 0, [], [0, 1]))
-    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": "2, 5"}) == ["2", "5"]
-    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert all(s.cpus is None for s in devices.device_slots(3, 0, [], [0, 1]))
+    assert devices.visible_gpus({"CUDA_VISIBLE_DEVICES": "2, 5"}) == ["2", "5"]
+    assert devices.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
 
 
-def _fake_run(tmp_path: pathlib.Path, index: int, code: str) -> sweep.PointRun:
+def _fake_run(tmp_path: pathlib.Path, index: int, code: str) -> plan.PointRun:
     """A point whose 'training' is a short Python program (no jax), finished when it logs step 4."""
     workdir = tmp_path / f"p{index}"
     program = textwrap.dedent(f"""
@@ -119,8 +120,8 @@ def _fake_run(tmp_path: pathlib.Path, index: int, code: str) -> sweep.PointRun:
         with open(os.path.join({str(workdir)!r}, "metrics.jsonl"), "a") as f:
             f.write(json.dumps({{"step": 4, "eval/top1": 0.25}}) + "\\n")
         """)
-    return sweep.PointRun(index, f"p{index}", {"i": index}, workdir, [sys.executable, "-c", program],
-                          sweeps_lib.NEW, 4, 1.0)
+    return plan.PointRun(index, f"p{index}", {"i": index}, workdir, [sys.executable, "-c", program],
+                          status.NEW, 4, 1.0)
 
 
 def test_run_local_runs_side_by_side_reports_failures_and_keeps_going(tmp_path, capsys):
@@ -129,17 +130,26 @@ def test_run_local_runs_side_by_side_reports_failures_and_keeps_going(tmp_path, 
             _fake_run(tmp_path, 2, "pass"),
             _fake_run(tmp_path, 3, "sys.exit(0)")]  # exits cleanly without reaching its last step
     write_metrics(tmp_path / "p2", [4])
-    runs[2].status = sweeps_lib.FINISHED  # skipped: its program never runs
-    slots = [sweep.Slot({"CUDA_VISIBLE_DEVICES": "7"}), sweep.Slot({"CUDA_VISIBLE_DEVICES": "8"})]
-    failed = sweep.run_local(runs, slots, poll_seconds=0.02)
-    assert failed == 2
+    runs[2].status = status.FINISHED  # skipped: its program never runs
+    slots = [devices.Slot({"CUDA_VISIBLE_DEVICES": "7"}), devices.Slot({"CUDA_VISIBLE_DEVICES": "8"})]
+    failed = local.run_local(runs, slots, poll_seconds=0.02)
+    assert [run.name for run, _ in failed] == ["p1", "p3"]
+    assert failed[0][1].startswith("crashed (exit status 1) before logging any metrics: boom")
+    assert failed[1][1].startswith("exited with status 0 but wrote no metrics: cpus")
     out = capsys.readouterr().out
     lines = {line.split("]")[1].split(":")[0].strip(): line for line in out.splitlines()
              if "finished" in line or "FAILED" in line}
     assert "finished in" in lines["p0"] and "eval/top1 25.00%" in lines["p0"]
-    assert "FAILED (exit status 1)" in lines["p1"] and "boom: bad data" in lines["p1"]
-    assert "FAILED (stopped before its last step)" in lines["p3"]
+    # each failure: what happened, the exit status, where it stopped, and its log's last line
+    assert "FAILED after" in lines["p1"]
+    assert ("crashed (exit status 1) before logging any metrics: boom: bad data [see "
+            f"{tmp_path / 'p1' / 'log.txt'}]") in lines["p1"]
+    assert "exited with status 0 but wrote no metrics" in lines["p3"]
     assert "p2" not in lines
+    # the exit status of every attempt is recorded for `sweep status`; nothing is left 'running'
+    assert [(tmp_path / f"p{i}" / "exit_code").read_text() for i in (0, 1, 3)] == ["0\n", "1\n",
+                                                                                 "0\n"]
+    assert not any((tmp_path / f"p{i}" / "running.json").exists() for i in range(4))
     log0 = (tmp_path / "p0" / "log.txt").read_text()
     assert "cuda 7" in log0 or "cuda 8" in log0
     assert (tmp_path / "p2" / "log.txt").exists() is False
@@ -149,9 +159,9 @@ def test_run_local_pins_cpu_slots_to_their_own_cores(tmp_path, capsys):
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         pytest.skip("needs two CPU cores to pin two points apart")
-    slots = sweep.device_slots(2, 0, [], cores)
+    slots = devices.device_slots(2, 0, [], cores)
     runs = [_fake_run(tmp_path, i, "import time; time.sleep(0.3)") for i in range(2)]
-    assert sweep.run_local(runs, slots, poll_seconds=0.02) == 0
+    assert local.run_local(runs, slots, poll_seconds=0.02) == []
     seen = set()
     for run in runs:
         line = next(l for l in run.log.read_text().splitlines() if l.startswith("cpus"))
@@ -176,7 +186,7 @@ def test_slurm_dry_run_writes_the_array_script_for_unfinished_points_only(tmp_pa
     assert f"\ncd {tmp_path}\n" in script
     assert (tmp_path / "out" / "slurm").is_dir()
     for i, point in enumerate(POINTS):
-        name = sweeps_lib.point_name(point)
+        name = points.point_name(point)
         line = next(l for l in script.splitlines() if l.startswith(f"  {i}) "))
         assert f"LOG={tmp_path}/out/{name}/log.txt;" in line
         assert (f"CMD=({sys.executable} -m cnnjax.cli train {config}:x --workdir "
@@ -209,11 +219,11 @@ def test_sigterm_to_the_sweep_asks_running_points_to_save_and_stop(tmp_path):
         """)
     driver = textwrap.dedent(f"""
         import pathlib, sys
-        from cnnjax import sweep
-        run = sweep.PointRun(0, "p0", {{}}, pathlib.Path({str(tmp_path / 'p0')!r}),
-                             [sys.executable, "-c", {point!r}], "new", 4, 1.0)
+        from cnnjax.sweep import devices, local, plan
+        run = plan.PointRun(0, "p0", {{}}, pathlib.Path({str(tmp_path / 'p0')!r}),
+                            [sys.executable, "-c", {point!r}], "new", 4, 1.0)
         try:
-            sweep.run_local([run], [sweep.Slot({{}})], poll_seconds=0.02)
+            local.run_local([run], [devices.Slot({{}})], poll_seconds=0.02)
         except KeyboardInterrupt:
             sys.exit(130)
         """)
@@ -236,4 +246,33 @@ def test_sigterm_to_the_sweep_asks_running_points_to_save_and_stop(tmp_path):
     ("configs/lenet5_activation_sweep.py", "workdirs/lenet5_activation_sweep"),  # "_sweep" once
 ])
 def test_default_sweep_folder_names_the_config_and_its_arg(spec, folder):
-    assert sweep.default_sweep_dir(spec) == pathlib.Path(folder)
+    assert plan.default_sweep_dir(spec) == pathlib.Path(folder)
+
+
+def test_a_folder_holding_another_sweeps_point_is_refused_before_anything_runs(tmp_path, capsys):
+    """A point must never resume in (or be skipped as finished because of) another point's folder."""
+    config = sweep_config(tmp_path, [{"seed": 0}])
+    out_dir = tmp_path / "out"
+    (out_dir / "seed=0").mkdir(parents=True)
+    (out_dir / "seed=0" / "sweep_point.json").write_text(json.dumps({"overrides": {"seed": "0"}}))
+    write_metrics(out_dir / "seed=0", [8])
+    assert cli.main(["train", config, "--sweep", "--workdir", str(out_dir)]) == 2
+    err = capsys.readouterr().err
+    assert (f"sweep point 0 (seed=0) would train in {out_dir / 'seed=0'}, which holds the point "
+            "{'seed': '0'}; give this sweep its own --workdir") in err and err.count("\n") == 1
+    assert not (out_dir / "sweep.json").exists()
+
+    other = sweep_config(tmp_path, [{"seed": 0}], name="other.py")
+    (out_dir / "sweep.json").write_text(json.dumps({"config": other, "points": []}))
+    assert cli.main(["train", config, "--sweep", "--dry-run", "--workdir", str(out_dir)]) == 2
+    assert f"{out_dir} holds a sweep of {other}, not of {config}" in capsys.readouterr().err
+
+
+def test_a_rerun_of_the_same_sweep_is_not_a_collision(tmp_path, capsys):
+    config = sweep_config(tmp_path, [{"data.synthetic_shape": (32, 32, 1), "seed": 1}])  # a tuple
+    out_dir = tmp_path / "out"
+    args = ["train", config, "--sweep", "--slurm", "--dry-run", "--workdir", str(out_dir)]
+    plan_ = plan.make_plan(config, [], out_dir)
+    plan.write_records(plan_, out_dir, config, [])
+    assert cli.main(args) == 0
+    assert (out_dir / "sweep.sbatch").exists()

@@ -1,4 +1,4 @@
-"""Sweeps as data: lists of override dicts, their names, commands and finished/unfinished state.
+"""The points of a sweep: lists of override dicts, their folder names and their training commands.
 
 A config file may define `get_sweep()` (or `get_sweep(arg)`) returning the points to run, each a dict
 from dotted config key to value, built with these helpers:
@@ -9,16 +9,15 @@ from dotted config key to value, built with these helpers:
 
     chain(product(seed=[0, 1]), [{"model.norm": "batch"}])   # 3 points: two seeds, then one more
 
-Everything here is pure (no files, no processes, no jax); cnnjax.sweep runs the points.
+Everything here is pure (no files, no processes, no jax); cnnjax.sweep.plan turns a config file's
+get_sweep() into runnable points.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import re
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -150,18 +149,33 @@ def point_name(point: Mapping[str, Any]) -> str:
 
 
 def point_names(points: Sequence[Mapping[str, Any]]) -> list[str]:
-    """point_name of each point; points whose names collide after sanitising get a hash suffix."""
+    """point_name of each point; points whose names collide after sanitising get a hash suffix.
+
+    Names that differ only in case count as colliding too (they would share a folder on a
+    case-insensitive file system). The result is checked by check_unique_names.
+    """
     names = [point_name(p) for p in points]
     counts: dict[str, int] = {}
     for name in names:
-        counts[name] = counts.get(name, 0) + 1
+        counts[name.casefold()] = counts.get(name.casefold(), 0) + 1
     out = []
     for point, name in zip(points, names, strict=True):
-        if counts[name] > 1:
+        if counts[name.casefold()] > 1:
             full = ",".join(f"{k}={format_value(v)!r}" for k, v in point.items())
             name = f"{name[:MAX_NAME_LENGTH - 9]}-{_short_hash(full)}"
         out.append(name)
-    return out
+    return check_unique_names(out)
+
+
+def check_unique_names(names: Sequence[str]) -> list[str]:
+    """`names` unchanged when no two of them (ignoring case) would share a folder; else one line."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        j = first.setdefault(name.casefold(), i)
+        if j != i:
+            raise ValueError(f"sweep points {j} and {i} would both train in the folder {name!r}; "
+                             "give them overrides that differ in more than case or punctuation")
+    return list(names)
 
 
 def train_command(python: str, config_spec: str, workdir: str, base_overrides: Sequence[str],
@@ -169,81 +183,3 @@ def train_command(python: str, config_spec: str, workdir: str, base_overrides: S
     """The training command of one point: the base --config. overrides, then the point's own."""
     return [python, "-m", "cnnjax.cli", "train", config_spec, "--workdir", workdir,
             *[f"--config.{o}" for o in base_overrides], *override_args(point)]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Finished or not
-# ---------------------------------------------------------------------------------------------------
-
-NEW, PARTIAL, FINISHED = "new", "partial", "finished"
-
-
-def is_finished(records: Sequence[Mapping[str, Any]], num_steps: int, num_epochs: float) -> bool:
-    """True when the metrics of a run show it reached its last step.
-
-    With num_steps > 0 the last step is num_steps. Otherwise the training loop runs
-    max(ceil(num_epochs * steps_per_epoch), 1) steps, and steps_per_epoch is read back from any
-    record's 'train/epoch' (= step / steps_per_epoch), so the same float arithmetic gives the same step.
-    """
-    last = max((int(r["step"]) for r in records if "step" in r), default=-1)
-    if num_steps > 0:
-        return last >= num_steps
-    for record in reversed(records):
-        epoch = float(record.get("train/epoch", 0.0))
-        if epoch > 0 and "step" in record:
-            steps_per_epoch = max(round(int(record["step"]) / epoch), 1)
-            return last >= max(math.ceil(float(num_epochs) * steps_per_epoch), 1)
-    return False
-
-
-def point_status(records: Sequence[Mapping[str, Any]], has_checkpoints: bool, num_steps: int,
-                 num_epochs: float) -> str:
-    """FINISHED (skip it), PARTIAL (resume it: same command) or NEW (start it)."""
-    if is_finished(records, num_steps, num_epochs):
-        return FINISHED
-    return PARTIAL if records or has_checkpoints else NEW
-
-
-def array_spec(indices: Sequence[int], throttle: int = 0) -> str:
-    """Slurm's --array value for these task indices: [0,1,2,5,7,8] -> '0-2,5,7-8' (+ '%N' throttle)."""
-    if not indices:
-        raise ValueError("no array tasks to submit")
-    ranges, start = [], None
-    ordered = sorted(set(indices))
-    for i, index in enumerate(ordered):
-        if start is None:
-            start = index
-        if i + 1 == len(ordered) or ordered[i + 1] != index + 1:
-            ranges.append(str(start) if start == index else f"{start}-{index}")
-            start = None
-    spec = ",".join(ranges)
-    return f"{spec}%{throttle}" if throttle > 0 else spec
-
-
-def sbatch_script(*, job_name: str, array: str, output_pattern: str, cwd: str,
-                  commands: Sequence[Sequence[str]], logs: Sequence[str],
-                  header: Sequence[str] = (), env: Mapping[str, str] | None = None) -> str:
-    """An sbatch array script: task i runs commands[i] through srun, appending to logs[i].
-
-    srun starts one process per Slurm task, so a point given several nodes or tasks (through
-    --slurm-args, e.g. --nodes=2 --ntasks-per-node=1) runs as a multi-host job whose processes find
-    each other with jax.distributed.initialize() (cnnjax.train.distributed reads SLURM_NTASKS).
-    """
-    lines = ["#!/bin/bash", *[f"# {h}" for h in header],
-             f"#SBATCH --job-name={job_name}",
-             f"#SBATCH --array={array}",
-             f"#SBATCH --output={output_pattern}",
-             "set -euo pipefail",
-             f"cd {shlex.quote(cwd)}"]
-    for key, value in (env or {}).items():
-        lines.append(f"export {key}={shlex.quote(value)}")
-    lines.append('case "$SLURM_ARRAY_TASK_ID" in')
-    for i, (command, log) in enumerate(zip(commands, logs, strict=True)):
-        lines.append(f"  {i}) LOG={shlex.quote(log)}; CMD=({shlex.join(command)}) ;;")
-    lines += ['  *) echo "no sweep point with index $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;',
-              "esac",
-              'mkdir -p "$(dirname "$LOG")"',
-              'echo "[$(date)] array task $SLURM_ARRAY_TASK_ID of job $SLURM_ARRAY_JOB_ID '
-              'on $(hostname): ${CMD[*]}" >>"$LOG"',
-              'srun --kill-on-bad-exit=1 "${CMD[@]}" >>"$LOG" 2>&1']
-    return "\n".join(lines) + "\n"

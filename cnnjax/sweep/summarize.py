@@ -1,26 +1,34 @@
 """Collect the results of a sweep: one row per point, its final and best metrics, and one figure.
 
     ./launch.sh summarize SWEEP_DIR [--metric eval/top1] [--mode max|min]
+    ./launch.sh sweep summarize SWEEP_DIR ...      (the same)
 
-Reads every point's metrics.jsonl (a point is any subfolder that has one) and its sweep_point.json
-(the overrides that made it), and writes SWEEP_DIR/results.csv, SWEEP_DIR/results.md (also printed)
-and SWEEP_DIR/<metric>.png, the chosen metric against step for every point.
+In a sweep folder (one with sweep.json) every point of the sweep gets a row, with a status column:
+finished, or failed / running / pending with the reason (cnnjax.sweep.status), so a point that failed
+before logging anything is listed, not dropped; the exit status is 1 when any point failed. In any
+other folder, every subfolder with a metrics.jsonl is a point. Reads each point's metrics.jsonl and its
+sweep_point.json (the overrides that made it), and writes SWEEP_DIR/results.csv, SWEEP_DIR/results.md
+(also printed) and SWEEP_DIR/<metric>.png, the chosen metric against step for every point (failed
+points marked in the legend).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import pathlib
 from collections.abc import Mapping, Sequence
 
+from cnnjax.sweep import status
+from cnnjax.sweep.files import POINT_FILE, SWEEP_FILE
 from cnnjax.train.metrics import METRICS_FILE, read_metrics
 
 # Final values reported for every point when its metrics have them.
 FINAL_KEYS = ("eval/top1", "eval/top5", "eval/loss", "train/loss", "train/top1")
-POINT_FILE = "sweep_point.json"  # written by cnnjax.sweep
+__all__ = ["POINT_FILE", "Point", "find_points", "point_row", "series", "summarize"]
 
 
 def default_mode(metric: str) -> str:
@@ -39,10 +47,13 @@ def series(records: Sequence[Mapping], metric: str) -> tuple[list[int], list[flo
 
 
 def point_row(name: str, overrides: Mapping, records: Sequence[Mapping], metric: str,
-              mode: str) -> dict:
-    """One results row: the overrides, the last step, each final metric, and the best `metric`."""
+              mode: str, state: str | None = None, reason: str = "") -> dict:
+    """One results row: the overrides, the status (when known), the last step (empty without
+    metrics), each final metric, and the best `metric`."""
     row: dict = {"point": name, **{k: _plain(v) for k, v in overrides.items()}}
-    row["last_step"] = max((int(r["step"]) for r in records if "step" in r), default=0)
+    if state is not None:
+        row["status"] = state if state == status.FINISHED else f"{state}: {reason}"
+    row["last_step"] = max((int(r["step"]) for r in records if "step" in r), default=None)
     for key in FINAL_KEYS:
         steps, values = series(records, key)
         if values:
@@ -66,33 +77,45 @@ def _plain(value):
     return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
 
 
-def find_points(sweep_dir: pathlib.Path) -> list[tuple[str, dict, list[dict]]]:
-    """(name, overrides, metric records) of every subfolder with a metrics.jsonl, in sweep order.
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One point of a summary: its name, overrides, metric records and (in a sweep folder) state."""
 
-    The order is that of sweep.json when the sweep wrote one, else alphabetical.
-    """
+    name: str
+    overrides: dict
+    records: list[dict]
+    state: str | None = None
+    reason: str = ""
+
+
+def _records(folder: pathlib.Path) -> list[dict]:
+    return [r for r in read_metrics(folder) if isinstance(r, dict) and "step" in r]
+
+
+def _overrides(folder: pathlib.Path) -> dict:
+    try:
+        return json.loads((folder / POINT_FILE).read_text()).get("overrides", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def find_points(sweep_dir: pathlib.Path) -> list[Point]:
+    """Every point of the sweep (with its state) when `sweep_dir` holds a sweep.json, in sweep order;
+    else every subfolder with a non-empty metrics.jsonl, alphabetically."""
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
-    folders = sorted(p for p in sweep_dir.iterdir() if (p / METRICS_FILE).is_file())
-    order = {}
-    sweep_file = sweep_dir / "sweep.json"
-    if sweep_file.is_file():
-        try:
-            order = {p["name"]: i for i, p in enumerate(json.loads(sweep_file.read_text())["points"])}
-        except (ValueError, KeyError, TypeError):
-            order = {}
-    folders.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
+    if (sweep_dir / SWEEP_FILE).is_file():
+        points = [Point(p.name, p.overrides, _records(p.workdir), p.state, p.reason)
+                  for p in status.read_sweep(sweep_dir)]
+        if not any(p.records or p.state == status.FAILED for p in points):
+            raise ValueError(f"no results in {sweep_dir} yet: no point has logged metrics or failed "
+                             f"(see ./launch.sh sweep status {sweep_dir})")
+        return points
     points = []
-    for folder in folders:
-        overrides = {}
-        if (folder / POINT_FILE).is_file():
-            try:
-                overrides = json.loads((folder / POINT_FILE).read_text()).get("overrides", {})
-            except ValueError:
-                overrides = {}
-        records = [r for r in read_metrics(folder) if isinstance(r, dict) and "step" in r]
+    for folder in sorted(p for p in sweep_dir.iterdir() if (p / METRICS_FILE).is_file()):
+        records = _records(folder)
         if records:
-            points.append((folder.name, overrides, records))
+            points.append(Point(folder.name, _overrides(folder), records))
     if not points:
         raise ValueError(f"no results in {sweep_dir}: no subfolder has a non-empty {METRICS_FILE} "
                          "(is it a sweep folder, and has any point run yet?)")
@@ -100,16 +123,16 @@ def find_points(sweep_dir: pathlib.Path) -> list[tuple[str, dict, list[dict]]]:
 
 
 def columns(rows: Sequence[Mapping]) -> list[str]:
-    """Column order: point, overrides (first-seen order), last_step, final metrics, best metric."""
+    """Column order: point, overrides (first-seen order), status, last_step, final metrics, best."""
     cols: list[str] = []
     for row in rows:
         for key in row:
             if key not in cols:
                 cols.append(key)
-    fixed = ["point", "last_step"]
+    fixed = ["point", "status", "last_step"]
     metrics = [c for c in cols if c.startswith(("final ", "best ")) or c == "best_step"]
     overrides = [c for c in cols if c not in fixed and c not in metrics]
-    return ["point", *overrides, "last_step", *metrics]
+    return ["point", *overrides, *[c for c in ("status",) if c in cols], "last_step", *metrics]
 
 
 def _cell(value) -> str:
@@ -145,6 +168,13 @@ def plot_metric(path: pathlib.Path, curves: Sequence[tuple[str, list[int], list[
                     xlabel="step", ylabel=metric, title=title)
 
 
+def _label(point: Point) -> str:
+    """A point's legend entry: its name, and its state unless it finished."""
+    if point.state in (None, status.FINISHED):
+        return point.name
+    return f"{point.name} [{point.state.upper() if point.state == status.FAILED else point.state}]"
+
+
 def summarize(sweep_dir: str | pathlib.Path, metric: str = "eval/top1",
               mode: str | None = None) -> tuple[list[dict], list[str]]:
     """Writes results.csv, results.md and the figure into `sweep_dir`; returns (rows, columns)."""
@@ -153,22 +183,25 @@ def summarize(sweep_dir: str | pathlib.Path, metric: str = "eval/top1",
     if mode not in ("max", "min"):
         raise ValueError(f"--mode must be 'max' or 'min', got {mode!r}")
     points = find_points(sweep_dir)
-    if not any(series(records, metric)[0] for _, _, records in points):
-        found = sorted({k for _, _, records in points for r in records for k in r}
-                       - {"step", "time"})
+    logged = [p for p in points if p.records]
+    if logged and not any(series(p.records, metric)[0] for p in logged):
+        found = sorted({k for p in logged for r in p.records for k in r} - {"step", "time"})
         raise ValueError(f"metric {metric!r} is in no point's {METRICS_FILE}; logged metrics: "
                          + ", ".join(found))
-    rows = [point_row(name, overrides, records, metric, mode) for name, overrides, records in points]
+    rows = [point_row(p.name, p.overrides, p.records, metric, mode, p.state, p.reason)
+            for p in points]
     cols = columns(rows)
     write_csv(sweep_dir / "results.csv", rows, cols)
     (sweep_dir / "results.md").write_text(markdown_table(rows, cols))
-    curves = [(name, *series(records, metric)) for name, _, records in points]
+    curves = [(_label(p), *series(p.records, metric)) for p in points]
+    failed = sum(p.state == status.FAILED for p in points)
     plot_metric(sweep_dir / f"{metric.replace('/', '_')}.png", curves, metric,
-                f"{sweep_dir.name}: {metric}")
+                f"{sweep_dir.name}: {metric}" + (f" ({failed} failed)" if failed else ""))
     return rows, cols
 
 
 def main(argv: list[str]) -> int:
+    """`./launch.sh summarize DIR`: prints the table; 1 when any point of the sweep failed."""
     parser = argparse.ArgumentParser(prog="./launch.sh summarize",
                                      description="Collect a sweep's final and best metrics.")
     parser.add_argument("sweep_dir", help="the sweep folder (the --workdir of the sweep)")
@@ -183,4 +216,15 @@ def main(argv: list[str]) -> int:
     print(markdown_table(rows, cols), end="")
     print(f"wrote {sweep_dir / 'results.csv'}, {sweep_dir / 'results.md'} and "
           f"{sweep_dir / (args.metric.replace('/', '_') + '.png')}")
-    return 0
+    states = [str(r.get("status", status.FINISHED)) for r in rows]
+    failed = [(r["point"], s) for r, s in zip(rows, states, strict=True)
+              if s.startswith(status.FAILED)]
+    unfinished = sum(s.startswith((status.RUNNING, status.PENDING)) for s in states)
+    if unfinished:
+        print(f"{unfinished} of {len(rows)} points are still running or pending: the table is not "
+              f"final (./launch.sh sweep status {sweep_dir})")
+    if failed:
+        print(f"{len(failed)} of {len(rows)} points FAILED:")
+        for name, text in failed:
+            print(f"  {name}: {text.removeprefix(status.FAILED + ': ')}")
+    return 1 if failed else 0
