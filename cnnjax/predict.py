@@ -22,13 +22,15 @@ import ml_collections
 import numpy as np
 
 from cnnjax import evaluate
+from cnnjax.errors import UserError
+from cnnjax.train import config_io
 from cnnjax.train.metrics import read_metrics
 
 
 def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.ndarray:
     """The file as the model's input: uint8 (H, W, C) after the config's evaluation transform.
 
-    Raises FileNotFoundError or ValueError (one line naming the file) when it cannot be read.
+    Raises FileNotFoundError or UserError (one line naming the file) when it cannot be read.
     """
     from cnnjax.data import transforms as T
     from cnnjax.data.tf_cpu import tf
@@ -39,7 +41,7 @@ def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.
     try:
         image = T.decode(tf.constant(path.read_bytes()), int(data.channels))
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, OSError) as e:
-        raise ValueError(f"cannot read image {path}: not a JPEG, PNG, GIF or BMP file "
+        raise UserError(f"cannot read image {path}: not a JPEG, PNG, GIF or BMP file "
                          f"({type(e).__name__})") from None
     name = data.eval_transform
     size = int(data.image_size)
@@ -93,14 +95,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
     parser.add_argument("images", nargs="+", help="JPEG, PNG, GIF or BMP files")
     args, rest = parser.parse_known_args(argv)
-    overrides = []
-    for item in rest:
-        if not item.startswith("--config."):
-            raise ValueError(f"unrecognised argument {item!r}; predict takes --workdir, --step, --top, "
-                             "--config.KEY=VALUE and image files")
-        overrides.append(item[len("--config."):])
+    overrides = config_io.split_overrides(
+        rest, "--workdir, --step, --top, --config.KEY=VALUE and image files")
     if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
+        raise UserError(f"--top must be at least 1, got {args.top}")
     return args, overrides
 
 
@@ -121,7 +119,7 @@ def main(argv: list[str]) -> int:
     info = _dataset_info(config)
     num_classes = int(config.data.num_classes) or (info.num_classes if info else 0)
     if num_classes <= 0:
-        raise ValueError("the run's config has data.num_classes=0 and its dataset is not on hand to "
+        raise UserError("the run's config has data.num_classes=0 and its dataset is not on hand to "
                          "say how many classes the model has; pass --config.data.num_classes=N")
     model, abstract = evaluate.abstract_variables(config, images.shape[1:], num_classes)
     state = evaluate.restore_checkpoint(run, step, model, abstract, replicated)

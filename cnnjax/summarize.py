@@ -16,6 +16,7 @@ import math
 import pathlib
 from collections.abc import Mapping, Sequence
 
+from cnnjax.errors import UserError
 from cnnjax.train.metrics import METRICS_FILE, read_metrics
 
 # Final values reported for every point when its metrics have them.
@@ -94,7 +95,7 @@ def find_points(sweep_dir: pathlib.Path) -> list[tuple[str, dict, list[dict]]]:
         if records:
             points.append((folder.name, overrides, records))
     if not points:
-        raise ValueError(f"no results in {sweep_dir}: no subfolder has a non-empty {METRICS_FILE} "
+        raise UserError(f"no results in {sweep_dir}: no subfolder has a non-empty {METRICS_FILE} "
                          "(is it a sweep folder, and has any point run yet?)")
     return points
 
@@ -151,12 +152,12 @@ def summarize(sweep_dir: str | pathlib.Path, metric: str = "eval/top1",
     sweep_dir = pathlib.Path(sweep_dir)
     mode = mode or default_mode(metric)
     if mode not in ("max", "min"):
-        raise ValueError(f"--mode must be 'max' or 'min', got {mode!r}")
+        raise UserError(f"--mode must be 'max' or 'min', got {mode!r}")
     points = find_points(sweep_dir)
     if not any(series(records, metric)[0] for _, _, records in points):
         found = sorted({k for _, _, records in points for r in records for k in r}
                        - {"step", "time"})
-        raise ValueError(f"metric {metric!r} is in no point's {METRICS_FILE}; logged metrics: "
+        raise UserError(f"metric {metric!r} is in no point's {METRICS_FILE}; logged metrics: "
                          + ", ".join(found))
     rows = [point_row(name, overrides, records, metric, mode) for name, overrides, records in points]
     cols = columns(rows)

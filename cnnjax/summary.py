@@ -6,7 +6,9 @@
 Nothing is allocated or compiled (jax.eval_shape and a jaxpr), so VGG-19 prints in a second.
 --input defaults to the size the model was designed for (32x32x1 for lenet5 and mlp, 32x32x3 for
 allconv and the CIFAR ResNets, 224x224x3 otherwise) and --num_classes likewise (10 or 1000).
-Knob values are Python literals (0.5, true, 1024,512) or plain strings (relu, batch).
+Knob values are Python literals (0.5, true, 1024,512) or plain strings (relu, batch). Below the table,
+every knob of the model is listed with its default (the value a config gets unless it sets one, as
+--config.model.KNOB=VALUE) and its allowed values where the model declares them.
 The counting lives in cnnjax.models.inspect; this module parses arguments and prints.
 """
 
@@ -14,12 +16,15 @@ from __future__ import annotations
 
 import ast
 import sys
+import traceback
+
+from cnnjax.errors import UserError, traceback_requested
 
 USAGE = "usage: summary MODEL [--input HxWxC] [--num_classes N] [--KNOB=VALUE ...]"
 
 
-class _UsageError(ValueError):
-    pass
+class _UsageError(UserError):
+    """A command line summary cannot use (one line, with the usage)."""
 
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
@@ -120,6 +125,21 @@ def format_summary(title: str, summary, dense_units: int = 1024) -> str:
     return "\n".join(lines)
 
 
+def format_knobs(name: str, chosen: dict) -> str:
+    """Every knob of model `name`: its default, the value `chosen` on the command line where one was,
+    and the allowed values where the model declares them."""
+    from cnnjax import models
+
+    defaults, choices = models.knobs(name), models.knob_choices(name)
+    width = max(len(k) for k in defaults)
+    lines = [f"knobs of {name} (--config.model.KNOB=VALUE in a run; default, then allowed values):"]
+    for knob, default in defaults.items():
+        value = f"{default!r}" + (f" (here {chosen[knob]!r})" if knob in chosen else "")
+        allowed = " | ".join(repr(c) for c in choices.get(knob, ()))
+        lines.append(f"  {knob:<{width}}  {value:<24} {allowed}".rstrip())
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     """Print the summary; one line on stderr and status 2 for a bad model, knob or input."""
     if argv and argv[0] in ("-h", "--help"):
@@ -135,13 +155,16 @@ def main(argv: list[str]) -> int:
         classes = classes or natural_classes
         model = models.build(name, num_classes=classes, **knobs)
         summary = inspect.summarize(model, shape)
-    except ValueError as e:
+    except UserError as e:
+        if traceback_requested():
+            traceback.print_exc()
         print(f"summary: error: {e}", file=sys.stderr)
         return 2
     knob_text = ", ".join(f"{k}={v}" for k, v in knobs.items())
     title = (f"{name} on {_shape(shape)} inputs, {classes} classes"
              + (f" ({knob_text})" if knob_text else ""))
     print(format_summary(title, summary))
+    print(format_knobs(name, knobs))
     return 0
 
 

@@ -32,6 +32,7 @@ import time
 import ml_collections
 
 from cnnjax import sweeps_lib
+from cnnjax.errors import UserError
 from cnnjax.train import config_io
 from cnnjax.train.metrics import format_duration, read_metrics
 
@@ -98,20 +99,16 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--slurm-args", default="",
                         help='extra sbatch options, e.g. "--partition=gpu --gres=gpu:4 --time=8:00:00"')
     args, rest = parser.parse_known_args(argv)
-    overrides = []
-    for item in rest:
-        if not item.startswith("--config."):
-            raise ValueError(f"unrecognised argument {item!r}; the sweep takes --workdir, --parallel, "
-                             "--devices-per-run, --dry-run, --slurm, --slurm-args and --config.KEY=VALUE")
-        overrides.append(item[len("--config."):])
+    overrides = config_io.split_overrides(rest, "--workdir, --parallel, --devices-per-run, --dry-run, "
+                                          "--slurm, --slurm-args and --config.KEY=VALUE")
     if args.parallel < 1:
-        raise ValueError(f"--parallel must be at least 1, got {args.parallel}")
+        raise UserError(f"--parallel must be at least 1, got {args.parallel}")
     if args.devices_per_run < 0:
-        raise ValueError(f"--devices-per-run must be positive, got {args.devices_per_run}")
+        raise UserError(f"--devices-per-run must be positive, got {args.devices_per_run}")
     if args.slurm_args and not args.slurm:
-        raise ValueError("--slurm-args needs --slurm")
+        raise UserError("--slurm-args needs --slurm")
     if args.slurm and args.devices_per_run:
-        raise ValueError("with --slurm, ask for devices in --slurm-args (e.g. --gres=gpu:4), "
+        raise UserError("with --slurm, ask for devices in --slurm-args (e.g. --gres=gpu:4), "
                          "not --devices-per-run")
     return args, overrides
 
@@ -130,7 +127,7 @@ def load_points(config_spec: str) -> list[dict]:
     module = config_io.load_module(path)
     get_sweep = getattr(module, "get_sweep", None)
     if get_sweep is None:
-        raise ValueError(f"config file {path!r} defines no get_sweep(); a sweep needs one that returns "
+        raise UserError(f"config file {path!r} defines no get_sweep(); a sweep needs one that returns "
                          "a list of override dicts (see cnnjax.sweeps_lib)")
     takes_arg = len(inspect.signature(get_sweep).parameters) > 0
     return sweeps_lib.check_points(get_sweep(arg or None) if takes_arg else get_sweep())
@@ -230,7 +227,7 @@ def device_slots(parallel: int, per_run: int, gpus: list[str], cpus: list[int],
             return [Slot({})]
         per_run = per_run or len(gpus) // parallel
         if per_run < 1 or parallel * per_run > len(gpus):
-            raise ValueError(f"--parallel {parallel} x --devices-per-run {max(per_run, 1)} needs "
+            raise UserError(f"--parallel {parallel} x --devices-per-run {max(per_run, 1)} needs "
                              f"{parallel * max(per_run, 1)} GPUs; {len(gpus)} are visible "
                              f"({','.join(gpus)})")
         return [Slot({"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per_run:(i + 1) * per_run])})
@@ -392,7 +389,7 @@ def submit(script: pathlib.Path, slurm_args: str) -> str:
                             capture_output=True, text=True)
     if result.returncode != 0:
         reason = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        raise ValueError(f"sbatch refused {script}: {reason[-1] if reason else result.returncode}")
+        raise UserError(f"sbatch refused {script}: {reason[-1] if reason else result.returncode}")
     return result.stdout.strip().split(";")[0]
 
 

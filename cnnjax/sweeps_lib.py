@@ -22,6 +22,8 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from cnnjax.errors import UserError
+
 Point = dict[str, Any]
 
 MAX_NAME_LENGTH = 120
@@ -34,10 +36,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+-]+")
 
 def _axis_values(key: str, values: Any) -> list:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        raise ValueError(f"sweep axis {key!r} must be a list of values, got {values!r}")
+        raise UserError(f"sweep axis {key!r} must be a list of values, got {values!r}")
     values = list(values)
     if not values:
-        raise ValueError(f"sweep axis {key!r} has no values; give at least one")
+        raise UserError(f"sweep axis {key!r} has no values; give at least one")
     return values
 
 
@@ -45,11 +47,11 @@ def _as_sweep(sweep: Any, where: str) -> list[Point]:
     if isinstance(sweep, Mapping):
         return [dict(sweep)]
     if isinstance(sweep, str | bytes) or not isinstance(sweep, Iterable):
-        raise ValueError(f"{where} must be a list of override dicts, got {sweep!r}")
+        raise UserError(f"{where} must be a list of override dicts, got {sweep!r}")
     points = list(sweep)
     for point in points:
         if not isinstance(point, Mapping):
-            raise ValueError(f"{where} must be a list of override dicts, but holds {point!r}")
+            raise UserError(f"{where} must be a list of override dicts, but holds {point!r}")
     return [dict(p) for p in points]
 
 
@@ -58,7 +60,7 @@ def _merge(parts: Sequence[Mapping[str, Any]]) -> Point:
     for part in parts:
         for key, value in part.items():
             if key in merged:
-                raise ValueError(f"sweep key {key!r} is set by two of the combined axes; "
+                raise UserError(f"sweep key {key!r} is set by two of the combined axes; "
                                  "each key may come from one axis only")
             merged[key] = value
     return merged
@@ -85,7 +87,7 @@ def zip_(*sweeps: Iterable[Mapping[str, Any]], **axes: Iterable) -> list[Point]:
     columns += [[{key: v} for v in _axis_values(key, values)] for key, values in axes.items()]
     lengths = {len(c) for c in columns}
     if len(lengths) > 1:
-        raise ValueError(f"zip_ needs axes of one length, got lengths {sorted(lengths)}")
+        raise UserError(f"zip_ needs axes of one length, got lengths {sorted(lengths)}")
     return [_merge(row) for row in zip(*columns, strict=True)]
 
 
@@ -98,16 +100,16 @@ def check_points(points: Any) -> list[Point]:
     """What get_sweep returned, checked: a non-empty list of dicts from str keys, with no repeats."""
     points = _as_sweep(points, "get_sweep()")
     if not points:
-        raise ValueError("get_sweep() returned no points; return a list of override dicts")
+        raise UserError("get_sweep() returned no points; return a list of override dicts")
     seen: dict[str, int] = {}
     for i, point in enumerate(points):
         for key in point:
             if not isinstance(key, str) or not key:
-                raise ValueError(f"sweep point {i} has key {key!r}; keys are dotted config keys "
+                raise UserError(f"sweep point {i} has key {key!r}; keys are dotted config keys "
                                  "such as 'model.activation'")
         signature = repr(sorted((k, format_value(v)) for k, v in point.items()))
         if signature in seen:
-            raise ValueError(f"sweep point {i} {point} repeats point {seen[signature]}")
+            raise UserError(f"sweep point {i} {point} repeats point {seen[signature]}")
         seen[signature] = i
     return points
 
@@ -207,7 +209,7 @@ def point_status(records: Sequence[Mapping[str, Any]], has_checkpoints: bool, nu
 def array_spec(indices: Sequence[int], throttle: int = 0) -> str:
     """Slurm's --array value for these task indices: [0,1,2,5,7,8] -> '0-2,5,7-8' (+ '%N' throttle)."""
     if not indices:
-        raise ValueError("no array tasks to submit")
+        raise UserError("no array tasks to submit")
     ranges, start = [], None
     ordered = sorted(set(indices))
     for i, index in enumerate(ordered):

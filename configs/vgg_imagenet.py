@@ -1,7 +1,7 @@
 """VGG on ImageNet (Simonyan and Zisserman 2015), configurations A to E of Table 1.
 
     ./launch.sh configs/vgg_imagenet.py:d       # VGG-16; one of a, a_lrn, b, c, d, e
-    ./launch.sh configs/vgg_imagenet.py:e --config.model.batch_norm=true
+    ./launch.sh configs/vgg_imagenet.py:e --config.model.norm=batch  # VGG-19 with batch norm
 
 Recipe (Sec. 3.1): SGD with momentum 0.9, batch 256, weight decay 5e-4, dropout 0.5 on the first two FC
 layers, learning rate 0.01 divided by 10 when the validation accuracy stops improving (three times, 74

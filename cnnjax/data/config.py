@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from cnnjax.errors import UserError
+
 TRAIN_TRANSFORMS = ("none", "mnist", "cifar", "alexnet", "inception")
 EVAL_TRANSFORMS = ("none", "mnist", "cifar", "center_crop")
 EVAL_CROPS = (1, 5, 10)
@@ -19,6 +21,10 @@ AUTOTUNE = -1  # the value of tf.data.AUTOTUNE, spelled out so this module needs
 # Per-channel statistics in [0, 1] units, for configs to pick from.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+
+
+class DataError(UserError):
+    """A data source, split, file or data field the pipelines cannot use (one line, what is accepted)."""
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -79,52 +85,52 @@ def imagenet_data_config(train_transform: str = "alexnet") -> ml_collections.Con
 
 
 def check_data_config(data: ml_collections.ConfigDict) -> None:
-    """Raises ValueError (one line) for a field value the pipelines do not accept."""
+    """Raises DataError (one line) for a field value the pipelines do not accept."""
     _choice("train_transform", data.train_transform, TRAIN_TRANSFORMS)
     _choice("eval_transform", data.eval_transform, EVAL_TRANSFORMS)
     _choice("on_corrupt", data.on_corrupt, ON_CORRUPT)
     _choice("channels", data.channels, (1, 3))
     for name in ("image_size", "resize_size", "synthetic_examples", "shuffle_buffer"):
         if int(data[name]) <= 0:
-            raise ValueError(f"data.{name} must be a positive integer, got {data[name]!r}")
+            raise DataError(f"data.{name} must be a positive integer, got {data[name]!r}")
     if data.num_classes < 0:
-        raise ValueError(f"data.num_classes must be >= 0 (0 = from the source), got {data.num_classes}")
+        raise DataError(f"data.num_classes must be >= 0 (0 = from the source), got {data.num_classes}")
     if not 0.0 < data.min_area <= 1.0:
-        raise ValueError(f"data.min_area must lie in (0, 1], got {data.min_area}")
+        raise DataError(f"data.min_area must lie in (0, 1], got {data.min_area}")
     lo, hi = data.aspect_range
     if not 0.0 < lo <= hi:
-        raise ValueError(f"data.aspect_range must be (low, high) with 0 < low <= high, got "
+        raise DataError(f"data.aspect_range must be (low, high) with 0 < low <= high, got "
                          f"{tuple(data.aspect_range)}")
     if data.pca_lighting_std < 0:
-        raise ValueError(f"data.pca_lighting_std must be >= 0, got {data.pca_lighting_std}")
+        raise DataError(f"data.pca_lighting_std must be >= 0, got {data.pca_lighting_std}")
     if data.num_parallel_calls != AUTOTUNE and data.num_parallel_calls < 1:
-        raise ValueError(f"data.num_parallel_calls must be >= 1 or -1 (AUTOTUNE), got "
+        raise DataError(f"data.num_parallel_calls must be >= 1 or -1 (AUTOTUNE), got "
                          f"{data.num_parallel_calls}")
     if len(data.mean) not in (1, data.channels) or len(data.std) != len(data.mean):
-        raise ValueError(f"data.mean and data.std need 1 or channels={data.channels} values each, got "
+        raise DataError(f"data.mean and data.std need 1 or channels={data.channels} values each, got "
                          f"{tuple(data.mean)} and {tuple(data.std)}")
 
 
 def _choice(name: str, value, choices: tuple) -> None:
     if value not in choices:
-        raise ValueError(f"data.{name} must be one of {choices}, got {value!r}")
+        raise DataError(f"data.{name} must be one of {choices}, got {value!r}")
 
 
 def check_transform(data: ml_collections.ConfigDict, name: str, *, train: bool, crops: int = 1
                     ) -> None:
-    """Raises ValueError where transform `name` cannot run with these data fields and `crops`."""
+    """Raises DataError where transform `name` cannot run with these data fields and `crops`."""
     _choice("train_transform" if train else "eval_transform", name,
             TRAIN_TRANSFORMS if train else EVAL_TRANSFORMS)
     if crops not in EVAL_CROPS:
-        raise ValueError(f"crops must be one of {EVAL_CROPS}, got {crops!r}")
+        raise DataError(f"crops must be one of {EVAL_CROPS}, got {crops!r}")
     if crops > 1 and name != "center_crop":
-        raise ValueError(f"crops={crops} cuts the crops from the image resized to resize_size: it needs "
+        raise DataError(f"crops={crops} cuts the crops from the image resized to resize_size: it needs "
                          f"data.eval_transform='center_crop', got {name!r}")
     if name in ("alexnet", "center_crop") and data.image_size > data.resize_size:
-        raise ValueError(f"data.image_size={data.image_size} must not exceed data.resize_size="
+        raise DataError(f"data.image_size={data.image_size} must not exceed data.resize_size="
                          f"{data.resize_size} for the {name!r} transform")
     if name == "alexnet" and data.pca_lighting_std > 0 and data.channels != 3:
-        raise ValueError("PCA lighting (data.pca_lighting_std > 0) works on RGB: set data.channels=3 "
+        raise DataError("PCA lighting (data.pca_lighting_std > 0) works on RGB: set data.channels=3 "
                          "or data.pca_lighting_std=0")
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from cnnjax.data.config import check_transform, output_shape
+from cnnjax.data.config import DataError, check_transform, output_shape
 from cnnjax.data.tf_cpu import tf
 
 # ImageNet RGB principal components in [0, 1] units (AlexNet Sec. 4.1; the values of fb.resnet.torch).
@@ -63,7 +63,7 @@ def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
         return tf.image.rgb_to_grayscale(image[..., :3])
     if have == 4 and channels == 3:
         return image[..., :3]
-    raise ValueError(f"cannot convert images with {have} channels to data.channels={channels}")
+    raise DataError(f"cannot convert images with {have} channels to data.channels={channels}")
 
 
 def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
