@@ -70,7 +70,7 @@ def best_step(records: Sequence[dict], steps: Sequence[int], metric: str, mode: 
     scored = [(logged[s], s) for s in steps if s in logged and math.isfinite(logged[s])]
     if not scored:
         raise UserError(f"no checkpoint step has a logged {metric!r} in metrics.jsonl (checkpoint "
-                         f"steps: {list(steps)}); use --step latest or --step N")
+                        f"steps: {list(steps)}); use --step latest or --step N")
     if mode == "min":
         return min(scored)[1]
     return max(scored, key=lambda vs: (vs[0], -vs[1]))[1]
@@ -91,7 +91,7 @@ def resolve_step(spec: str, steps: Sequence[int], records: Sequence[dict], metri
         raise UserError(f"--step must be a number, 'best' or 'latest', got {spec!r}") from None
     if step not in steps:
         raise UserError(f"no checkpoint at step {step}; available steps: "
-                         f"{', '.join(map(str, steps))}")
+                        f"{', '.join(map(str, steps))}")
     return step
 
 
@@ -194,8 +194,8 @@ def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
         arrays = run.checkpoints.read_arrays(step)
     except Exception as e:  # a damaged checkpoint surfaces as many error types
         raise UserError(f"the checkpoint at step {step} in {run.workdir} cannot be read "
-                         f"({type(e).__name__}); other steps: "
-                         f"{', '.join(str(s) for s in run.steps if s != step) or 'none'}") from None
+                        f"({type(e).__name__}); other steps: "
+                        f"{', '.join(str(s) for s in run.steps if s != step) or 'none'}") from None
     variables = {"params": arrays.get("params", {})}
     if arrays.get("batch_stats") or "batch_stats" in abstract:
         variables["batch_stats"] = arrays.get("batch_stats") or {}
@@ -235,7 +235,7 @@ class Evaluator:
         n_dev = jax.device_count()
         if self.batch_size <= 0 or self.batch_size % n_dev:
             raise UserError(f"--batch-size {self.batch_size} must be a positive multiple of the "
-                             f"{n_dev} devices")
+                            f"{n_dev} devices")
         from cnnjax.train.distributed import data_mesh
 
         mesh = data_mesh()
@@ -368,7 +368,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                           "--split, --data, --batch-size and --config.KEY=VALUE")
     if args.weights and not (args.model and (args.data or args.config)):
         raise UserError("--weights needs --model NAME and --data SOURCE (or a --config with the data), "
-                         "e.g. --model resnet50 --data folder:/data/imagenet/val")
+                        "e.g. --model resnet50 --data folder:/data/imagenet/val")
     if not args.weights and (args.model or args.config or args.out):
         raise UserError("--model, --config and --out go with --weights; a --workdir run has its own")
     return args, overrides

@@ -4,9 +4,10 @@
                         [--config.KEY=VALUE ...] IMAGE...
 
 Each image goes through the run's own evaluation transform (config.data.eval_transform, the same
-TensorFlow code that evaluation uses): 'center_crop' resizes the shorter side to data.resize_size and
-takes the central data.image_size square; 'mnist' and 'cifar' pad or center-crop to data.image_size,
-so give them images at the dataset's own resolution; 'none' resizes to data.image_size. Images are
+cnnjax.data.transforms code that evaluation uses): 'center_crop' resizes the shorter side to
+data.resize_size and takes the central data.image_size square; 'pad_or_crop' (older names 'mnist',
+'cifar') pads or center-crops to data.image_size, so give it images at the dataset's own resolution;
+'none' keeps the image as it is, after resizing a file of another size to data.image_size. Images are
 converted to the config's channels (grayscale for 1-channel models). Class names are printed where the
 dataset has them.
 """
@@ -42,20 +43,22 @@ def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.
         image = T.decode(tf.constant(path.read_bytes()), int(data.channels))
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, OSError) as e:
         raise UserError(f"cannot read image {path}: not a JPEG, PNG, GIF or BMP file "
-                         f"({type(e).__name__})") from None
-    name = data.eval_transform
+                        f"({type(e).__name__})") from None
+    from cnnjax.data.config import transform_name
+
+    name = transform_name(data.eval_transform, train=False)
     size = int(data.image_size)
-    if name == "none":
-        return T.to_uint8(T.resize(image, size)).numpy()
     height, width = int(image.shape[0]), int(image.shape[1])
-    if name in ("mnist", "cifar") and max(height, width) > 2 * size:
+    if name == "none" and (height, width) != (size, size):
+        # 'none' keeps the dataset's own size, which a file need not have: bring it to the size the
+        # model was trained at (data.image_size) first.
+        image = T.to_uint8(T.resize(image, size))
+    if name == "pad_or_crop" and max(height, width) > 2 * size:
         print(f"note: {path} is {width}x{height}; the {name!r} transform keeps only its central "
               f"{size}x{size} pixels: resize it to the dataset's resolution first", file=sys.stderr)
-    transform = T.make_transform(data, name, (height, width, int(data.channels)), train=False)
+    transform = T.make_transform(data, name, tuple(image.shape), train=False)
     key = tf.zeros([2], tf.int32)  # evaluation transforms are deterministic; the key is unused
-    if transform.window is not None:
-        image = T.crop(image, transform.window(tf.shape(image), key))
-    return transform.finish(image, key).numpy()
+    return transform.on_decoded(image, key, key).numpy()
 
 
 def top_k(probabilities: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -120,7 +123,7 @@ def main(argv: list[str]) -> int:
     num_classes = int(config.data.num_classes) or (info.num_classes if info else 0)
     if num_classes <= 0:
         raise UserError("the run's config has data.num_classes=0 and its dataset is not on hand to "
-                         "say how many classes the model has; pass --config.data.num_classes=N")
+                        "say how many classes the model has; pass --config.data.num_classes=N")
     model, abstract = evaluate.abstract_variables(config, images.shape[1:], num_classes)
     state = evaluate.restore_checkpoint(run, step, model, abstract, replicated)
     probabilities = predict_probabilities(state, config, images)

@@ -96,7 +96,7 @@ def find_points(sweep_dir: pathlib.Path) -> list[tuple[str, dict, list[dict]]]:
             points.append((folder.name, overrides, records))
     if not points:
         raise UserError(f"no results in {sweep_dir}: no subfolder has a non-empty {METRICS_FILE} "
-                         "(is it a sweep folder, and has any point run yet?)")
+                        "(is it a sweep folder, and has any point run yet?)")
     return points
 
 
@@ -158,7 +158,7 @@ def summarize(sweep_dir: str | pathlib.Path, metric: str = "eval/top1",
         found = sorted({k for _, _, records in points for r in records for k in r}
                        - {"step", "time"})
         raise UserError(f"metric {metric!r} is in no point's {METRICS_FILE}; logged metrics: "
-                         + ", ".join(found))
+                        + ", ".join(found))
     rows = [point_row(name, overrides, records, metric, mode) for name, overrides, records in points]
     cols = columns(rows)
     write_csv(sweep_dir / "results.csv", rows, cols)

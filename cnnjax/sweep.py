@@ -109,7 +109,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         raise UserError("--slurm-args needs --slurm")
     if args.slurm and args.devices_per_run:
         raise UserError("with --slurm, ask for devices in --slurm-args (e.g. --gres=gpu:4), "
-                         "not --devices-per-run")
+                        "not --devices-per-run")
     return args, overrides
 
 
@@ -128,7 +128,7 @@ def load_points(config_spec: str) -> list[dict]:
     get_sweep = getattr(module, "get_sweep", None)
     if get_sweep is None:
         raise UserError(f"config file {path!r} defines no get_sweep(); a sweep needs one that returns "
-                         "a list of override dicts (see cnnjax.sweeps_lib)")
+                        "a list of override dicts (see cnnjax.sweeps_lib)")
     takes_arg = len(inspect.signature(get_sweep).parameters) > 0
     return sweeps_lib.check_points(get_sweep(arg or None) if takes_arg else get_sweep())
 
@@ -228,8 +228,8 @@ def device_slots(parallel: int, per_run: int, gpus: list[str], cpus: list[int],
         per_run = per_run or len(gpus) // parallel
         if per_run < 1 or parallel * per_run > len(gpus):
             raise UserError(f"--parallel {parallel} x --devices-per-run {max(per_run, 1)} needs "
-                             f"{parallel * max(per_run, 1)} GPUs; {len(gpus)} are visible "
-                             f"({','.join(gpus)})")
+                            f"{parallel * max(per_run, 1)} GPUs; {len(gpus)} are visible "
+                            f"({','.join(gpus)})")
         return [Slot({"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per_run:(i + 1) * per_run])})
                 for i in range(parallel)]
     env = {}

@@ -61,7 +61,7 @@ def _merge(parts: Sequence[Mapping[str, Any]]) -> Point:
         for key, value in part.items():
             if key in merged:
                 raise UserError(f"sweep key {key!r} is set by two of the combined axes; "
-                                 "each key may come from one axis only")
+                                "each key may come from one axis only")
             merged[key] = value
     return merged
 
@@ -106,7 +106,7 @@ def check_points(points: Any) -> list[Point]:
         for key in point:
             if not isinstance(key, str) or not key:
                 raise UserError(f"sweep point {i} has key {key!r}; keys are dotted config keys "
-                                 "such as 'model.activation'")
+                                "such as 'model.activation'")
         signature = repr(sorted((k, format_value(v)) for k, v in point.items()))
         if signature in seen:
             raise UserError(f"sweep point {i} {point} repeats point {seen[signature]}")

@@ -37,13 +37,13 @@ def _model_and_template(state: Mapping[str, Any], model_name: str, knobs: dict) 
     for knob, fixed in spec.knobs.items():
         if knob in knobs and knobs[knob] != fixed:
             raise ConvertError(f"{model_name} has {knob}={fixed!r} in torchvision; got {knob}="
-                             f"{knobs[knob]!r} (pick the matching model name, e.g. vgg11 or vgg11_bn)")
+                               f"{knobs[knob]!r} (pick the matching model name, e.g. vgg11 or vgg11_bn)")
     head = f"{mapping.module_to_torch((spec.head,))}.weight"
     if head not in state or np.ndim(state[head]) != 2:
         held = ", ".join(sorted(state)[:4]) + (", ..." if len(state) > 4 else "")
         raise ConvertError(f"state dict does not fit {model_name}: it needs a 2-D {head!r} "
-                         f"(num_classes x features) to infer the number of classes; it holds "
-                         f"{len(state)} entries ({held or 'none'})")
+                           f"(num_classes x features) to infer the number of classes; it holds "
+                           f"{len(state)} entries ({held or 'none'})")
     module = models.build(spec.model, num_classes=int(np.shape(state[head])[0]),
                           **{**knobs, **spec.knobs})
     shape, _ = models.natural_input(spec.model)

@@ -46,7 +46,7 @@ def _suffix(path: pathlib.Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ConvertError(f"unsupported weights file {str(path)!r}: expected a name ending in "
-                         f"{', '.join(SUFFIXES)}")
+                           f"{', '.join(SUFFIXES)}")
     return suffix
 
 
@@ -93,7 +93,7 @@ def _import_torch(path: pathlib.Path) -> Any:
         import torch
     except ImportError:
         raise ConvertError(f"{path}: .pth/.pt files need PyTorch (pip install torch); without it, "
-                         f"convert the file to .safetensors or .npz") from None
+                           f"convert the file to .safetensors or .npz") from None
     return torch
 
 
@@ -103,7 +103,7 @@ def _read_torch(path: pathlib.Path) -> dict[str, np.ndarray]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types (UnpicklingError, RuntimeError, EOFError)
         raise ConvertError(f"{path} could not be read by torch.load(weights_only=True): "
-                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
     def is_state(x: Any) -> bool:
         return isinstance(x, Mapping) and bool(x) and all(
@@ -113,7 +113,7 @@ def _read_torch(path: pathlib.Path) -> dict[str, np.ndarray]:
         inner = [obj[k] for k in _WRAPPER_KEYS if isinstance(obj, Mapping) and is_state(obj.get(k))]
         if not inner:
             raise ConvertError(f"{path} holds no state dict: expected a mapping of names to tensors, "
-                             f"or one under {', '.join(repr(k) for k in _WRAPPER_KEYS)}")
+                               f"or one under {', '.join(repr(k) for k in _WRAPPER_KEYS)}")
         obj = inner[0]
     state = {}
     for name, tensor in obj.items():
@@ -138,7 +138,7 @@ def read_safetensors(path: str | pathlib.Path) -> dict[str, np.ndarray]:
         (length,) = struct.unpack("<Q", raw_length)
         if length > min(_MAX_HEADER, size - 8):
             raise ConvertError(f"{path} is not a safetensors file: header length {length} exceeds "
-                             f"the file ({size} bytes)")
+                               f"the file ({size} bytes)")
         try:
             header = json.loads(f.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -157,7 +157,7 @@ def read_safetensors(path: str | pathlib.Path) -> dict[str, np.ndarray]:
             nbytes = math.prod(shape) * dtype.itemsize
             if end - begin != nbytes or begin < 0 or data_start + end > size:
                 raise ConvertError(f"{path}: tensor {name!r} ({code} {list(shape)}) has data offsets "
-                                 f"[{begin}, {end}] that do not fit its size or the file")
+                                   f"[{begin}, {end}] that do not fit its size or the file")
             f.seek(data_start + begin)
             buffer = bytearray(nbytes)
             f.readinto(buffer)
@@ -177,7 +177,7 @@ def write_safetensors(state: Mapping[str, np.ndarray], path: str | pathlib.Path)
         little = array.dtype.newbyteorder("<")
         if little not in _SAFETENSORS_CODES:
             raise ConvertError(f"cannot write {name!r} to safetensors: dtype {array.dtype} is not one "
-                             f"of float16/32/64, (u)int8-64 or bool")
+                               f"of float16/32/64, (u)int8-64 or bool")
         data = np.ascontiguousarray(array, dtype=little).tobytes()
         header[name] = {"dtype": _SAFETENSORS_CODES[little], "shape": list(array.shape),
                         "data_offsets": [offset, offset + len(data)]}

@@ -77,7 +77,7 @@ def spec_for(model_name: str) -> Spec:
     """The conversion spec of `model_name`; one-line ConvertError listing the supported names."""
     if model_name not in SPECS:
         raise ConvertError(f"unknown model {model_name!r} for weight conversion; supported: "
-                         f"{', '.join(supported_models())}")
+                           f"{', '.join(supported_models())}")
     return SPECS[model_name]
 
 
@@ -190,7 +190,7 @@ def entries(variables: Mapping, spec: Spec) -> dict[str, Entry]:
                 bn_modules.append(tuple(modules))
         else:
             raise ConvertError(f"variable {'/'.join(path)} {shape} has no PyTorch equivalent "
-                             f"(expected conv/dense kernels, biases and batch-norm variables)")
+                               f"(expected conv/dense kernels, biases and batch-norm variables)")
         torch_name = "weight" if kernel else _RENAMED[collection, name]
         out[f"{module_to_torch(tuple(modules))}.{torch_name}"] = entry
     for modules in bn_modules:

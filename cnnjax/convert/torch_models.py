@@ -281,4 +281,4 @@ def build_torch_model(name: str, num_classes: int) -> nn.Module:
         if depth.isdigit() and int(depth) in _VGG_DEPTHS and bn in ("", "bn"):
             return VGG(_VGG_DEPTHS[int(depth)], batch_norm=bn == "bn", num_classes=num_classes)
     raise ConvertError(f"unknown torch reference model {name!r}; valid names: "
-                     f"{', '.join(torch_model_names())}")
+                       f"{', '.join(torch_model_names())}")

@@ -28,7 +28,7 @@ def normalize(images: jax.Array, mean: Sequence[float] | float, std: Sequence[fl
     channels = images.shape[-1]
     if mean.size not in (1, channels) or std.size not in (1, channels):
         raise DataError(f"normalize: mean and std need 1 or {channels} (channels) values each, got "
-                         f"{mean.size} and {std.size}")
+                        f"{mean.size} and {std.size}")
     if np.any(std <= 0):
         raise DataError(f"normalize: std must be positive, got {std.tolist()}")
     # One multiply-add: x * (1 / (255 std)) - mean / std.

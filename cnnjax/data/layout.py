@@ -30,6 +30,6 @@ def make_layout(global_batch_size: int, process_index: int | None = None,
                          f"{process_count}")
     if global_batch_size < 1 or global_batch_size % process_count:
         raise DataError(f"global_batch_size={global_batch_size} must be a positive multiple of "
-                         f"process_count={process_count}")
+                        f"process_count={process_count}")
     return Layout(global_batch_size, global_batch_size // process_count, process_index,
                   process_count)

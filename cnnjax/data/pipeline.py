@@ -101,7 +101,7 @@ def _source(data, spec):
 def _num_classes(data, source) -> int:
     if data.num_classes and source.num_classes > data.num_classes:
         raise DataError(f"{source.name} has labels up to {source.num_classes - 1}, more than "
-                         f"data.num_classes={data.num_classes} allows")
+                        f"data.num_classes={data.num_classes} allows")
     return int(data.num_classes or source.num_classes)
 
 
@@ -114,11 +114,11 @@ def _iterate(ds, source, on_corrupt: str, keys: tuple[str, ...]) -> Iterator[dic
                 path = source.paths[int(i)]
                 if on_corrupt == "error":
                     raise DataError(f"corrupt or unreadable image {path} (data.on_corrupt='skip' "
-                                     "would leave it out)")
+                                    "would leave it out)")
                 skipped += 1
                 warnings.warn(f"skipped corrupt or unreadable image {path} ({skipped} so far)",
                               CorruptImageWarning, stacklevel=2)
             if "mask" not in keys and not batch["_ok"].any():
                 raise DataError(f"every image of a training batch was unreadable, e.g. "
-                                 f"{source.paths[int(batch['_index'][0])]}")
+                                f"{source.paths[int(batch['_index'][0])]}")
         yield {k: batch[k] for k in keys}

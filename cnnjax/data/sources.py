@@ -103,7 +103,7 @@ def parse_source(source: str, split: str, data_dir: str = "", *, split_wins: boo
     kind, sep, rest = source.partition(":")
     if kind not in SOURCE_KINDS or (kind != "synthetic" and not rest) or (kind == "synthetic" and sep):
         raise DataError(f"data source {source!r} is not one of 'idx:<dir>', 'tfds:<name>[:<split>]', "
-                         "'folder:<dir>' or 'synthetic'")
+                        "'folder:<dir>' or 'synthetic'")
     if kind == "tfds":
         name, _, own_split = rest.partition(":")
         if own_split and not split_wins:
@@ -152,7 +152,7 @@ def _existing_dir(location: str, kind: str) -> str:
     path = pathlib.Path(location).expanduser()
     if not path.is_dir():
         raise DataError(f"{kind} source: directory {location!r} does not exist (resolved against "
-                         f"{os.getcwd()})")
+                        f"{os.getcwd()})")
     return str(path.resolve())
 
 
@@ -179,7 +179,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     if len(raw) - header != int(np.prod(dims)):
         raise DataError(f"{path}: header promises {dims} = {int(np.prod(dims))} bytes, the file has "
-                         f"{len(raw) - header}")
+                        f"{len(raw) - header}")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
@@ -200,7 +200,7 @@ def load_idx(root: str, split: str) -> ArraySource:
     labels = read_idx(_idx_file(root, prefix, "labels-idx1-ubyte"))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"idx source {root} ({split}): images {images.shape} and labels "
-                         f"{labels.shape} do not pair up as (N, H, W) and (N,)")
+                        f"{labels.shape} do not pair up as (N, H, W) and (N,)")
     return ArraySource(images[..., None], labels.astype(np.int32), int(labels.max()) + 1, None,
                        f"idx:{root}:{split}")
 
@@ -230,7 +230,7 @@ def list_folder(root: str, split: str, mtime_ns: int = 0) -> FileSource:
                        if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
             raise DataError(f"class folder {os.path.join(folder, name)} holds no image "
-                             f"({', '.join(IMAGE_EXTENSIONS)})")
+                            f"({', '.join(IMAGE_EXTENSIONS)})")
         paths += files
         labels += [label] * len(files)
     return FileSource(tuple(paths), np.asarray(labels, np.int32), len(classes), classes,
@@ -244,7 +244,7 @@ def _list_csv(folder: str) -> FileSource:
         missing = {"filename", "class_index"} - set(reader.fieldnames or ())
         if missing:
             raise DataError(f"{csv_path} needs the columns filename,class_index[,class_name]; it "
-                             f"has {reader.fieldnames}")
+                            f"has {reader.fieldnames}")
         rows = list(reader)
     if not rows:
         raise DataError(f"{csv_path} lists no images")
@@ -256,7 +256,7 @@ def _list_csv(folder: str) -> FileSource:
             label = -1
         if label < 0:
             raise DataError(f"{csv_path}:{line}: class_index must be an integer >= 0, got "
-                             f"{row['class_index']!r}")
+                            f"{row['class_index']!r}")
         paths.append(os.path.join(folder, row["filename"]))
         labels.append(label)
         if row.get("class_name"):
@@ -264,7 +264,7 @@ def _list_csv(folder: str) -> FileSource:
     absent = [p for p in paths if not os.path.isfile(p)]
     if absent:
         raise DataError(f"{csv_path} lists {len(absent)} file(s) that do not exist, the first is "
-                         f"{absent[0]}")
+                        f"{absent[0]}")
     num_classes = max(labels) + 1
     class_names = [names[i] for i in range(num_classes)] if len(names) == num_classes else None
     return FileSource(tuple(paths), np.asarray(labels, np.int32), num_classes, class_names,

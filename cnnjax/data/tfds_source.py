@@ -51,24 +51,24 @@ def load_tfds(name: str, split: str, data_dir: str = "") -> ArraySource | TfdsSt
     except ValueError as e:  # DatasetNotFoundError and unknown configs are ValueErrors
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"tfds source {name!r}: {first} (tfds.list_builders() lists the "
-                         "names)") from None
+                        "names)") from None
     try:
         builder.download_and_prepare()
     except AssertionError as e:  # TFDS's way of saying "download these files by hand first"
         raise DataError(f"tfds source {name!r} needs a manual download. {e}") from None
     except ImportError as e:
         raise DataError(f"tfds source {name!r}: TFDS needs the Python module {e.name!r} to prepare "
-                         "it; install it into the environment") from None
+                        "it; install it into the environment") from None
     info = builder.info
     try:
         split_info = info.splits[split]
     except (KeyError, ValueError, AssertionError):
         raise DataError(f"tfds source {name!r} has no split {split!r}; its splits are "
-                         f"{sorted(info.splits.keys())}") from None
+                        f"{sorted(info.splits.keys())}") from None
     features = info.features
     if "image" not in features or "label" not in features:
         raise DataError(f"tfds source {name!r} has features {sorted(features.keys())}; cnnjax reads "
-                         "'image' and 'label'")
+                        "'image' and 'label'")
     label = features["label"]
     num_classes = int(getattr(label, "num_classes", 0) or 0)
     class_names = list(label.names) if getattr(label, "names", None) else None

@@ -38,7 +38,7 @@ class MLP(nn.Module):
         layers.check_positive_int("mlp", "num_classes", self.num_classes)
         if not isinstance(self.hidden, Sequence) or not self.hidden:
             raise layers.ModelError(f"mlp: hidden must be a non-empty sequence of widths; got "
-                             f"{self.hidden!r}")
+                                    f"{self.hidden!r}")
         for width in self.hidden:
             layers.check_positive_int("mlp", "hidden widths", width)
         self.options.validate("mlp", norms=self.CHOICES["norm"])

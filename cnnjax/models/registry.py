@@ -137,7 +137,7 @@ def build(name: str, *, num_classes: int = 1000, **knob_values: Any) -> nn.Modul
     unknown = sorted(set(knob_values) - set(valid))
     if unknown:
         raise layers.ModelError(f"model {name!r} does not take knob(s) {', '.join(unknown)}; valid "
-                         f"knobs: {', '.join(sorted(valid))}")
+                                f"knobs: {', '.join(sorted(valid))}")
     # Lists (from configs or the command line) become tuples: modules must stay hashable, as
     # jax.jit hashes the apply function bound to them.
     knob_values = {k: tuple(v) if isinstance(v, list) else v for k, v in knob_values.items()}

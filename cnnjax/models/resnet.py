@@ -153,13 +153,13 @@ class ResNet(layers.HasLayerOptions, nn.Module):
         layers.check_bool(owner, "stride_in_3x3", self.stride_in_3x3)
         if self.stem == "cifar" and self.pool != "max":
             raise layers.ModelError(f"{owner}: pool applies to the ImageNet stem's max pool; the CIFAR "
-                             f"ResNets have none, so pool must stay 'max' (got {self.pool!r})")
+                                    f"ResNets have none, so pool must stay 'max' (got {self.pool!r})")
         if self.zero_init_residual and (self.norm != "batch" or self.shortcut == "none"):
             raise layers.ModelError(f"{owner}: zero_init_residual needs norm='batch' and a shortcut "
-                             f"(got norm={self.norm!r}, shortcut={self.shortcut!r})")
+                                    f"(got norm={self.norm!r}, shortcut={self.shortcut!r})")
         if not self.stride_in_3x3 and self.block_cls is not Bottleneck:
             raise layers.ModelError(f"{owner}: stride_in_3x3 applies to bottleneck blocks only "
-                             f"(resnet50/101/152)")
+                                    f"(resnet50/101/152)")
         super().__post_init__()
 
     @nn.compact

@@ -56,7 +56,7 @@ class SmallCNN(layers.HasLayerOptions, nn.Module):
         if (not isinstance(self.widths, Sequence) or isinstance(self.widths, str)
                 or not self.widths or len(self.widths) % CONVS_PER_STAGE):
             raise layers.ModelError(f"smallcnn: widths must be a non-empty sequence of an even number of "
-                             f"conv widths (two per stage); got {self.widths!r}")
+                                    f"conv widths (two per stage); got {self.widths!r}")
         for width in self.widths:
             layers.check_positive_int("smallcnn", "widths entries", width)
         self.options.validate("smallcnn", self.CHOICES["norm"])

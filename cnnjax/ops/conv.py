@@ -53,20 +53,20 @@ def _check_operands(x: jax.Array, kernel: jax.Array, nd: int, groups: int, op: s
         raise OpError(f"{op}: {x_name} must have rank {nd + 2} {x_layout}, got shape {x.shape}")
     if kernel.ndim != nd + 2:
         raise OpError(f"{op}: kernel must have rank {nd + 2} {k_layout}, "
-                         f"got shape {kernel.shape}")
+                      f"got shape {kernel.shape}")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise OpError(f"{op}: groups must be a positive int, got {groups!r}")
     cin_g, cout = kernel.shape[-2], kernel.shape[-1]
     if cout % groups:
         raise OpError(f"{op}: groups={groups} must divide the kernel's output channels "
-                         f"{cout} (kernel {kernel.shape})")
+                      f"{cout} (kernel {kernel.shape})")
     channels = x.shape[-1]
     expected = cin_g * groups if channels_axis == -2 else cout
     if channels != expected:
         what = (f"kernel.shape[-2] * groups = {cin_g} * {groups} = {expected}"
                 if channels_axis == -2 else f"kernel.shape[-1] = {cout}")
         raise OpError(f"{op}: {x_name} has {channels} channels but {what} "
-                         f"({x_name} {x.shape}, kernel {kernel.shape})")
+                      f"({x_name} {x.shape}, kernel {kernel.shape})")
 
 
 def _check_fits(in_size: Sequence[int], kernel_size: Sequence[int], spec: ConvSpec, op: str,
@@ -76,7 +76,7 @@ def _check_fits(in_size: Sequence[int], kernel_size: Sequence[int], spec: ConvSp
         k_eff = effective_kernel_size(n, d)
         if m + lo + hi < k_eff:
             raise OpError(f"{op}: kernel extent {k_eff} (size {n}, dilation {d}) exceeds the "
-                             f"padded input {m}+{lo}+{hi} on spatial axis {axis} ({shapes})")
+                          f"padded input {m}+{lo}+{hi} on spatial axis {axis} ({shapes})")
 
 
 def validate_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, nd: int, *,
@@ -92,7 +92,7 @@ def validate_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, nd: i
     _check_operands(x, kernel, nd, groups, op)
     if x.shape[-1] % groups:
         raise OpError(f"{op}: groups={groups} must divide the input channels {x.shape[-1]} "
-                         f"(x {x.shape})")
+                      f"(x {x.shape})")
     stride_t = _named(as_tuple, op, stride, nd, "stride")
     dilation_t = _named(as_tuple, op, dilation, nd, "dilation")
     kernel_size = kernel.shape[:nd]
@@ -101,7 +101,7 @@ def validate_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, nd: i
     _check_fits(x.shape[1:-1], kernel_size, spec, op, f"x {x.shape}, kernel {kernel.shape}")
     if bias is not None and tuple(bias.shape) != (kernel.shape[-1],):
         raise OpError(f"{op}: bias must have shape ({kernel.shape[-1]},) to match the kernel's "
-                         f"output channels, got {tuple(bias.shape)} (kernel {kernel.shape})")
+                      f"output channels, got {tuple(bias.shape)} (kernel {kernel.shape})")
     return spec
 
 
@@ -258,7 +258,7 @@ def conv_transpose2d(y: jax.Array, kernel: jax.Array, *, stride: IntOrSeq = 1,
     out_pad = _named(as_tuple, op, output_padding, 2, "output_padding", minimum=0)
     if any(p >= s for p, s in zip(out_pad, stride_t, strict=True)):
         raise OpError(f"{op}: output_padding must be < stride on every axis, got "
-                         f"output_padding={out_pad}, stride={stride_t}")
+                      f"output_padding={out_pad}, stride={stride_t}")
     in_size, pads = [], []
     for axis in range(2):
         if not isinstance(padding, str | int) and len(padding) != 2:
@@ -269,8 +269,8 @@ def conv_transpose2d(y: jax.Array, kernel: jax.Array, *, stride: IntOrSeq = 1,
             dilation=dilation_t[a], output_padding=out_pad[a]), op, pad_axis)
         if m < 1:
             raise OpError(f"{op}: y {y.shape} with kernel {kernel.shape}, padding {padding!r} "
-                             f"and output_padding {out_pad} gives conv input size {m} < 1 on "
-                             f"spatial axis {axis}; raise output_padding (it must stay < stride)")
+                          f"and output_padding {out_pad} gives conv input size {m} < 1 on "
+                          f"spatial axis {axis}; raise output_padding (it must stay < stride)")
         in_size.append(m)
         pads.append(pad)
     y, kernel = _promote(y, kernel)

@@ -25,7 +25,7 @@ def local_response_norm(x: jax.Array, size: int = 5, k: float = 2.0, alpha: floa
     x = jnp.asarray(x)
     if x.ndim != 4:
         raise OpError(f"local_response_norm: x must have rank 4 (N, H, W, C), got shape "
-                         f"{x.shape}")
+                      f"{x.shape}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise OpError(f"local_response_norm: size must be a positive int, got {size!r}")
     compute = jnp.promote_types(x.dtype, jnp.float32)

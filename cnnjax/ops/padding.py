@@ -99,13 +99,13 @@ def resolve_padding(
                 pads.append((total // 2, total - total // 2))
             return tuple(pads)
         raise OpError(f"{name} must be one of {PADDING_STRINGS}, an int or (lo, hi) pairs, "
-                         f"got {padding!r}")
+                      f"got {padding!r}")
     if isinstance(padding, Sequence):
         if nd == 1 and len(padding) == 2 and not isinstance(padding[0], Sequence):
             return (_pair(padding, name),)
         if len(padding) != nd:
             raise OpError(f"{name} must hold {nd} (lo, hi) pairs (one per spatial axis), "
-                             f"got {padding!r}")
+                          f"got {padding!r}")
         return tuple(_pair(p, name) for p in padding)
     p = _as_int(padding, name)
     if p < 0:
@@ -139,5 +139,5 @@ def conv_output_size(
     k_eff = effective_kernel_size(n, d)
     if m + lo + hi < k_eff:
         raise OpError(f"kernel extent {k_eff} (n={n}, dilation={d}) exceeds the padded input "
-                         f"{m}+{lo}+{hi}")
+                      f"{m}+{lo}+{hi}")
     return (m + lo + hi - k_eff) // s + 1

@@ -28,10 +28,10 @@ def _window_geometry(x: jax.Array, window: int | Sequence[int], stride: int | Se
         if lo >= n or hi >= n:
             # A window lying wholly in the padding would have no real cell to reduce over.
             raise OpError(f"{op}: padding {(lo, hi)} must be smaller than the window {n} on "
-                             f"spatial axis {axis} (x {x.shape})")
+                          f"spatial axis {axis} (x {x.shape})")
         if m + lo + hi < n:
             raise OpError(f"{op}: window {n} exceeds the padded input {m}+{lo}+{hi} on spatial "
-                             f"axis {axis} (x {x.shape}, window {win})")
+                          f"axis {axis} (x {x.shape}, window {win})")
     return (1, *win, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0))
 
 

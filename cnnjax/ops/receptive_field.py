@@ -57,7 +57,7 @@ def receptive_field(layers: Sequence[LayerGeometry | tuple[int, ...]]) -> list[R
         geo = layer if isinstance(layer, LayerGeometry) else LayerGeometry(*layer)
         if geo.kernel < 1 or geo.stride < 1 or geo.dilation < 1 or geo.padding < 0:
             raise OpError(f"layers[{i}]: kernel, stride, dilation must be >= 1 and "
-                             f"padding >= 0, got {geo}")
+                          f"padding >= 0, got {geo}")
         k_eff = effective_kernel_size(geo.kernel, geo.dilation)
         start = start + ((k_eff - 1) / 2 - geo.padding) * jump
         size = size + (k_eff - 1) * jump

@@ -127,7 +127,7 @@ class Checkpoints:
         if step is not None:
             if step not in steps:
                 raise UserError(f"no checkpoint at step {step} in {self.directory}; "
-                                 f"available steps: {steps or 'none'}")
+                                f"available steps: {steps or 'none'}")
             steps = [step]
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         for candidate in reversed(steps):

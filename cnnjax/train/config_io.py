@@ -4,11 +4,12 @@ A config file is a Python module with `get_config(arg=None) -> ml_collections.Co
 command line as `path/to/file.py` or `path/to/file.py:ARG`. Every command (train, eval, predict, sweep)
 reads its `--config.` arguments with `split_overrides` and resolves a config file with `resolve_config`.
 
-Overrides are applied in two passes: first `model.name` (and `data.preset`), then the model block is
-completed with every knob of that model and its default (cnnjax.models.knobs), then the other
-overrides. So `--config.model.KNOB=VALUE` works for every knob of the model, whichever the config file
-set. A key is checked against the keys the config defines, so a misspelt key fails before anything
-runs, with the list of valid keys; a knob value the model does not accept fails the same way.
+Overrides are applied in two passes: first `model.name` and `data.preset`, then the model block is
+completed with every knob of that model and its default (cnnjax.models.knobs) and the data block takes
+the new preset's fields (cnnjax.data.presets), then the other overrides. So
+`--config.model.KNOB=VALUE` works for every knob of the model, whichever the config file set. A key
+is checked against the keys the config defines, so a misspelt key fails before anything runs, with
+the list of valid keys; a knob value the model does not accept fails the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from cnnjax.errors import UserError
 CONFIG_FILE = "config.json"
 OVERRIDE_PREFIX = "--config."
 # Keys that choose what the other keys of their block mean: applied before the other overrides.
-FIRST_KEYS = ("model.name",)
+FIRST_KEYS = ("model.name", "data.preset")
 
 
 class ConfigError(UserError):
@@ -127,9 +128,15 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
         pairs.append((key, text))
     has_model = isinstance(config.get("model"), ml_collections.ConfigDict) and "name" in config.model
     previous = config.model.name if has_model else None
+    has_preset = isinstance(config.get("data"), ml_collections.ConfigDict) and "preset" in config.data
+    previous_preset = config.data.preset if has_preset else None
     for key, text in pairs:
         if key in FIRST_KEYS:
             _set(config, key, text)
+    if has_preset and config.data.preset != previous_preset:
+        from cnnjax.data.presets import switch_preset
+
+        switch_preset(config.data, previous_preset)
     if has_model:
         complete_model(config.model, previous)
     for key, text in pairs:
@@ -137,6 +144,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
             _set(config, key, text)
     if has_model:
         check_model(config)
+    if isinstance(config.get("data"), ml_collections.ConfigDict) and "train_transform" in config.data:
+        from cnnjax.data.config import check_data_config  # no TensorFlow
+
+        check_data_config(config.data)  # an unknown transform fails here, before any run starts
 
 
 def _set(config: ml_collections.ConfigDict, key: str, text: str) -> None:
@@ -162,19 +173,21 @@ def _set(config: ml_collections.ConfigDict, key: str, text: str) -> None:
 
 def complete_model(model: ml_collections.ConfigDict, previous: str | None = None) -> None:
     """Fills `model` (a config's model block) with every knob of model `model.name` that it lacks,
-    at the registry's default. When the name changed from `previous`, knobs still at `previous`'s
-    default take the new model's default instead (knobs set to other values are kept); a knob the
-    model does not take is a ConfigError listing the valid ones."""
+    at the registry's default. When the name changed from `previous`, the knobs the new model does
+    not take are dropped and the knobs still at `previous`'s default take the new model's default
+    (knobs both models take, set to other values, are kept). Otherwise a knob the model does not
+    take is a ConfigError listing the valid ones."""
     from cnnjax import models  # imports flax; only once a config is resolved
 
     try:
         defaults = models.knobs(model.name)
-        old = models.knobs(previous) if previous and previous != model.name else {}
+        old = models.knobs(previous) if previous and previous != model.name else None
     except models.ModelError as e:
         raise ConfigError(f"model.name: {e}") from None
-    for key in list(model.keys()):
-        if key in old and _same(model[key], old[key]):
-            del model[key]
+    if old is not None:
+        for key in list(model.keys()):
+            if key != "name" and (key not in defaults or (key in old and _same(model[key], old[key]))):
+                del model[key]
     unknown = sorted(set(model.keys()) - set(defaults) - {"name"})
     if unknown:
         raise ConfigError(f"model {model.name!r} does not take knob(s) {', '.join(unknown)}; valid "
@@ -182,6 +195,14 @@ def complete_model(model: ml_collections.ConfigDict, previous: str | None = None
     for key, value in defaults.items():
         if key not in model:
             model[key] = value
+
+
+def switch_model(model: ml_collections.ConfigDict, name: str) -> None:
+    """Makes `model` (a config's model block) model `name`, as --config.model.name=NAME does: for a
+    config file that starts from another's and trains another model."""
+    previous = model.name
+    model.name = name
+    complete_model(model, previous)
 
 
 def check_model(config: ml_collections.ConfigDict) -> None:
