@@ -9,7 +9,7 @@ allconv and the CIFAR ResNets, 224x224x3 otherwise) and --num_classes likewise (
 Knob values are Python literals (0.5, true, 1024,512) or plain strings (relu, batch). Below the table,
 every knob of the model is listed with its default (the value a config gets unless it sets one, as
 --config.model.KNOB=VALUE) and its allowed values where the model declares them.
-The counting lives in cnnjax.models.inspect; this module parses arguments and prints.
+The counting lives in cnnjax.models.introspect; this module parses arguments and prints.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 def format_summary(title: str, summary, dense_units: int = 1024) -> str:
     """The table, the totals and the dense-layer comparison as text."""
-    from cnnjax.models import inspect
+    from cnnjax.models import introspect
 
     width = max([len("layer"), *(len(r.name) for r in summary.rows)])
     header = (f"{'layer':<{width}}  {'kind':<10} {'output':>14} {'params':>13} "
@@ -116,7 +116,7 @@ def format_summary(title: str, summary, dense_units: int = 1024) -> str:
     inputs = 1
     for d in summary.input_shape:
         inputs *= d
-    weights = inspect.dense_layer_weights(summary.input_shape, dense_units)
+    weights = introspect.dense_layer_weights(summary.input_shape, dense_units)
     first = next((r for r in summary.rows if r.params), None)
     first_text = f"; this model's first layer ({first.name}) has {first.params:,}" if first else ""
     lines.append(f"dense comparison: a fully connected layer of {dense_units} units on the "
@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     from cnnjax import models
-    from cnnjax.models import inspect
+    from cnnjax.models import introspect
 
     try:
         name, shape, classes, knobs = parse_args(argv)
@@ -154,7 +154,7 @@ def main(argv: list[str]) -> int:
         shape = shape or natural_shape
         classes = classes or natural_classes
         model = models.build(name, num_classes=classes, **knobs)
-        summary = inspect.summarize(model, shape)
+        summary = introspect.summarize(model, shape)
     except UserError as e:
         if traceback_requested():
             traceback.print_exc()
