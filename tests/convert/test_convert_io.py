@@ -10,7 +10,7 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from convert_helpers import abstract, assert_trees_equal, random_variables
+from helpers.convert import abstract, assert_trees_equal, random_variables
 
 from cnnjax.convert import (
     io,

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from convert_helpers import TORCHVISION, abstract, build, default_classes, random_variables
+from helpers.convert import TORCHVISION, abstract, build, default_classes, random_variables
 
 from cnnjax.convert import load_weights, mapping, torch_to_variables, variables_to_torch
 

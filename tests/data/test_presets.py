@@ -5,7 +5,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from data_helpers import coordinate_image, encode
+from helpers.data import coordinate_image, encode
 
 from cnnjax import data as cnndata
 from cnnjax import predict

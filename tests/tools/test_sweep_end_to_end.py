@@ -10,7 +10,7 @@ from cnnjax import cli
 from cnnjax.train.metrics import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "train" / "tiny_config.py"
+TINY = REPO / "tests" / "helpers" / "tiny_config.py"
 
 
 def write_config(folder: pathlib.Path) -> str:

@@ -15,7 +15,7 @@ import pytest
 from cnnjax import cli, sweep, sweeps_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "train" / "tiny_config.py"
+TINY = REPO / "tests" / "helpers" / "tiny_config.py"
 
 
 def sweep_config(tmp_path: pathlib.Path, points: list[dict] | str, name: str = "sw.py") -> str:

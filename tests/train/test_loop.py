@@ -19,7 +19,7 @@ from cnnjax.train.loop import TrainingDivergedError, train_and_evaluate
 from cnnjax.train.metrics import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = str(REPO / "tests" / "train" / "tiny_config.py")
+TINY = str(REPO / "tests" / "helpers" / "tiny_config.py")
 
 
 def tiny(*overrides: str, model: str | None = None):
