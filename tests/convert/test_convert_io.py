@@ -148,6 +148,7 @@ def test_pth_without_torch_says_what_to_do(tmp_path, monkeypatch):
         assert "torch" in message and ".safetensors" in message and ".npz" in message
 
 
+@pytest.mark.torch
 def test_pth_with_torch(tmp_path):
     torch = pytest.importorskip("torch")
     state = {k: v for k, v in sample_state().items() if k not in ("empty", "mask")}

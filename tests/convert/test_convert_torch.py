@@ -22,6 +22,7 @@ from helpers.convert import TORCHVISION, abstract, build, default_classes, rando
 from cnnjax.convert import load_weights, mapping, torch_to_variables, variables_to_torch
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
 torch_models = pytest.importorskip("cnnjax.convert.torch_models")
 
 ATOL = 1e-4

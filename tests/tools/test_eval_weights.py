@@ -10,6 +10,7 @@ from cnnjax import data, evaluate
 from cnnjax.train import config_io
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = str(REPO / "tests" / "helpers" / "tiny_config.py")

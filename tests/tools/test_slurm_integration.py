@@ -35,6 +35,7 @@ def slurm_problem() -> str | None:
     return None
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_slurm_array_sweep_trains_every_point(tmp_path, capsys):
     problem = slurm_problem()
     if problem:
