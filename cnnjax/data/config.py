@@ -13,16 +13,13 @@ import ml_collections
 from cnnjax.data import transform_names
 from cnnjax.errors import UserError
 
-TRAIN_TRANSFORMS = transform_names.names(train=True)
-EVAL_TRANSFORMS = transform_names.names(train=False)
 EVAL_CROPS = (1, 5, 10)
 ON_CORRUPT = ("skip", "error")
 SOURCE_KINDS = ("idx", "tfds", "folder", "synthetic")
 AUTOTUNE = -1  # the value of tf.data.AUTOTUNE, spelled out so this module needs no TensorFlow
 
-# Per-channel statistics in [0, 1] units, for configs to pick from.
+# ImageNet's per-channel statistics in [0, 1] units (the defaults; every dataset's are in presets.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 
 class DataError(UserError):
