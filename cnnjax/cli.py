@@ -12,6 +12,7 @@ import argparse
 import importlib
 import pathlib
 import sys
+import traceback
 
 # Tools that own their argument parsing: command -> module with main(argv) -> int.
 TOOLS = {"summary": "cnnjax.summary", "eval": "cnnjax.evaluate", "predict": "cnnjax.predict",
@@ -35,20 +36,16 @@ def parse_train_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--workdir", help="where checkpoints, metrics and the config go "
                         "(default: workdirs/<config name>); an existing one is resumed")
     args, rest = parser.parse_known_args(argv)
-    overrides = []
-    for item in rest:
-        if not item.startswith("--config."):
-            parser.error(f"unrecognised argument {item!r}; overrides look like --config.KEY=VALUE")
-        overrides.append(item[len("--config."):])
-    return args, overrides
+    from cnnjax.train import config_io
+
+    return args, config_io.split_overrides(rest, "--workdir and --config.KEY=VALUE")
 
 
 def train(argv: list[str]) -> int:
     from cnnjax.train import config_io
 
     args, overrides = parse_train_args(argv)
-    config = config_io.load_config(args.config)
-    config_io.apply_overrides(config, overrides)
+    config = config_io.resolve_config(args.config, overrides)
     workdir = pathlib.Path(args.workdir) if args.workdir else default_workdir(args.config)
 
     from cnnjax.train.loop import train_and_evaluate  # heavy imports only once the config is valid
@@ -77,10 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # user-facing errors: one line; programming errors keep their traceback
-        from cnnjax.errors import is_user_error
+        from cnnjax.errors import is_user_error, traceback_requested
 
         if not is_user_error(e):
             raise
+        if traceback_requested():
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -1,7 +1,9 @@
 """The project's error classes and the exit codes every command uses.
 
 A `UserError` is the user's to fix (a bad config, file, argument or checkpoint): the command-line tools
-print it as one line. Any other exception is a bug and keeps its traceback.
+print it as one line. Every error cnnjax raises for bad input is a subclass (ConfigError, ModelError,
+DataError, OpError, ConvertError, CheckpointMismatchError, ...). Any other exception is a bug and keeps
+its traceback; CNNJAX_TRACEBACK=1 in the environment prints the traceback of user errors too.
 
 Exit codes (documented in the README; the sweep tools read them):
     0  finished                 2  user error (one line on stderr)
@@ -10,6 +12,10 @@ Exit codes (documented in the README; the sweep tools read them):
 """
 
 from __future__ import annotations
+
+import os
+
+TRACEBACK_ENV = "CNNJAX_TRACEBACK"
 
 EXIT_FINISHED = 0
 EXIT_BUG = 1
@@ -28,12 +34,13 @@ class TrainingDivergedError(RuntimeError):
 
 
 def is_user_error(error: BaseException) -> bool:
-    """Transitional: UserError, missing files, and ValueErrors raised by cnnjax's own code."""
-    if isinstance(error, UserError | FileNotFoundError | NotADirectoryError | PermissionError):
-        return True
-    if isinstance(error, ValueError):  # only ours: JAX's, Flax's and Orbax's keep their traceback
-        tb = error.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        return tb is not None and "/cnnjax/" in tb.tb_frame.f_code.co_filename.replace("\\", "/")
-    return isinstance(error, TrainingDivergedError)
+    """True for the errors a command prints as one line: UserError and its subclasses, a missing or
+    unreadable file, and a diverged run. Anything else (JAX's, Flax's, Orbax's own ValueErrors
+    included) is a bug and keeps its traceback."""
+    return isinstance(error, UserError | FileNotFoundError | NotADirectoryError | PermissionError
+                      | TrainingDivergedError)
+
+
+def traceback_requested() -> bool:
+    """True when CNNJAX_TRACEBACK is set (to anything but '' or '0'): show user errors' tracebacks."""
+    return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")

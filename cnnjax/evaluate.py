@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
+from cnnjax.errors import UserError
 from cnnjax.train import config_io
 from cnnjax.train.metrics import read_metrics
 
@@ -46,7 +47,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     predictions = np.asarray(predictions, np.int64).reshape(-1)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes
                         or predictions.min() < 0 or predictions.max() >= num_classes):
-        raise ValueError(f"labels and predictions must lie in [0, {num_classes}), got labels in "
+        raise UserError(f"labels and predictions must lie in [0, {num_classes}), got labels in "
                          f"[{labels.min()}, {labels.max()}] and predictions in "
                          f"[{predictions.min()}, {predictions.max()}]")
     flat = np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
@@ -68,8 +69,8 @@ def best_step(records: Sequence[dict], steps: Sequence[int], metric: str, mode: 
     logged = {int(r["step"]): float(r[metric]) for r in records if metric in r and "step" in r}
     scored = [(logged[s], s) for s in steps if s in logged and math.isfinite(logged[s])]
     if not scored:
-        raise ValueError(f"no checkpoint step has a logged {metric!r} in metrics.jsonl (checkpoint "
-                         f"steps: {list(steps)}); use --step latest or --step N")
+        raise UserError(f"no checkpoint step has a logged {metric!r} in metrics.jsonl (checkpoint "
+                        f"steps: {list(steps)}); use --step latest or --step N")
     if mode == "min":
         return min(scored)[1]
     return max(scored, key=lambda vs: (vs[0], -vs[1]))[1]
@@ -79,7 +80,7 @@ def resolve_step(spec: str, steps: Sequence[int], records: Sequence[dict], metri
                  mode: str) -> int:
     """--step as a checkpoint step: a number, 'latest', or 'best' (by the run's best_metric)."""
     if not steps:
-        raise ValueError("the run has no checkpoints")
+        raise UserError("the run has no checkpoints")
     if spec == "latest":
         return max(steps)
     if spec == "best":
@@ -87,10 +88,10 @@ def resolve_step(spec: str, steps: Sequence[int], records: Sequence[dict], metri
     try:
         step = int(spec)
     except ValueError:
-        raise ValueError(f"--step must be a number, 'best' or 'latest', got {spec!r}") from None
+        raise UserError(f"--step must be a number, 'best' or 'latest', got {spec!r}") from None
     if step not in steps:
-        raise ValueError(f"no checkpoint at step {step}; available steps: "
-                         f"{', '.join(map(str, steps))}")
+        raise UserError(f"no checkpoint at step {step}; available steps: "
+                        f"{', '.join(map(str, steps))}")
     return step
 
 
@@ -185,16 +186,16 @@ def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
     onto the devices) as a TrainState.
 
     Raises CheckpointMismatchError (one line, the arrays that differ) when the checkpoint does not
-    fit the config's model, and ValueError when the checkpoint cannot be read.
+    fit the config's model, and UserError when the checkpoint cannot be read.
     """
     from cnnjax.train.checkpoint import CheckpointMismatchError, shape_mismatches
 
     try:
         arrays = run.checkpoints.read_arrays(step)
     except Exception as e:  # a damaged checkpoint surfaces as many error types
-        raise ValueError(f"the checkpoint at step {step} in {run.workdir} cannot be read "
-                         f"({type(e).__name__}); other steps: "
-                         f"{', '.join(str(s) for s in run.steps if s != step) or 'none'}") from None
+        raise UserError(f"the checkpoint at step {step} in {run.workdir} cannot be read "
+                        f"({type(e).__name__}); other steps: "
+                        f"{', '.join(str(s) for s in run.steps if s != step) or 'none'}") from None
     variables = {"params": arrays.get("params", {})}
     if arrays.get("batch_stats") or "batch_stats" in abstract:
         variables["batch_stats"] = arrays.get("batch_stats") or {}
@@ -233,8 +234,8 @@ class Evaluator:
 
         n_dev = jax.device_count()
         if self.batch_size <= 0 or self.batch_size % n_dev:
-            raise ValueError(f"--batch-size {self.batch_size} must be a positive multiple of the "
-                             f"{n_dev} devices")
+            raise UserError(f"--batch-size {self.batch_size} must be a positive multiple of the "
+                            f"{n_dev} devices")
         from cnnjax.train.distributed import data_mesh
 
         mesh = data_mesh()
@@ -250,7 +251,7 @@ class Evaluator:
         from cnnjax.data.device import prefetch_to_device
 
         if crops not in CROPS:
-            raise ValueError(f"--crops must be one of {CROPS}, got {crops}")
+            raise UserError(f"--crops must be one of {CROPS}, got {crops}")
         batches = data.eval_batches(self.config.data, global_batch_size=self.batch_size,
                                     split=split, crops=crops)
         sums = {"loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
@@ -363,18 +364,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         "folder:/data/imagenet/val (sets data.eval_source)")
     parser.add_argument("--batch-size", type=int, help="global batch (default: eval_batch_size)")
     args, rest = parser.parse_known_args(argv)
-    overrides = []
-    for item in rest:
-        if not item.startswith("--config."):
-            raise ValueError(f"unrecognised argument {item!r}; eval takes --workdir or --weights, "
-                             "--step, --all, --crops, --split, --data, --batch-size and "
-                             "--config.KEY=VALUE")
-        overrides.append(item[len("--config."):])
+    overrides = config_io.split_overrides(rest, "--workdir or --weights, --step, --all, --crops, "
+                                          "--split, --data, --batch-size and --config.KEY=VALUE")
     if args.weights and not (args.model and (args.data or args.config)):
-        raise ValueError("--weights needs --model NAME and --data SOURCE (or a --config with the data), "
-                         "e.g. --model resnet50 --data folder:/data/imagenet/val")
+        raise UserError("--weights needs --model NAME and --data SOURCE (or a --config with the data), "
+                        "e.g. --model resnet50 --data folder:/data/imagenet/val")
     if not args.weights and (args.model or args.config or args.out):
-        raise ValueError("--model, --config and --out go with --weights; a --workdir run has its own")
+        raise UserError("--model, --config and --out go with --weights; a --workdir run has its own")
     return args, overrides
 
 
@@ -455,8 +451,11 @@ def evaluate_weights(args: argparse.Namespace, overrides: Sequence[str]) -> int:
 
     from cnnjax import convert
 
-    config = config_io.load_config(args.config) if args.config else imagenet_eval_config()
-    config_io.apply_overrides(config, list(overrides))
+    if args.config:
+        config = config_io.resolve_config(args.config, overrides)
+    else:
+        config = imagenet_eval_config()
+        config_io.apply_overrides(config, list(overrides))
     if args.data and not args.split and not args.config:
         config.data.eval_split = "validation" if args.data.startswith("tfds:") else "test"
     with jax.default_matmul_precision("highest"):  # keep float32 logits exact where TF32 would round

@@ -4,9 +4,10 @@
                         [--config.KEY=VALUE ...] IMAGE...
 
 Each image goes through the run's own evaluation transform (config.data.eval_transform, the same
-TensorFlow code that evaluation uses): 'center_crop' resizes the shorter side to data.resize_size and
-takes the central data.image_size square; 'mnist' and 'cifar' pad or center-crop to data.image_size,
-so give them images at the dataset's own resolution; 'none' resizes to data.image_size. Images are
+cnnjax.data.transforms code that evaluation uses): 'center_crop' resizes the shorter side to
+data.resize_size and takes the central data.image_size square; 'pad_or_crop' (older names 'mnist',
+'cifar') pads or center-crops to data.image_size, so give it images at the dataset's own resolution;
+'none' keeps the image as it is, after resizing a file of another size to data.image_size. Images are
 converted to the config's channels (grayscale for 1-channel models). Class names are printed where the
 dataset has them.
 """
@@ -22,13 +23,15 @@ import ml_collections
 import numpy as np
 
 from cnnjax import evaluate
+from cnnjax.errors import UserError
+from cnnjax.train import config_io
 from cnnjax.train.metrics import read_metrics
 
 
 def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.ndarray:
     """The file as the model's input: uint8 (H, W, C) after the config's evaluation transform.
 
-    Raises FileNotFoundError or ValueError (one line naming the file) when it cannot be read.
+    Raises FileNotFoundError or UserError (one line naming the file) when it cannot be read.
     """
     from cnnjax.data import transforms as T
     from cnnjax.data.tf_cpu import tf
@@ -39,21 +42,23 @@ def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.
     try:
         image = T.decode(tf.constant(path.read_bytes()), int(data.channels))
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, OSError) as e:
-        raise ValueError(f"cannot read image {path}: not a JPEG, PNG, GIF or BMP file "
-                         f"({type(e).__name__})") from None
-    name = data.eval_transform
+        raise UserError(f"cannot read image {path}: not a JPEG, PNG, GIF or BMP file "
+                        f"({type(e).__name__})") from None
+    from cnnjax.data.config import transform_name
+
+    name = transform_name(data.eval_transform, train=False)
     size = int(data.image_size)
-    if name == "none":
-        return T.to_uint8(T.resize(image, size)).numpy()
     height, width = int(image.shape[0]), int(image.shape[1])
-    if name in ("mnist", "cifar") and max(height, width) > 2 * size:
+    if name == "none" and (height, width) != (size, size):
+        # 'none' keeps the dataset's own size, which a file need not have: bring it to the size the
+        # model was trained at (data.image_size) first.
+        image = T.to_uint8(T.resize(image, size))
+    if name == "pad_or_crop" and max(height, width) > 2 * size:
         print(f"note: {path} is {width}x{height}; the {name!r} transform keeps only its central "
               f"{size}x{size} pixels: resize it to the dataset's resolution first", file=sys.stderr)
-    transform = T.make_transform(data, name, (height, width, int(data.channels)), train=False)
+    transform = T.make_transform(data, name, tuple(image.shape), train=False)
     key = tf.zeros([2], tf.int32)  # evaluation transforms are deterministic; the key is unused
-    if transform.window is not None:
-        image = T.crop(image, transform.window(tf.shape(image), key))
-    return transform.finish(image, key).numpy()
+    return transform.on_decoded(image, key, key).numpy()
 
 
 def top_k(probabilities: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -93,14 +98,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
     parser.add_argument("images", nargs="+", help="JPEG, PNG, GIF or BMP files")
     args, rest = parser.parse_known_args(argv)
-    overrides = []
-    for item in rest:
-        if not item.startswith("--config."):
-            raise ValueError(f"unrecognised argument {item!r}; predict takes --workdir, --step, --top, "
-                             "--config.KEY=VALUE and image files")
-        overrides.append(item[len("--config."):])
+    overrides = config_io.split_overrides(
+        rest, "--workdir, --step, --top, --config.KEY=VALUE and image files")
     if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
+        raise UserError(f"--top must be at least 1, got {args.top}")
     return args, overrides
 
 
@@ -121,8 +122,8 @@ def main(argv: list[str]) -> int:
     info = _dataset_info(config)
     num_classes = int(config.data.num_classes) or (info.num_classes if info else 0)
     if num_classes <= 0:
-        raise ValueError("the run's config has data.num_classes=0 and its dataset is not on hand to "
-                         "say how many classes the model has; pass --config.data.num_classes=N")
+        raise UserError("the run's config has data.num_classes=0 and its dataset is not on hand to "
+                        "say how many classes the model has; pass --config.data.num_classes=N")
     model, abstract = evaluate.abstract_variables(config, images.shape[1:], num_classes)
     state = evaluate.restore_checkpoint(run, step, model, abstract, replicated)
     probabilities = predict_probabilities(state, config, images)

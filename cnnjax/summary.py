@@ -6,20 +6,25 @@
 Nothing is allocated or compiled (jax.eval_shape and a jaxpr), so VGG-19 prints in a second.
 --input defaults to the size the model was designed for (32x32x1 for lenet5 and mlp, 32x32x3 for
 allconv and the CIFAR ResNets, 224x224x3 otherwise) and --num_classes likewise (10 or 1000).
-Knob values are Python literals (0.5, true, 1024,512) or plain strings (relu, batch).
-The counting lives in cnnjax.models.inspect; this module parses arguments and prints.
+Knob values are Python literals (0.5, true, 1024,512) or plain strings (relu, batch). Below the table,
+every knob of the model is listed with its default (the value a config gets unless it sets one, as
+--config.model.KNOB=VALUE) and its allowed values where the model declares them.
+The counting lives in cnnjax.models.introspect; this module parses arguments and prints.
 """
 
 from __future__ import annotations
 
 import ast
 import sys
+import traceback
+
+from cnnjax.errors import UserError, traceback_requested
 
 USAGE = "usage: summary MODEL [--input HxWxC] [--num_classes N] [--KNOB=VALUE ...]"
 
 
-class _UsageError(ValueError):
-    pass
+class _UsageError(UserError):
+    """A command line summary cannot use (one line, with the usage)."""
 
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
@@ -90,7 +95,7 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 def format_summary(title: str, summary, dense_units: int = 1024) -> str:
     """The table, the totals and the dense-layer comparison as text."""
-    from cnnjax.models import inspect
+    from cnnjax.models import introspect
 
     width = max([len("layer"), *(len(r.name) for r in summary.rows)])
     header = (f"{'layer':<{width}}  {'kind':<10} {'output':>14} {'params':>13} "
@@ -111,12 +116,27 @@ def format_summary(title: str, summary, dense_units: int = 1024) -> str:
     inputs = 1
     for d in summary.input_shape:
         inputs *= d
-    weights = inspect.dense_layer_weights(summary.input_shape, dense_units)
+    weights = introspect.dense_layer_weights(summary.input_shape, dense_units)
     first = next((r for r in summary.rows if r.params), None)
     first_text = f"; this model's first layer ({first.name}) has {first.params:,}" if first else ""
     lines.append(f"dense comparison: a fully connected layer of {dense_units} units on the "
                  f"{_shape(summary.input_shape)} input has {inputs:,} x {dense_units} = "
                  f"{weights:,} weights{first_text}")
+    return "\n".join(lines)
+
+
+def format_knobs(name: str, chosen: dict) -> str:
+    """Every knob of model `name`: its default, the value `chosen` on the command line where one was,
+    and the allowed values where the model declares them."""
+    from cnnjax import models
+
+    defaults, choices = models.knobs(name), models.knob_choices(name)
+    width = max(len(k) for k in defaults)
+    lines = [f"knobs of {name} (--config.model.KNOB=VALUE in a run; default, then allowed values):"]
+    for knob, default in defaults.items():
+        value = f"{default!r}" + (f" (here {chosen[knob]!r})" if knob in chosen else "")
+        allowed = " | ".join(repr(c) for c in choices.get(knob, ()))
+        lines.append(f"  {knob:<{width}}  {value:<24} {allowed}".rstrip())
     return "\n".join(lines)
 
 
@@ -126,7 +146,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     from cnnjax import models
-    from cnnjax.models import inspect
+    from cnnjax.models import introspect
 
     try:
         name, shape, classes, knobs = parse_args(argv)
@@ -134,14 +154,17 @@ def main(argv: list[str]) -> int:
         shape = shape or natural_shape
         classes = classes or natural_classes
         model = models.build(name, num_classes=classes, **knobs)
-        summary = inspect.summarize(model, shape)
-    except ValueError as e:
+        summary = introspect.summarize(model, shape)
+    except UserError as e:
+        if traceback_requested():
+            traceback.print_exc()
         print(f"summary: error: {e}", file=sys.stderr)
         return 2
     knob_text = ", ".join(f"{k}={v}" for k, v in knobs.items())
     title = (f"{name} on {_shape(shape)} inputs, {classes} classes"
              + (f" ({knob_text})" if knob_text else ""))
     print(format_summary(title, summary))
+    print(format_knobs(name, knobs))
     return 0
 
 

@@ -12,7 +12,8 @@ top-5 error with 10-crop testing (one network). Needs imagenet2012 prepared for 
 runtime: days on one GPU.
 """
 
-from cnnjax.data.config import imagenet_data_config
+from cnnjax.data.presets import data_config
+from cnnjax.train.config_io import ConfigError
 from cnnjax.train.defaults import default_config
 
 
@@ -20,9 +21,9 @@ def get_config(arg: str | None = None):
     c = default_config()
     c.model.name = {None: "alexnet", "torchvision": "alexnet_torchvision"}.get(arg)
     if c.model.name is None:
-        raise ValueError(f"alexnet_imagenet takes no argument or 'torchvision', got {arg!r}")
+        raise ConfigError(f"alexnet_imagenet takes no argument or 'torchvision', got {arg!r}")
 
-    c.data = imagenet_data_config("alexnet")
+    c.data = data_config("imagenet2012")  # AlexNet's augmentation, center 224 crop of 256
 
     c.batch_size = 128
     c.eval_batch_size = 500

@@ -11,18 +11,19 @@ decay 2e-4) scaled linearly to batch 256. Table 5 reports 10.07% top-5 error for
 with one crop and 6.67% for the 7-model, 144-crop ensemble. Needs imagenet2012 for TFDS.
 """
 
-from cnnjax.data.config import imagenet_data_config
+from cnnjax.data.presets import data_config
+from cnnjax.train.config_io import ConfigError
 from cnnjax.train.defaults import default_config
 
 
 def get_config(arg: str | None = None):
     if arg:
-        raise ValueError(f"googlenet_imagenet takes no argument, got {arg!r}")
+        raise ConfigError(f"googlenet_imagenet takes no argument, got {arg!r}")
     c = default_config()
     c.model.name = "googlenet"
     c.model.aux_heads = True
 
-    c.data = imagenet_data_config("inception")
+    c.data = data_config("imagenet2012", train_transform="random_resized_crop", pca_lighting_std=0.0)
 
     c.batch_size = 256
     c.num_epochs = 120.0

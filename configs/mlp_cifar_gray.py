@@ -9,6 +9,8 @@ cosine decay), 30 epochs. Expected: about 45% test accuracy on grayscale CIFAR-1
 poorly on raw pixels), about 89% on Fashion-MNIST.
 """
 
+from cnnjax.data.presets import data_config
+from cnnjax.train.config_io import ConfigError
 from cnnjax.train.defaults import default_config
 
 
@@ -16,19 +18,13 @@ def get_config(arg: str | None = None):
     c = default_config()
     c.model.name = "mlp"
     if arg in (None, "cifar10"):
-        c.data.source = "tfds:cifar10"
-        c.data.mean, c.data.std = (0.4809,), (0.2392,)
-        c.data.eval_transform = c.data.train_transform = "none"
+        # Grayscale CIFAR-10 (luma of the RGB images) and its statistics, no augmentation.
+        c.data = data_config("cifar10", channels=1, mean=(0.4809,), std=(0.2392,),
+                             train_transform="none", eval_transform="none")
     elif arg == "fashion_mnist":
-        c.data.source = "idx:../shared/data/fashion_mnist"
-        c.data.mean, c.data.std = (0.2860,), (0.3530,)
-        c.data.eval_transform = c.data.train_transform = "mnist"
+        c.data = data_config("fashion_mnist", image_size=32)
     else:
-        raise ValueError(f"mlp_cifar_gray takes no argument, 'cifar10' or 'fashion_mnist', got {arg!r}")
-    c.data.train_split, c.data.eval_split = "train", "test"
-    c.data.image_size = 32
-    c.data.channels = 1
-    c.data.num_classes = 10
+        raise ConfigError(f"mlp_cifar_gray takes no argument, 'cifar10' or 'fashion_mnist', got {arg!r}")
 
     c.batch_size = 128
     c.eval_batch_size = 1000

@@ -11,18 +11,12 @@ Table 6 reports test error 8.75 (ResNet-20), 7.51 (32), 7.17 (44), 6.97 (56), 6.
 plain-56 training error above plain-20's (degradation).
 """
 
+from cnnjax.data.presets import data_config
+from cnnjax.train.config_io import ConfigError
 from cnnjax.train.defaults import default_config
 
 DEPTHS = (20, 32, 44, 56, 110)
-DATASETS = {
-    "cifar10": dict(source="tfds:cifar10", num_classes=10, channels=3, transform="cifar",
-                    eval_transform="none", mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
-    "cifar100": dict(source="tfds:cifar100", num_classes=100, channels=3, transform="cifar",
-                     eval_transform="none", mean=(0.5071, 0.4865, 0.4409),
-                     std=(0.2673, 0.2564, 0.2762)),
-    "fashion_mnist": dict(source="idx:../shared/data/fashion_mnist", num_classes=10, channels=1,
-                          transform="mnist", eval_transform="mnist", mean=(0.2860,), std=(0.3530,)),
-}
+DATASETS = ("cifar10", "cifar100", "fashion_mnist")  # presets of cnnjax.data.presets
 
 
 def get_config(arg: str | None = "resnet20"):
@@ -30,21 +24,14 @@ def get_config(arg: str | None = "resnet20"):
     dataset = dataset or "cifar10"
     kind, depth = model.rstrip("0123456789"), model[len(model.rstrip("0123456789")):]
     if kind not in ("resnet", "plain") or not depth or int(depth) not in DEPTHS:
-        raise ValueError(f"resnet_cifar model must be resnet or plain with a depth in {DEPTHS}, "
-                         f"got {model!r}")
+        raise ConfigError(f"resnet_cifar model must be resnet or plain with a depth in {DEPTHS}, "
+                          f"got {model!r}")
     if dataset not in DATASETS:
-        raise ValueError(f"resnet_cifar dataset must be one of {tuple(DATASETS)}, got {dataset!r}")
-    d = DATASETS[dataset]
+        raise ConfigError(f"resnet_cifar dataset must be one of {DATASETS}, got {dataset!r}")
     c = default_config()
     c.model.name = model
 
-    c.data.source = d["source"]
-    c.data.train_split, c.data.eval_split = "train", "test"
-    c.data.train_transform, c.data.eval_transform = d["transform"], d["eval_transform"]
-    c.data.image_size = 32
-    c.data.channels = d["channels"]
-    c.data.num_classes = d["num_classes"]
-    c.data.mean, c.data.std = d["mean"], d["std"]
+    c.data = data_config(dataset, image_size=32)  # Fashion-MNIST padded 28x28 -> 32x32
 
     c.batch_size = 128
     c.eval_batch_size = 1000

@@ -10,7 +10,8 @@ rescaled image with flips and the AlexNet colour (PCA) augmentation. Table 4 (10
 error 27.88 (ResNet-34 B), 22.85 (ResNet-50), 21.75 (ResNet-101), 21.43 (ResNet-152). Needs imagenet2012.
 """
 
-from cnnjax.data.config import imagenet_data_config
+from cnnjax.data.presets import data_config
+from cnnjax.train.config_io import ConfigError
 from cnnjax.train.defaults import default_config
 
 VARIANTS = ("18", "34", "50", "101", "152", "plain18", "plain34")
@@ -19,11 +20,11 @@ VARIANTS = ("18", "34", "50", "101", "152", "plain18", "plain34")
 def get_config(arg: str | None = "50"):
     arg = arg or "50"
     if arg not in VARIANTS:
-        raise ValueError(f"resnet_imagenet takes one of {VARIANTS}, got {arg!r}")
+        raise ConfigError(f"resnet_imagenet takes one of {VARIANTS}, got {arg!r}")
     c = default_config()
     c.model.name = arg if arg.startswith("plain") else f"resnet{arg}"
 
-    c.data = imagenet_data_config("alexnet")
+    c.data = data_config("imagenet2012")  # AlexNet's augmentation, center 224 crop of 256
 
     c.batch_size = 256
     c.num_epochs = 90.0

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnjax.convert.io import load_state_dict, save_state_dict
+from cnnjax.convert.io import ConvertError, load_state_dict, save_state_dict
 from cnnjax.convert.mapping import spec_for, supported_models
 
 
@@ -39,14 +39,14 @@ def _model_and_template(state: Mapping[str, Any], model_name: str, knobs: dict) 
     spec = spec_for(model_name)
     for knob, fixed in spec.knobs.items():
         if knob in knobs and knobs[knob] != fixed:
-            raise ValueError(f"{model_name} has {knob}={fixed!r} in torchvision; got {knob}="
-                             f"{knobs[knob]!r} (pick the matching model name, e.g. vgg11 or vgg11_bn)")
+            raise ConvertError(f"{model_name} has {knob}={fixed!r} in torchvision; got {knob}="
+                               f"{knobs[knob]!r} (pick the matching model name, e.g. vgg11 or vgg11_bn)")
     head = f"{mapping.module_to_torch((spec.head,))}.weight"
     if head not in state or np.ndim(state[head]) != 2:
         held = ", ".join(sorted(state)[:4]) + (", ..." if len(state) > 4 else "")
-        raise ValueError(f"state dict does not fit {model_name}: it needs a 2-D {head!r} "
-                         f"(num_classes x features) to infer the number of classes; it holds "
-                         f"{len(state)} entries ({held or 'none'})")
+        raise ConvertError(f"state dict does not fit {model_name}: it needs a 2-D {head!r} "
+                           f"(num_classes x features) to infer the number of classes; it holds "
+                           f"{len(state)} entries ({held or 'none'})")
     if spec.optional_heads and "aux_heads" not in knobs:
         # torchvision's GoogLeNet saved with aux_logits=False has no aux1.*/aux2.* entries.
         knobs["aux_heads"] = any(k.startswith(spec.optional_heads) for k in state)
@@ -63,7 +63,7 @@ def torch_to_variables(state_dict: Mapping[str, Any], model_name: str, **knobs: 
     models.build(spec model, num_classes=rows of the last linear weight, **knobs) from a torch
     state dict with torchvision's names.
 
-    One-line ValueError for an unknown model, a knob that contradicts the model (vgg11 with
+    One-line ConvertError for an unknown model, a knob that contradicts the model (vgg11 with
     norm='batch'), or missing keys, unexpected keys and shape mismatches (naming the first few).
     BN num_batches_tracked entries are ignored."""
     from cnnjax.convert import mapping

@@ -18,17 +18,20 @@ import argparse
 import ast
 import pathlib
 import sys
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from cnnjax.convert.io import ConvertError
 
 
 def _parse_knob(text: str) -> tuple[str, Any]:
     """'dtype=bfloat16' -> ('dtype', 'bfloat16'); values are Python literals where they parse."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ValueError(f"--knob takes KEY=VALUE (e.g. --knob dtype=bfloat16); got {text!r}")
+        raise ConvertError(f"--knob takes KEY=VALUE (e.g. --knob dtype=bfloat16); got {text!r}")
     try:
         return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -56,11 +59,11 @@ def export(workdir: pathlib.Path, out: pathlib.Path, step: int | None) -> str:
     directory = workdir / "checkpoints"
     steps = Checkpoints(directory, use_async=False).all_steps() if directory.is_dir() else []
     if not steps:
-        raise ValueError(f"no checkpoint in {directory}: train the run first")
+        raise ConvertError(f"no checkpoint in {directory}: train the run first")
     if step is None:
         step = steps[-1]
     elif step not in steps:
-        raise ValueError(f"no checkpoint at step {step} in {directory}; available steps: {steps}")
+        raise ConvertError(f"no checkpoint at step {step} in {directory}; available steps: {steps}")
     arrays = Checkpoints(directory, use_async=False).read_arrays(step)
     variables = {"params": arrays["params"]}
     if arrays.get("batch_stats"):
@@ -75,7 +78,7 @@ def import_(path: pathlib.Path, model: str, knobs: dict[str, Any], out: pathlib.
     from cnnjax.convert import load_state_dict, torch_to_variables
 
     if out.suffix.lower() != ".npz":
-        raise ValueError(f"--out must name an .npz file for the cnnjax variables; got {str(out)!r}")
+        raise ConvertError(f"--out must name an .npz file for the cnnjax variables; got {str(out)!r}")
     variables = _flatten(torch_to_variables(load_state_dict(path), model, **knobs))
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as f:
@@ -104,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns the exit status (0, or 2 after a one-line user error)."""
-    from cnnjax.errors import is_user_error
+    from cnnjax.errors import is_user_error, traceback_requested
 
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if not is_user_error(e):
             raise
+        if traceback_requested():
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(message)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnjax.errors import UserError
+
 SUFFIXES = (".pth", ".pt", ".safetensors", ".npz")
 
 # safetensors dtype codes. BF16 has no numpy dtype: it is read as its top 16 bits of a float32.
@@ -36,19 +38,23 @@ _MAX_HEADER = 100_000_000
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 
 
+class ConvertError(UserError):
+    """A weights file, model name or state dict the converter cannot use (one line)."""
+
+
 def _suffix(path: pathlib.Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise ValueError(f"unsupported weights file {str(path)!r}: expected a name ending in "
-                         f"{', '.join(SUFFIXES)}")
+        raise ConvertError(f"unsupported weights file {str(path)!r}: expected a name ending in "
+                           f"{', '.join(SUFFIXES)}")
     return suffix
 
 
 def load_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     """The state dict stored in `path` (.pth/.pt, .safetensors or .npz) as name -> numpy array.
 
-    Raises ValueError for an unsupported suffix or a malformed file, FileNotFoundError for a
-    missing one, and ValueError for a .pth file when torch is not installed."""
+    Raises ConvertError for an unsupported suffix or a malformed file, FileNotFoundError for a
+    missing one, and ConvertError for a .pth file when torch is not installed."""
     path = pathlib.Path(path)
     suffix = _suffix(path)
     if not path.is_file():
@@ -60,7 +66,7 @@ def load_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
         except (OSError, ValueError) as e:
-            raise ValueError(f"{path} is not a readable .npz archive ({e})") from None
+            raise ConvertError(f"{path} is not a readable .npz archive ({e})") from None
     return _read_torch(path)
 
 
@@ -86,8 +92,8 @@ def _import_torch(path: pathlib.Path) -> Any:
     try:
         import torch
     except ImportError:
-        raise ValueError(f"{path}: .pth/.pt files need PyTorch (pip install torch); without it, "
-                         f"convert the file to .safetensors or .npz") from None
+        raise ConvertError(f"{path}: .pth/.pt files need PyTorch (pip install torch); without it, "
+                           f"convert the file to .safetensors or .npz") from None
     return torch
 
 
@@ -96,8 +102,8 @@ def _read_torch(path: pathlib.Path) -> dict[str, np.ndarray]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types (UnpicklingError, RuntimeError, EOFError)
-        raise ValueError(f"{path} could not be read by torch.load(weights_only=True): "
-                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise ConvertError(f"{path} could not be read by torch.load(weights_only=True): "
+                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
     def is_state(x: Any) -> bool:
         return isinstance(x, Mapping) and bool(x) and all(
@@ -106,8 +112,8 @@ def _read_torch(path: pathlib.Path) -> dict[str, np.ndarray]:
     if not is_state(obj):
         inner = [obj[k] for k in _WRAPPER_KEYS if isinstance(obj, Mapping) and is_state(obj.get(k))]
         if not inner:
-            raise ValueError(f"{path} holds no state dict: expected a mapping of names to tensors, "
-                             f"or one under {', '.join(repr(k) for k in _WRAPPER_KEYS)}")
+            raise ConvertError(f"{path} holds no state dict: expected a mapping of names to tensors, "
+                               f"or one under {', '.join(repr(k) for k in _WRAPPER_KEYS)}")
         obj = inner[0]
     state = {}
     for name, tensor in obj.items():
@@ -128,17 +134,17 @@ def read_safetensors(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         raw_length = f.read(8)
         if len(raw_length) != 8:
-            raise ValueError(f"{path} is not a safetensors file: shorter than its 8-byte header length")
+            raise ConvertError(f"{path} is not a safetensors file: shorter than its 8-byte header length")
         (length,) = struct.unpack("<Q", raw_length)
         if length > min(_MAX_HEADER, size - 8):
-            raise ValueError(f"{path} is not a safetensors file: header length {length} exceeds "
-                             f"the file ({size} bytes)")
+            raise ConvertError(f"{path} is not a safetensors file: header length {length} exceeds "
+                               f"the file ({size} bytes)")
         try:
             header = json.loads(f.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path} is not a safetensors file: bad JSON header ({e})") from None
+            raise ConvertError(f"{path} is not a safetensors file: bad JSON header ({e})") from None
         if not isinstance(header, dict):
-            raise ValueError(f"{path} is not a safetensors file: the header is not a JSON object")
+            raise ConvertError(f"{path} is not a safetensors file: the header is not a JSON object")
         header.pop("__metadata__", None)
         data_start = 8 + length
         state = {}
@@ -147,11 +153,11 @@ def read_safetensors(path: str | pathlib.Path) -> dict[str, np.ndarray]:
                 code, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
                 dtype = _SAFETENSORS_DTYPES[code]
             except (KeyError, TypeError, ValueError):
-                raise ValueError(f"{path}: bad header entry for {name!r}: {info!r}") from None
+                raise ConvertError(f"{path}: bad header entry for {name!r}: {info!r}") from None
             nbytes = math.prod(shape) * dtype.itemsize
             if end - begin != nbytes or begin < 0 or data_start + end > size:
-                raise ValueError(f"{path}: tensor {name!r} ({code} {list(shape)}) has data offsets "
-                                 f"[{begin}, {end}] that do not fit its size or the file")
+                raise ConvertError(f"{path}: tensor {name!r} ({code} {list(shape)}) has data offsets "
+                                   f"[{begin}, {end}] that do not fit its size or the file")
             f.seek(data_start + begin)
             buffer = bytearray(nbytes)
             f.readinto(buffer)
@@ -170,8 +176,8 @@ def write_safetensors(state: Mapping[str, np.ndarray], path: str | pathlib.Path)
         array = np.asarray(value)
         little = array.dtype.newbyteorder("<")
         if little not in _SAFETENSORS_CODES:
-            raise ValueError(f"cannot write {name!r} to safetensors: dtype {array.dtype} is not one "
-                             f"of float16/32/64, (u)int8-64 or bool")
+            raise ConvertError(f"cannot write {name!r} to safetensors: dtype {array.dtype} is not one "
+                               f"of float16/32/64, (u)int8-64 or bool")
         data = np.ascontiguousarray(array, dtype=little).tobytes()
         header[name] = {"dtype": _SAFETENSORS_CODES[little], "shape": list(array.shape),
                         "data_offsets": [offset, offset + len(data)]}

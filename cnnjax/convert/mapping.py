@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnjax.convert.io import ConvertError
+
 NUM_BATCHES_TRACKED = "num_batches_tracked"
 
 
@@ -86,14 +88,14 @@ def supported_models() -> list[str]:
 
 
 def spec_for(model_name: str) -> Spec:
-    """The conversion spec of `model_name`; one-line ValueError listing the supported names."""
+    """The conversion spec of `model_name`; one-line ConvertError listing the supported names."""
     if model_name in TORCHVISION_VARIANTS:
         variant = TORCHVISION_VARIANTS[model_name]
-        raise ValueError(f"{model_name} is the paper's architecture, which torchvision's weights do "
-                         f"not fit; import torchvision's {model_name} weights into {variant}")
+        raise ConvertError(f"{model_name} is the paper's architecture, which torchvision's weights do "
+                           f"not fit; import torchvision's {model_name} weights into {variant}")
     if model_name not in SPECS:
-        raise ValueError(f"unknown model {model_name!r} for weight conversion; supported: "
-                         f"{', '.join(supported_models())}")
+        raise ConvertError(f"unknown model {model_name!r} for weight conversion; supported: "
+                           f"{', '.join(supported_models())}")
     return SPECS[model_name]
 
 
@@ -171,7 +173,7 @@ def feeding_channels(params: Mapping, prefix: str) -> int:
         if match and kernel is not None and len(np.shape(kernel)) == 4:
             convs.append((int(match.group(1)), np.shape(kernel)[-1]))
     if not convs:
-        raise ValueError(f"no convolution named {prefix}<index> feeds the flattening layer")
+        raise ConvertError(f"no convolution named {prefix}<index> feeds the flattening layer")
     return max(convs)[1]
 
 
@@ -214,8 +216,8 @@ def entries(variables: Mapping, spec: Spec) -> dict[str, Entry]:
             if collection == "batch_stats" and name == "mean":
                 bn_modules.append(tuple(modules))
         else:
-            raise ValueError(f"variable {'/'.join(path)} {shape} has no PyTorch equivalent "
-                             f"(expected conv/dense kernels, biases and batch-norm variables)")
+            raise ConvertError(f"variable {'/'.join(path)} {shape} has no PyTorch equivalent "
+                               f"(expected conv/dense kernels, biases and batch-norm variables)")
         torch_name = "weight" if kernel else _RENAMED[collection, name]
         out[f"{module_to_torch(tuple(modules))}.{torch_name}"] = entry
     for modules in bn_modules:
@@ -244,7 +246,7 @@ def _listing(names: list[str], limit: int = 5) -> str:
 def from_torch(state: Mapping[str, Any], template: Mapping, spec: Spec, model_name: str) -> dict:
     """Torch state dict -> cnnjax variables shaped like `template` (float32 numpy leaves).
 
-    Raises one ValueError naming the missing keys, the unexpected keys and the shape mismatches
+    Raises one ConvertError naming the missing keys, the unexpected keys and the shape mismatches
     (the first few of each). num_batches_tracked entries are optional and ignored. The flattening
     layer accepts any input size that is a multiple of its channels (its spatial extent, 7x7 in
     torchvision's VGG, is taken from the file)."""
@@ -272,7 +274,7 @@ def from_torch(state: Mapping[str, Any], template: Mapping, spec: Spec, model_na
     if mismatched:
         problems.append(f"{len(mismatched)} shape mismatch(es): {_listing(mismatched, 3)}")
     if problems:
-        raise ValueError(f"state dict does not fit {model_name}: " + "; ".join(problems))
+        raise ConvertError(f"state dict does not fit {model_name}: " + "; ".join(problems))
     variables: dict = {}
     for name, entry in expected.items():
         if entry.path is None:

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnjax.convert.io import ConvertError
+
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, kernel_size=3, stride=stride, padding=1, bias=False)
@@ -374,5 +376,5 @@ def build_torch_model(name: str, num_classes: int) -> nn.Module:
         depth, _, bn = name[3:].partition("_")
         if depth.isdigit() and int(depth) in _VGG_DEPTHS and bn in ("", "bn"):
             return VGG(_VGG_DEPTHS[int(depth)], batch_norm=bn == "bn", num_classes=num_classes)
-    raise ValueError(f"unknown torch reference model {name!r}; valid names: "
-                     f"{', '.join(torch_model_names())}")
+    raise ConvertError(f"unknown torch reference model {name!r}; valid names: "
+                       f"{', '.join(torch_model_names())}")

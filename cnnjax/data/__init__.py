@@ -5,7 +5,8 @@
         images = normalize(batch['image'], config.data.mean, config.data.std)
 
 Sources: 'idx:<dir>', 'tfds:<name>[:<split>]', 'folder:<dir>', 'synthetic' (see config.py for every
-field). Transforms: transforms.py. Order, sharding and resumption: tfdata.py.
+field). Datasets by name: presets.py (`data_config("cifar10")`). Transforms: their names in
+transform_names.py, their code in transforms.py. Order, sharding and resumption: tfdata.py.
 """
 
 from cnnjax.data.config import default_data_config
@@ -16,10 +17,12 @@ from cnnjax.data.pipeline import (
     eval_batches,
     train_batches,
 )
+from cnnjax.data.presets import data_config
 
 __all__ = [
     "CorruptImageWarning",
     "DatasetInfo",
+    "data_config",
     "dataset_info",
     "default_data_config",
     "eval_batches",

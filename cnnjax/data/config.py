@@ -1,24 +1,29 @@
 """The `data` block of a cnnjax config: every field the input pipelines read, with its default.
 
-The defaults read the MNIST files shipped in data/mnist with RGB ImageNet statistics (the setting of
-most configs); config files override what their dataset and paper need (LeNet-5 on MNIST sets
-channels=1 and MNIST's mean and std). This module imports neither TensorFlow nor JAX.
+The defaults read the MNIST files shipped in data/mnist with RGB ImageNet statistics; config files
+start from a dataset preset instead (cnnjax.data.presets: `data_config("mnist", image_size=32)`) and
+override what their paper needs. Transform names and their aliases: cnnjax.data.transform_names.
+This module imports neither TensorFlow nor JAX.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-TRAIN_TRANSFORMS = ("none", "mnist", "cifar", "alexnet", "inception")
-EVAL_TRANSFORMS = ("none", "mnist", "cifar", "center_crop")
+from cnnjax.data import transform_names
+from cnnjax.errors import UserError
+
 EVAL_CROPS = (1, 5, 10)
 ON_CORRUPT = ("skip", "error")
 SOURCE_KINDS = ("idx", "tfds", "folder", "synthetic")
 AUTOTUNE = -1  # the value of tf.data.AUTOTUNE, spelled out so this module needs no TensorFlow
 
-# Per-channel statistics in [0, 1] units, for configs to pick from.
+# ImageNet's per-channel statistics in [0, 1] units (the defaults; every dataset's are in presets.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+
+
+class DataError(UserError):
+    """A data source, split, file or data field the pipelines cannot use (one line, what is accepted)."""
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -31,22 +36,25 @@ def default_data_config() -> ml_collections.ConfigDict:
     #                            folder with labels.csv (columns filename,class_index[,class_name])
     #   'synthetic'              random images of synthetic_shape (benchmarks)
     # Relative paths resolve against the current directory (launch.sh runs from the repository root).
+    c.preset = ""               # the dataset preset the fields below came from ('' = none): see presets.py
     c.source = "idx:data/mnist"
     c.eval_source = ""          # '' = the same dataset as `source`, read with eval_split
     c.train_split = "train"     # idx: 'train' or 'test'; folder: a subfolder of that name if it exists,
     c.eval_split = "test"       # else the whole folder; tfds: any TFDS split ('train[:90%]', ...)
     c.data_dir = ""             # tfds data_dir; '' = TFDS's default ($TFDS_DATA_DIR or ~/tensorflow_datasets)
 
-    # Preprocessing (cnnjax.data.transforms). The host sends uint8; normalisation happens on the device.
-    c.train_transform = "mnist"  # none | mnist (pad to image_size) | cifar (pad 4, random crop, flip)
-    #                              | alexnet (shorter side resize_size, random crop, flip, PCA lighting)
-    #                              | inception (random-resized crop of min_area..1, aspect_range, flip)
-    c.eval_transform = "mnist"   # none | mnist | cifar (center crop image_size) | center_crop (resize, crop)
+    # Preprocessing (cnnjax.data.transforms; names in transform_names.py). The host sends uint8;
+    # normalisation happens on the device.
+    c.train_transform = "pad_or_crop"  # none | pad_or_crop (pad or crop the center to image_size)
+    #                    | pad_crop_flip (pad 4, random crop, flip) | crop_flip_pca (shorter side
+    #                    resize_size, random crop, flip, PCA lighting) | random_resized_crop (crop of
+    #                    min_area..1 of the area, aspect_range, resized, flip)
+    c.eval_transform = "pad_or_crop"   # none | pad_or_crop | center_crop (shorter side resize_size, crop)
     c.image_size = 32            # side of the square images the pipelines yield (none: the native size)
-    c.resize_size = 256          # alexnet / center_crop / 5- and 10-crop: the shorter side before cropping
-    c.pca_lighting_std = 0.1     # alexnet: std of the PCA lighting coefficients (AlexNet Sec. 4.1); 0 = off
-    c.min_area = 0.08            # inception: smallest crop area, as a fraction of the image
-    c.aspect_range = (3 / 4, 4 / 3)  # inception: range of the crop's width / height
+    c.resize_size = 256          # crop_flip_pca / center_crop / 5- and 10-crop: the shorter side first
+    c.pca_lighting_std = 0.1     # crop_flip_pca: std of the PCA lighting coefficients (AlexNet 4.1); 0 = off
+    c.min_area = 0.08            # random_resized_crop: smallest crop area, as a fraction of the image
+    c.aspect_range = (3 / 4, 4 / 3)  # random_resized_crop: range of the crop's width / height
     c.mean = IMAGENET_MEAN       # per channel (or one value), [0, 1] units: cnnjax.data.normalize
     c.std = IMAGENET_STD
     c.channels = 3               # 3 (RGB) or 1 (grayscale); every source is converted to it
@@ -63,69 +71,76 @@ def default_data_config() -> ml_collections.ConfigDict:
     return c
 
 
-def imagenet_data_config(train_transform: str = "alexnet") -> ml_collections.ConfigDict:
-    """The data block of the ImageNet configs: TFDS imagenet2012 (manual download), 1000 classes,
-    `train_transform` ('alexnet': shorter side 256, random 224 crop, flip, PCA lighting; 'inception':
-    random-resized 224 crop, flip), evaluation on the validation split's central 224 crop of 256."""
-    c = default_data_config()
-    c.source = "tfds:imagenet2012"
-    c.train_split, c.eval_split = "train", "validation"
-    c.train_transform, c.eval_transform = train_transform, "center_crop"
-    c.image_size, c.resize_size, c.channels = 224, 256, 3
-    c.mean, c.std = IMAGENET_MEAN, IMAGENET_STD
-    c.pca_lighting_std = 0.1 if train_transform == "alexnet" else 0.0
-    c.num_classes = 1000
-    return c
+def imagenet_data_config(train_transform: str = "crop_flip_pca") -> ml_collections.ConfigDict:
+    """The imagenet2012 preset with `train_transform` (PCA lighting only with crop_flip_pca)."""
+    from cnnjax.data.presets import data_config  # presets.py builds on this module
+
+    canonical = transform_names.canonical(train_transform, train=True)
+    return data_config("imagenet2012", train_transform=train_transform,
+                       pca_lighting_std=0.1 if canonical == "crop_flip_pca" else 0.0)
 
 
 def check_data_config(data: ml_collections.ConfigDict) -> None:
-    """Raises ValueError (one line) for a field value the pipelines do not accept."""
-    _choice("train_transform", data.train_transform, TRAIN_TRANSFORMS)
-    _choice("eval_transform", data.eval_transform, EVAL_TRANSFORMS)
+    """Raises DataError (one line) for a field value the pipelines do not accept."""
+    transform_name(data.train_transform, train=True)
+    transform_name(data.eval_transform, train=False)
     _choice("on_corrupt", data.on_corrupt, ON_CORRUPT)
     _choice("channels", data.channels, (1, 3))
     for name in ("image_size", "resize_size", "synthetic_examples", "shuffle_buffer"):
         if int(data[name]) <= 0:
-            raise ValueError(f"data.{name} must be a positive integer, got {data[name]!r}")
+            raise DataError(f"data.{name} must be a positive integer, got {data[name]!r}")
     if data.num_classes < 0:
-        raise ValueError(f"data.num_classes must be >= 0 (0 = from the source), got {data.num_classes}")
+        raise DataError(f"data.num_classes must be >= 0 (0 = from the source), got {data.num_classes}")
     if not 0.0 < data.min_area <= 1.0:
-        raise ValueError(f"data.min_area must lie in (0, 1], got {data.min_area}")
-    lo, hi = data.aspect_range
-    if not 0.0 < lo <= hi:
-        raise ValueError(f"data.aspect_range must be (low, high) with 0 < low <= high, got "
-                         f"{tuple(data.aspect_range)}")
+        raise DataError(f"data.min_area must lie in (0, 1], got {data.min_area}")
+    if len(data.aspect_range) != 2 or not 0.0 < data.aspect_range[0] <= data.aspect_range[1]:
+        raise DataError(f"data.aspect_range must be (low, high) with 0 < low <= high, got "
+                        f"{tuple(data.aspect_range)}")
     if data.pca_lighting_std < 0:
-        raise ValueError(f"data.pca_lighting_std must be >= 0, got {data.pca_lighting_std}")
+        raise DataError(f"data.pca_lighting_std must be >= 0, got {data.pca_lighting_std}")
     if data.num_parallel_calls != AUTOTUNE and data.num_parallel_calls < 1:
-        raise ValueError(f"data.num_parallel_calls must be >= 1 or -1 (AUTOTUNE), got "
-                         f"{data.num_parallel_calls}")
+        raise DataError(f"data.num_parallel_calls must be >= 1 or -1 (AUTOTUNE), got "
+                        f"{data.num_parallel_calls}")
     if len(data.mean) not in (1, data.channels) or len(data.std) != len(data.mean):
-        raise ValueError(f"data.mean and data.std need 1 or channels={data.channels} values each, got "
-                         f"{tuple(data.mean)} and {tuple(data.std)}")
+        raise DataError(f"data.mean and data.std need 1 or channels={data.channels} values each, got "
+                        f"{tuple(data.mean)} and {tuple(data.std)}")
 
 
 def _choice(name: str, value, choices: tuple) -> None:
     if value not in choices:
-        raise ValueError(f"data.{name} must be one of {choices}, got {value!r}")
+        raise DataError(f"data.{name} must be one of {choices}, got {value!r}")
+
+
+def transform_name(name: str, *, train: bool) -> str:
+    """The registered name of transform `name` (itself, or what an alias such as 'cifar' means in that
+    role); DataError naming the valid transforms otherwise."""
+    canonical = transform_names.canonical(name, train=train)
+    if canonical is None:
+        field = "train_transform" if train else "eval_transform"
+        valid = transform_names.names(train=train)
+        aliases = [a for a, meant in transform_names.ALIASES.items() if meant[0 if train else 1]]
+        raise DataError(f"data.{field} must be one of {', '.join(valid)} (or the older names "
+                        f"{', '.join(aliases)}); got {name!r}")
+    return canonical
 
 
 def check_transform(data: ml_collections.ConfigDict, name: str, *, train: bool, crops: int = 1
-                    ) -> None:
-    """Raises ValueError where transform `name` cannot run with these data fields and `crops`."""
-    _choice("train_transform" if train else "eval_transform", name,
-            TRAIN_TRANSFORMS if train else EVAL_TRANSFORMS)
+                    ) -> str:
+    """The registered name of transform `name`; DataError where it cannot run with these data
+    fields and `crops`."""
+    given, name = name, transform_name(name, train=train)
     if crops not in EVAL_CROPS:
-        raise ValueError(f"crops must be one of {EVAL_CROPS}, got {crops!r}")
+        raise DataError(f"crops must be one of {EVAL_CROPS}, got {crops!r}")
     if crops > 1 and name != "center_crop":
-        raise ValueError(f"crops={crops} cuts the crops from the image resized to resize_size: it needs "
-                         f"data.eval_transform='center_crop', got {name!r}")
-    if name in ("alexnet", "center_crop") and data.image_size > data.resize_size:
-        raise ValueError(f"data.image_size={data.image_size} must not exceed data.resize_size="
-                         f"{data.resize_size} for the {name!r} transform")
-    if name == "alexnet" and data.pca_lighting_std > 0 and data.channels != 3:
-        raise ValueError("PCA lighting (data.pca_lighting_std > 0) works on RGB: set data.channels=3 "
-                         "or data.pca_lighting_std=0")
+        raise DataError(f"crops={crops} cuts the crops from the image resized to resize_size: it needs "
+                        f"data.eval_transform='center_crop', got {given!r}")
+    if name in ("crop_flip_pca", "center_crop") and data.image_size > data.resize_size:
+        raise DataError(f"data.image_size={data.image_size} must not exceed data.resize_size="
+                        f"{data.resize_size} for the {given!r} transform")
+    if name == "crop_flip_pca" and data.pca_lighting_std > 0 and data.channels != 3:
+        raise DataError("PCA lighting (data.pca_lighting_std > 0) works on RGB: set data.channels=3 "
+                        "or data.pca_lighting_std=0")
+    return name
 
 
 def output_shape(data: ml_collections.ConfigDict, name: str, source_shape: tuple,
@@ -135,7 +150,7 @@ def output_shape(data: ml_collections.ConfigDict, name: str, source_shape: tuple
     'none' keeps the source's own (H, W) (None where the files differ in size); every other
     transform yields image_size x image_size.
     """
-    if name == "none":
+    if name == "none":  # the one transform that keeps the source's size (it has no alias)
         shape = (*tuple(source_shape)[:2], data.channels)
     else:
         shape = (data.image_size, data.image_size, data.channels)

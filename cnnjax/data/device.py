@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnnjax.data.config import DataError
+
 
 def normalize(images: jax.Array, mean: Sequence[float] | float, std: Sequence[float] | float,
               dtype=jnp.float32) -> jax.Array:
@@ -25,10 +27,10 @@ def normalize(images: jax.Array, mean: Sequence[float] | float, std: Sequence[fl
     std = np.asarray(std, np.float32).reshape(-1)
     channels = images.shape[-1]
     if mean.size not in (1, channels) or std.size not in (1, channels):
-        raise ValueError(f"normalize: mean and std need 1 or {channels} (channels) values each, got "
-                         f"{mean.size} and {std.size}")
+        raise DataError(f"normalize: mean and std need 1 or {channels} (channels) values each, got "
+                        f"{mean.size} and {std.size}")
     if np.any(std <= 0):
-        raise ValueError(f"normalize: std must be positive, got {std.tolist()}")
+        raise DataError(f"normalize: std must be positive, got {std.tolist()}")
     # One multiply-add: x * (1 / (255 std)) - mean / std.
     scale = jnp.asarray(1.0 / (255.0 * std))
     shift = jnp.asarray(mean / std)
@@ -46,7 +48,7 @@ def prefetch_to_device(batches: Iterator[dict[str, np.ndarray]], sharding: jax.s
     batch k, batches k+1 .. k+size are already on their way.
     """
     if size < 1:
-        raise ValueError(f"prefetch_to_device: size must be >= 1, got {size}")
+        raise DataError(f"prefetch_to_device: size must be >= 1, got {size}")
     return _prefetch(iter(batches), sharding, size)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from cnnjax.data.config import DataError
+
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
@@ -24,10 +26,10 @@ def make_layout(global_batch_size: int, process_index: int | None = None,
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if process_count < 1 or not 0 <= process_index < process_count:
-        raise ValueError(f"process_index must lie in [0, process_count), got {process_index} of "
+        raise DataError(f"process_index must lie in [0, process_count), got {process_index} of "
                          f"{process_count}")
     if global_batch_size < 1 or global_batch_size % process_count:
-        raise ValueError(f"global_batch_size={global_batch_size} must be a positive multiple of "
-                         f"process_count={process_count}")
+        raise DataError(f"global_batch_size={global_batch_size} must be a positive multiple of "
+                        f"process_count={process_count}")
     return Layout(global_batch_size, global_batch_size // process_count, process_index,
                   process_count)

@@ -2,7 +2,7 @@
 
 Importing this module does not import TensorFlow; building a pipeline does (cnnjax.data.tfdata).
 Configuration errors (unknown source, missing path, empty class folder, bad transform) raise a one-line
-ValueError when the pipeline is built, before the first batch.
+DataError when the pipeline is built, before the first batch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import ml_collections
 import numpy as np
 
-from cnnjax.data.config import check_data_config, output_shape
+from cnnjax.data.config import DataError, check_data_config, output_shape
 from cnnjax.data.layout import make_layout
 from cnnjax.data.sources import eval_spec, load_source, train_spec
 
@@ -61,7 +61,7 @@ def train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, se
     """
     check_data_config(data)
     if start_step < 0:
-        raise ValueError(f"start_step must be >= 0, got {start_step}")
+        raise DataError(f"start_step must be >= 0, got {start_step}")
     from cnnjax.data import tfdata
 
     layout = make_layout(global_batch_size, process_index, process_count)
@@ -100,8 +100,8 @@ def _source(data, spec):
 
 def _num_classes(data, source) -> int:
     if data.num_classes and source.num_classes > data.num_classes:
-        raise ValueError(f"{source.name} has labels up to {source.num_classes - 1}, more than "
-                         f"data.num_classes={data.num_classes} allows")
+        raise DataError(f"{source.name} has labels up to {source.num_classes - 1}, more than "
+                        f"data.num_classes={data.num_classes} allows")
     return int(data.num_classes or source.num_classes)
 
 
@@ -113,12 +113,12 @@ def _iterate(ds, source, on_corrupt: str, keys: tuple[str, ...]) -> Iterator[dic
             for i in batch["_index"][batch["_expected"] & ~batch["_ok"]]:
                 path = source.paths[int(i)]
                 if on_corrupt == "error":
-                    raise ValueError(f"corrupt or unreadable image {path} (data.on_corrupt='skip' "
-                                     "would leave it out)")
+                    raise DataError(f"corrupt or unreadable image {path} (data.on_corrupt='skip' "
+                                    "would leave it out)")
                 skipped += 1
                 warnings.warn(f"skipped corrupt or unreadable image {path} ({skipped} so far)",
                               CorruptImageWarning, stacklevel=2)
             if "mask" not in keys and not batch["_ok"].any():
-                raise ValueError(f"every image of a training batch was unreadable, e.g. "
-                                 f"{source.paths[int(batch['_index'][0])]}")
+                raise DataError(f"every image of a training batch was unreadable, e.g. "
+                                f"{source.paths[int(batch['_index'][0])]}")
         yield {k: batch[k] for k in keys}

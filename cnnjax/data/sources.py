@@ -19,7 +19,7 @@ import struct
 import ml_collections
 import numpy as np
 
-from cnnjax.data.config import SOURCE_KINDS
+from cnnjax.data.config import SOURCE_KINDS, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 IDX_SPLITS = {"train": "train", "test": "t10k", "t10k": "t10k"}
@@ -102,8 +102,8 @@ def parse_source(source: str, split: str, data_dir: str = "", *, split_wins: boo
     """
     kind, sep, rest = source.partition(":")
     if kind not in SOURCE_KINDS or (kind != "synthetic" and not rest) or (kind == "synthetic" and sep):
-        raise ValueError(f"data source {source!r} is not one of 'idx:<dir>', 'tfds:<name>[:<split>]', "
-                         "'folder:<dir>' or 'synthetic'")
+        raise DataError(f"data source {source!r} is not one of 'idx:<dir>', 'tfds:<name>[:<split>]', "
+                        "'folder:<dir>' or 'synthetic'")
     if kind == "tfds":
         name, _, own_split = rest.partition(":")
         if own_split and not split_wins:
@@ -138,10 +138,10 @@ def load_source(spec: SourceSpec, data: ml_collections.ConfigDict):
         return list_folder(root, spec.split, os.stat(root).st_mtime_ns)
     if spec.kind == "synthetic":
         if data.num_classes <= 0:
-            raise ValueError("the synthetic source needs data.num_classes > 0 for its labels")
+            raise DataError("the synthetic source needs data.num_classes > 0 for its labels")
         shape = tuple(int(s) for s in data.synthetic_shape)
         if len(shape) != 3 or min(shape) <= 0:
-            raise ValueError(f"data.synthetic_shape must be (H, W, C) > 0, got {shape}")
+            raise DataError(f"data.synthetic_shape must be (H, W, C) > 0, got {shape}")
         return SyntheticSource(int(data.synthetic_examples), shape, int(data.num_classes))
     from cnnjax.data import tfds_source  # imports TensorFlow Datasets
 
@@ -151,8 +151,8 @@ def load_source(spec: SourceSpec, data: ml_collections.ConfigDict):
 def _existing_dir(location: str, kind: str) -> str:
     path = pathlib.Path(location).expanduser()
     if not path.is_dir():
-        raise ValueError(f"{kind} source: directory {location!r} does not exist (resolved against "
-                         f"{os.getcwd()})")
+        raise DataError(f"{kind} source: directory {location!r} does not exist (resolved against "
+                        f"{os.getcwd()})")
     return str(path.resolve())
 
 
@@ -171,15 +171,15 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise ValueError(f"cannot read IDX file {path}: {e}") from None
+        raise DataError(f"cannot read IDX file {path}: {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] == 0:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic 0x0000 08 ndim)")
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (magic 0x0000 08 ndim)")
     ndim = raw[3]
     header = 4 + 4 * ndim
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     if len(raw) - header != int(np.prod(dims)):
-        raise ValueError(f"{path}: header promises {dims} = {int(np.prod(dims))} bytes, the file has "
-                         f"{len(raw) - header}")
+        raise DataError(f"{path}: header promises {dims} = {int(np.prod(dims))} bytes, the file has "
+                        f"{len(raw) - header}")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
@@ -187,20 +187,20 @@ def _idx_file(root: str, prefix: str, kind: str) -> str:
     for name in (f"{prefix}-{kind}.gz", f"{prefix}-{kind}"):
         if os.path.isfile(os.path.join(root, name)):
             return os.path.join(root, name)
-    raise ValueError(f"idx source: {root} has no {prefix}-{kind}.gz (nor {prefix}-{kind})")
+    raise DataError(f"idx source: {root} has no {prefix}-{kind}.gz (nor {prefix}-{kind})")
 
 
 @functools.lru_cache(maxsize=8)
 def load_idx(root: str, split: str) -> ArraySource:
     """The IDX pair of a split: 'train' reads train-*-ubyte(.gz), 'test' reads t10k-*-ubyte(.gz)."""
     if split not in IDX_SPLITS:
-        raise ValueError(f"idx source: split must be 'train' or 'test', got {split!r}")
+        raise DataError(f"idx source: split must be 'train' or 'test', got {split!r}")
     prefix = IDX_SPLITS[split]
     images = read_idx(_idx_file(root, prefix, "images-idx3-ubyte"))
     labels = read_idx(_idx_file(root, prefix, "labels-idx1-ubyte"))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"idx source {root} ({split}): images {images.shape} and labels "
-                         f"{labels.shape} do not pair up as (N, H, W) and (N,)")
+        raise DataError(f"idx source {root} ({split}): images {images.shape} and labels "
+                        f"{labels.shape} do not pair up as (N, H, W) and (N,)")
     return ArraySource(images[..., None], labels.astype(np.int32), int(labels.max()) + 1, None,
                        f"idx:{root}:{split}")
 
@@ -223,14 +223,14 @@ def list_folder(root: str, split: str, mtime_ns: int = 0) -> FileSource:
         return _list_csv(folder)
     classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
     if not classes:
-        raise ValueError(f"folder source {folder} has neither class subfolders nor a {LABELS_CSV}")
+        raise DataError(f"folder source {folder} has neither class subfolders nor a {LABELS_CSV}")
     paths, labels = [], []
     for label, name in enumerate(classes):
         files = sorted(e.path for e in os.scandir(os.path.join(folder, name))
                        if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
-            raise ValueError(f"class folder {os.path.join(folder, name)} holds no image "
-                             f"({', '.join(IMAGE_EXTENSIONS)})")
+            raise DataError(f"class folder {os.path.join(folder, name)} holds no image "
+                            f"({', '.join(IMAGE_EXTENSIONS)})")
         paths += files
         labels += [label] * len(files)
     return FileSource(tuple(paths), np.asarray(labels, np.int32), len(classes), classes,
@@ -243,11 +243,11 @@ def _list_csv(folder: str) -> FileSource:
         reader = csv.DictReader(f)
         missing = {"filename", "class_index"} - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{csv_path} needs the columns filename,class_index[,class_name]; it "
-                             f"has {reader.fieldnames}")
+            raise DataError(f"{csv_path} needs the columns filename,class_index[,class_name]; it "
+                            f"has {reader.fieldnames}")
         rows = list(reader)
     if not rows:
-        raise ValueError(f"{csv_path} lists no images")
+        raise DataError(f"{csv_path} lists no images")
     paths, labels, names = [], [], {}
     for line, row in enumerate(rows, start=2):
         try:
@@ -255,16 +255,16 @@ def _list_csv(folder: str) -> FileSource:
         except ValueError:
             label = -1
         if label < 0:
-            raise ValueError(f"{csv_path}:{line}: class_index must be an integer >= 0, got "
-                             f"{row['class_index']!r}")
+            raise DataError(f"{csv_path}:{line}: class_index must be an integer >= 0, got "
+                            f"{row['class_index']!r}")
         paths.append(os.path.join(folder, row["filename"]))
         labels.append(label)
         if row.get("class_name"):
             names[label] = row["class_name"]
     absent = [p for p in paths if not os.path.isfile(p)]
     if absent:
-        raise ValueError(f"{csv_path} lists {len(absent)} file(s) that do not exist, the first is "
-                         f"{absent[0]}")
+        raise DataError(f"{csv_path} lists {len(absent)} file(s) that do not exist, the first is "
+                        f"{absent[0]}")
     num_classes = max(labels) + 1
     class_names = [names[i] for i in range(num_classes)] if len(names) == num_classes else None
     return FileSource(tuple(paths), np.asarray(labels, np.int32), num_classes, class_names,

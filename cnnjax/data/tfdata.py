@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from cnnjax.data import transforms as T
+from cnnjax.data.config import DataError
 from cnnjax.data.layout import Layout
 from cnnjax.data.sources import ArraySource, FileSource, SyntheticSource
 from cnnjax.data.tf_cpu import tf
@@ -118,8 +119,7 @@ def memory_batches(source: ArraySource | SyntheticSource, transform: T.Transform
     def one(args):
         image, key = args
         window_key, finish_key = _split_key(key)
-        image = T.window_decoded(T.to_channels(image, channels), transform.window, window_key)
-        return transform.finish(image, finish_key)
+        return transform.on_decoded(T.to_channels(image, channels), window_key, finish_key)
 
     def batch(step):
         out = tf.map_fn(one, (images_of(step["index"]), step["key"]),
@@ -270,8 +270,8 @@ def _transform(source, data, name: str, *, train: bool, crops: int = 1) -> T.Tra
     transform = T.make_transform(data, name, source.image_shape, train=train, crops=crops)
     if None in transform.output_shape:
         field = "train_transform" if train else "eval_transform"
-        raise ValueError(f"data.{field}='none' keeps each image's own size, but {source.name} has "
-                         "images of different sizes: choose a transform that yields data.image_size")
+        raise DataError(f"data.{field}='none' keeps each image's own size, but {source.name} has "
+                        "images of different sizes: choose a transform that yields data.image_size")
     return transform
 
 

@@ -2,7 +2,7 @@
 
 Imported only when a 'tfds:' source is used, since it imports TensorFlow Datasets (and TensorFlow).
 Downloading follows TFDS's own rules (`download_and_prepare`); a dataset that needs a manual download
-raises TFDS's instructions as one ValueError.
+raises TFDS's instructions as one DataError.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnjax.data.config import DataError
 from cnnjax.data.sources import ArraySource
 from cnnjax.data.tf_cpu import tf  # noqa: F401  (keeps TensorFlow off the GPUs before TFDS loads it)
 
@@ -49,25 +50,25 @@ def load_tfds(name: str, split: str, data_dir: str = "") -> ArraySource | TfdsSt
         builder = tfds.builder(name, data_dir=data_dir or None)
     except ValueError as e:  # DatasetNotFoundError and unknown configs are ValueErrors
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"tfds source {name!r}: {first} (tfds.list_builders() lists the "
-                         "names)") from None
+        raise DataError(f"tfds source {name!r}: {first} (tfds.list_builders() lists the "
+                        "names)") from None
     try:
         builder.download_and_prepare()
     except AssertionError as e:  # TFDS's way of saying "download these files by hand first"
-        raise ValueError(f"tfds source {name!r} needs a manual download. {e}") from None
+        raise DataError(f"tfds source {name!r} needs a manual download. {e}") from None
     except ImportError as e:
-        raise ValueError(f"tfds source {name!r}: TFDS needs the Python module {e.name!r} to prepare "
-                         "it; install it into the environment") from None
+        raise DataError(f"tfds source {name!r}: TFDS needs the Python module {e.name!r} to prepare "
+                        "it; install it into the environment") from None
     info = builder.info
     try:
         split_info = info.splits[split]
     except (KeyError, ValueError, AssertionError):
-        raise ValueError(f"tfds source {name!r} has no split {split!r}; its splits are "
-                         f"{sorted(info.splits.keys())}") from None
+        raise DataError(f"tfds source {name!r} has no split {split!r}; its splits are "
+                        f"{sorted(info.splits.keys())}") from None
     features = info.features
     if "image" not in features or "label" not in features:
-        raise ValueError(f"tfds source {name!r} has features {sorted(features.keys())}; cnnjax reads "
-                         "'image' and 'label'")
+        raise DataError(f"tfds source {name!r} has features {sorted(features.keys())}; cnnjax reads "
+                        "'image' and 'label'")
     label = features["label"]
     num_classes = int(getattr(label, "num_classes", 0) or 0)
     class_names = list(label.names) if getattr(label, "names", None) else None

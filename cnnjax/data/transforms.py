@@ -15,8 +15,9 @@ from collections.abc import Callable
 
 import ml_collections
 
-from cnnjax.data.config import check_transform, output_shape
+from cnnjax.data.config import DataError, check_transform, output_shape
 from cnnjax.data.tf_cpu import tf
+from cnnjax.data.transform_names import TRANSFORMS
 
 # ImageNet RGB principal components in [0, 1] units (AlexNet Sec. 4.1; the values of fb.resnet.torch).
 # Column j of PCA_EIGVEC is the eigenvector of eigenvalue PCA_EIGVAL[j].
@@ -37,6 +38,10 @@ class Transform:
     window: Window | None
     finish: Finish
     output_shape: tuple[int | None, ...]
+
+    def on_decoded(self, image: tf.Tensor, window_key: tf.Tensor, finish_key: tf.Tensor) -> tf.Tensor:
+        """The transform of an already decoded image: its window, then `finish`."""
+        return self.finish(window_decoded(image, self.window, window_key), finish_key)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -63,7 +68,7 @@ def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
         return tf.image.rgb_to_grayscale(image[..., :3])
     if have == 4 and channels == 3:
         return image[..., :3]
-    raise ValueError(f"cannot convert images with {have} channels to data.channels={channels}")
+    raise DataError(f"cannot convert images with {have} channels to data.channels={channels}")
 
 
 def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
@@ -184,51 +189,89 @@ def inception_window(min_area: float, aspect_range: tuple[float, float]) -> Wind
     return window
 
 
+# Builders by name (the names, what they do and today's aliases: cnnjax.data.transform_names).
+# A builder takes (data fields, train, crops) and returns (window, finish) for make_transform.
+Builder = Callable[[ml_collections.ConfigDict, bool, int], tuple[Window | None, Finish]]
+BUILDERS: dict[str, Builder] = {}
+
+
+def transform(name: str) -> Callable[[Builder], Builder]:
+    """Registers the decorated builder under `name`, which must be in transform_names.TRANSFORMS."""
+    if name not in TRANSFORMS:
+        raise KeyError(f"transform {name!r} is not in cnnjax.data.transform_names.TRANSFORMS")
+
+    def register(builder: Builder) -> Builder:
+        BUILDERS[name] = builder
+        return builder
+    return register
+
+
+@transform("none")
+def _none(data, train, crops):
+    return None, lambda image, key: image
+
+
+@transform("pad_or_crop")
+def _pad_or_crop(data, train, crops):
+    size = int(data.image_size)
+
+    def finish(image, key):  # pads (MNIST 28 -> 32: LeCun et al. 1998, Sec. II-B) or crops
+        return tf.image.resize_with_crop_or_pad(image, size, size)
+    return None, finish
+
+
+@transform("pad_crop_flip")
+def _pad_crop_flip(data, train, crops):
+    size, channels = int(data.image_size), int(data.channels)
+
+    def finish(image, key):  # He et al. 2016 Sec. 4.2: pad 4, random crop, random flip
+        kc, kf = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+        padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+        return random_flip(tf.image.stateless_random_crop(padded, [size, size, channels], kc), kf)
+    return None, finish
+
+
+@transform("crop_flip_pca")
+def _crop_flip_pca(data, train, crops):
+    size, std = int(data.image_size), float(data.pca_lighting_std)
+
+    def finish(image, key):
+        kf, kl = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+        offset = pca_lighting(std, kl) if std > 0 else 0.0
+        return random_flip(to_uint8(resize(image, size), offset), kf)
+    return alexnet_window(size, int(data.resize_size)), finish
+
+
+@transform("random_resized_crop")
+def _random_resized_crop(data, train, crops):
+    size = int(data.image_size)
+
+    def finish(image, key):
+        return random_flip(to_uint8(resize(image, size)), key)
+    return inception_window(float(data.min_area), tuple(data.aspect_range)), finish
+
+
+@transform("center_crop")
+def _center_crop(data, train, crops):
+    size, resize_size = int(data.image_size), int(data.resize_size)
+    if crops == 1:
+        return center_window(size, resize_size), lambda image, key: to_uint8(resize(image, size))
+
+    def finish(image, key):  # 5 or 10 crops of the image with shorter side resize_size
+        five = five_crops(to_uint8(resize_shorter(image, resize_size)), size)
+        return five if crops == 5 else tf.concat([five, tf.reverse(five, axis=[2])], axis=0)
+    return None, finish
+
+
 def make_transform(data: ml_collections.ConfigDict, name: str, source_shape: tuple, *,
                    train: bool, crops: int = 1) -> Transform:
-    """The named transform for these data fields; source_shape is the source's (H, W, C)."""
-    check_transform(data, name, train=train, crops=crops)
-    size, channels = int(data.image_size), int(data.channels)
-    shape = output_shape(data, name, source_shape, crops)
-    window: Window | None = None
-
-    if name == "none":
-        def finish(image, key):
-            return image
-    elif name == "mnist" or (name == "cifar" and not train):
-        def finish(image, key):  # pads (MNIST 28 -> 32: LeCun et al. 1998, Sec. II-B) or crops
-            return tf.image.resize_with_crop_or_pad(image, size, size)
-    elif name == "cifar":
-        def finish(image, key):  # He et al. 2016 Sec. 4.2: pad 4, random crop, random flip
-            kc, kf = tf.unstack(tf.random.experimental.stateless_split(key, 2))
-            padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
-            return random_flip(tf.image.stateless_random_crop(padded, [size, size, channels], kc), kf)
-    elif name == "alexnet":
-        window = alexnet_window(size, int(data.resize_size))
-        std = float(data.pca_lighting_std)
-
-        def finish(image, key):
-            kf, kl = tf.unstack(tf.random.experimental.stateless_split(key, 2))
-            offset = pca_lighting(std, kl) if std > 0 else 0.0
-            return random_flip(to_uint8(resize(image, size), offset), kf)
-    elif name == "inception":
-        window = inception_window(float(data.min_area), tuple(data.aspect_range))
-
-        def finish(image, key):
-            return random_flip(to_uint8(resize(image, size)), key)
-    elif crops == 1:  # center_crop
-        window = center_window(size, int(data.resize_size))
-
-        def finish(image, key):
-            return to_uint8(resize(image, size))
-    else:  # center_crop with 5 or 10 crops
-        resize_size = int(data.resize_size)
-
-        def finish(image, key):
-            five = five_crops(to_uint8(resize_shorter(image, resize_size)), size)
-            return five if crops == 5 else tf.concat([five, tf.reverse(five, axis=[2])], axis=0)
+    """Transform `name` (a registered name or an older alias) for these data fields, in the training
+    or evaluation role; source_shape is the source's (H, W, C)."""
+    canonical = check_transform(data, name, train=train, crops=crops)
+    shape = output_shape(data, canonical, source_shape, crops)
+    window, finish = BUILDERS[canonical](data, train, crops)
 
     def checked(image, key):
         return tf.ensure_shape(finish(image, key), shape)
 
-    return Transform(name, window, checked, shape)
+    return Transform(canonical, window, checked, shape)

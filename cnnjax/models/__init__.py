@@ -13,7 +13,8 @@ from typing import Any
 
 import jax
 
-from cnnjax.models.registry import build, knobs, list_models, natural_input
+from cnnjax.models.layers import ModelError
+from cnnjax.models.registry import build, knob_choices, knobs, list_models, natural_input
 
 
 def split_outputs(out: Any) -> tuple[jax.Array, tuple[jax.Array, ...]]:
@@ -25,4 +26,12 @@ def split_outputs(out: Any) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     return out, ()
 
 
-__all__ = ["build", "knobs", "list_models", "natural_input", "split_outputs"]
+__all__ = [
+    "ModelError",
+    "build",
+    "knob_choices",
+    "knobs",
+    "list_models",
+    "natural_input",
+    "split_outputs",
+]

@@ -41,6 +41,9 @@ class AlexNet(layers.HasLayerOptions, nn.Module):
     conv_impl, dtype, dropout_rate.
     """
 
+    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
+    CHOICES: ClassVar[dict[str, tuple]] = {"groups": (1, 2), "norm": layers.NORMS, "pool": layers.POOLS}
+
     STRUCTURE: ClassVar[tuple[str, ...]] = ("filters", "dropout_before_fc")
 
     filters: Sequence[int] = (96, 256, 384, 384, 256)
@@ -56,9 +59,9 @@ class AlexNet(layers.HasLayerOptions, nn.Module):
 
     def __post_init__(self) -> None:
         layers.check_positive_int("alexnet", "num_classes", self.num_classes)
-        layers.check_choice("alexnet", "groups", self.groups, (1, 2))
-        self.options.validate("alexnet")
-        layers.check_choice("alexnet", "pool", self.pool, layers.POOLS)
+        layers.check_choice("alexnet", "groups", self.groups, self.CHOICES["groups"])
+        self.options.validate("alexnet", self.CHOICES["norm"])
+        layers.check_choice("alexnet", "pool", self.pool, self.CHOICES["pool"])
         layers.check_rate("alexnet", "dropout_rate", self.dropout_rate)
         super().__post_init__()
 

@@ -12,6 +12,8 @@ Weights He normal (fan_in); the paper does not state its initialisation.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax
 
@@ -25,6 +27,9 @@ class AllConvNet(layers.HasLayerOptions, nn.Module):
     dtype, dropout_rate (0.5), input_dropout_rate (0.2), relu_logits.
     """
 
+    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
+    CHOICES: ClassVar[dict[str, tuple]] = {"norm": ("none", "batch"), "pool": layers.POOLS}
+
     num_classes: int = 10
     activation: str = "relu"
     norm: str = "none"
@@ -37,8 +42,8 @@ class AllConvNet(layers.HasLayerOptions, nn.Module):
 
     def __post_init__(self) -> None:
         layers.check_positive_int("allconv", "num_classes", self.num_classes)
-        self.options.validate("allconv", norms=("none", "batch"))
-        layers.check_choice("allconv", "pool", self.pool, layers.POOLS)
+        self.options.validate("allconv", norms=self.CHOICES["norm"])
+        layers.check_choice("allconv", "pool", self.pool, self.CHOICES["pool"])
         layers.check_rate("allconv", "dropout_rate", self.dropout_rate)
         layers.check_rate("allconv", "input_dropout_rate", self.input_dropout_rate)
         layers.check_bool("allconv", "relu_logits", self.relu_logits)

@@ -142,6 +142,9 @@ class GoogLeNet(layers.HasLayerOptions, nn.Module):
     aux_heads, aux_dropout_rate (0.7), naive_inception.
     """
 
+    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
+    CHOICES: ClassVar[dict[str, tuple]] = {"norm": layers.NORMS, "pool": layers.POOLS}
+
     STRUCTURE: ClassVar[tuple[str, ...]] = ()
     OWNER: ClassVar[str] = "googlenet"  # the model name in one-line errors
     INCEPTION: ClassVar[type[nn.Module]] = Inception  # module classes a variant may replace
@@ -161,8 +164,8 @@ class GoogLeNet(layers.HasLayerOptions, nn.Module):
     def __post_init__(self) -> None:
         owner = self.OWNER
         layers.check_positive_int(owner, "num_classes", self.num_classes)
-        self.options.validate(owner)
-        layers.check_choice(owner, "pool", self.pool, layers.POOLS)
+        self.options.validate(owner, self.CHOICES["norm"])
+        layers.check_choice(owner, "pool", self.pool, self.CHOICES["pool"])
         layers.check_rate(owner, "dropout_rate", self.dropout_rate)
         layers.check_rate(owner, "aux_dropout_rate", self.aux_dropout_rate)
         layers.check_bool(owner, "aux_heads", self.aux_heads)

@@ -17,9 +17,15 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax import ops
+from cnnjax.errors import UserError
 from cnnjax.ops.materialize import materialize
 
 Initializer = Callable[..., jax.Array]
+
+
+class ModelError(UserError):
+    """An unknown model, a knob a model does not take, or a knob value it does not accept."""
+
 
 DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -68,28 +74,28 @@ def lecun98_uniform(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float
 
 
 def check_choice(owner: str, arg: str, value: Any, choices: Sequence[Any]) -> None:
-    """Raise a one-line ValueError unless `value` is one of `choices`."""
+    """Raise a one-line ModelError unless `value` is one of `choices`."""
     if value not in choices:
         valid = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{owner}: {arg} must be one of {valid}; got {value!r}")
+        raise ModelError(f"{owner}: {arg} must be one of {valid}; got {value!r}")
 
 
 def check_rate(owner: str, arg: str, value: Any) -> None:
-    """Raise a one-line ValueError unless `value` is a probability in [0, 1)."""
+    """Raise a one-line ModelError unless `value` is a probability in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ValueError(f"{owner}: {arg} must be a number in [0, 1); got {value!r}")
+        raise ModelError(f"{owner}: {arg} must be a number in [0, 1); got {value!r}")
 
 
 def check_positive_int(owner: str, arg: str, value: Any) -> None:
-    """Raise a one-line ValueError unless `value` is an int >= 1."""
+    """Raise a one-line ModelError unless `value` is an int >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {arg} must be a positive int; got {value!r}")
+        raise ModelError(f"{owner}: {arg} must be a positive int; got {value!r}")
 
 
 def check_bool(owner: str, arg: str, value: Any) -> None:
-    """Raise a one-line ValueError unless `value` is True or False."""
+    """Raise a one-line ModelError unless `value` is True or False."""
     if not isinstance(value, bool):
-        raise ValueError(f"{owner}: {arg} must be True or False; got {value!r}")
+        raise ModelError(f"{owner}: {arg} must be True or False; got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +111,7 @@ class LayerOptions:
     dtype: str = "float32"
 
     def validate(self, owner: str, norms: Sequence[str] = NORMS) -> None:
-        """One-line ValueError for an unknown activation, norm (among `norms`), impl or dtype."""
+        """One-line ModelError for an unknown activation, norm (among `norms`), impl or dtype."""
         check_choice(owner, "activation", self.activation, tuple(ACTIVATIONS))
         check_choice(owner, "norm", self.norm, tuple(norms))
         check_choice(owner, "conv_impl", self.conv_impl, ops.IMPLS)
@@ -162,7 +168,7 @@ class Conv(nn.Module):
         kh, kw = _pair(self.kernel_size)
         cin = x.shape[-1]
         if cin % self.groups or self.features % self.groups:
-            raise ValueError(f"Conv {self.name}: input channels {cin} and features "
+            raise ModelError(f"Conv {self.name}: input channels {cin} and features "
                              f"{self.features} must both be divisible by groups={self.groups}")
         kernel = self.param("kernel", self.kernel_init,
                             (kh, kw, cin // self.groups, self.features), jnp.float32)

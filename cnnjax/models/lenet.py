@@ -12,6 +12,8 @@ With norm='batch' the convolutions drop their biases and each gains a BN scale a
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax
 
@@ -25,6 +27,9 @@ class LeNet5(layers.HasLayerOptions, nn.Module):
     dtype, dropout_rate (before F6 and before the output layer; 0 by default).
     """
 
+    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
+    CHOICES: ClassVar[dict[str, tuple]] = {"norm": layers.NORMS, "pool": layers.POOLS}
+
     num_classes: int = 10
     activation: str = "tanh"
     norm: str = "none"
@@ -35,8 +40,8 @@ class LeNet5(layers.HasLayerOptions, nn.Module):
 
     def __post_init__(self) -> None:
         layers.check_positive_int("lenet5", "num_classes", self.num_classes)
-        self.options.validate("lenet5")
-        layers.check_choice("lenet5", "pool", self.pool, layers.POOLS)
+        self.options.validate("lenet5", self.CHOICES["norm"])
+        layers.check_choice("lenet5", "pool", self.pool, self.CHOICES["pool"])
         layers.check_rate("lenet5", "dropout_rate", self.dropout_rate)
         super().__post_init__()
 

@@ -9,6 +9,7 @@ classes: 1,579,530 parameters, biases included.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -23,6 +24,9 @@ class MLP(nn.Module):
     dtype, dropout_rate (after each hidden layer).
     """
 
+    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
+    CHOICES: ClassVar[dict[str, tuple]] = {"norm": ("none", "batch")}
+
     num_classes: int = 10
     hidden: Sequence[int] = (1024, 512)
     activation: str = "relu"
@@ -33,11 +37,11 @@ class MLP(nn.Module):
     def __post_init__(self) -> None:
         layers.check_positive_int("mlp", "num_classes", self.num_classes)
         if not isinstance(self.hidden, Sequence) or not self.hidden:
-            raise ValueError(f"mlp: hidden must be a non-empty sequence of widths; got "
-                             f"{self.hidden!r}")
+            raise layers.ModelError(f"mlp: hidden must be a non-empty sequence of widths; got "
+                                    f"{self.hidden!r}")
         for width in self.hidden:
             layers.check_positive_int("mlp", "hidden widths", width)
-        self.options.validate("mlp", norms=("none", "batch"))
+        self.options.validate("mlp", norms=self.CHOICES["norm"])
         layers.check_rate("mlp", "dropout_rate", self.dropout_rate)
         super().__post_init__()
 

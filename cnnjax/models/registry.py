@@ -3,6 +3,8 @@
 `build(name, num_classes=..., **knobs)` checks the name and the knobs against the family's fields
 (a knob is any field of the family class except the ones that define the variant, listed in the
 class's STRUCTURE) and returns the flax module; the module validates the knob values itself.
+`knobs(name)` gives every knob with the variant's default (the config's `model` block is filled from
+it) and `knob_choices(name)` the allowed values of the knobs that take a choice.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 import flax.linen as nn
 
+from cnnjax import ops
+from cnnjax.models import layers
 from cnnjax.models.alexnet import AlexNet
 from cnnjax.models.allconv import AllConvNet
 from cnnjax.models.googlenet import GoogLeNet, GoogLeNetSmall, GoogLeNetTorchvision
@@ -85,7 +89,7 @@ def list_models() -> list[str]:
 
 def _factory(name: str) -> functools.partial:
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+        raise layers.ModelError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
     return _MODELS[name]
 
 
@@ -103,6 +107,21 @@ def knobs(name: str) -> dict[str, Any]:
     return out
 
 
+def knob_choices(name: str) -> dict[str, tuple]:
+    """The allowed values of model `name`'s knobs where the module declares them (its CHOICES,
+    the activations, conv implementations and dtypes every layer understands, and booleans)."""
+    cls = _factory(name).func
+    declared = {"activation": tuple(layers.ACTIVATIONS), "conv_impl": tuple(ops.IMPLS),
+                "dtype": tuple(layers.DTYPES), **getattr(cls, "CHOICES", {})}
+    out = {}
+    for knob, default in knobs(name).items():
+        if knob in declared:
+            out[knob] = tuple(declared[knob])
+        elif isinstance(default, bool):
+            out[knob] = (False, True)
+    return out
+
+
 def natural_input(name: str) -> tuple[tuple[int, int, int], int]:
     """The input shape (H, W, C) and class count model `name` was designed for."""
     _factory(name)
@@ -112,15 +131,15 @@ def natural_input(name: str) -> tuple[tuple[int, int, int], int]:
 def build(name: str, *, num_classes: int = 1000, **knob_values: Any) -> nn.Module:
     """The flax module for model `name` with `num_classes` outputs and the given knobs.
 
-    Raises ValueError (one line) for an unknown name, a knob this model does not take (listing
+    Raises ModelError (one line) for an unknown name, a knob this model does not take (listing
     the valid ones) or a knob value it does not accept.
     """
     factory = _factory(name)
     valid = knobs(name)
     unknown = sorted(set(knob_values) - set(valid))
     if unknown:
-        raise ValueError(f"model {name!r} does not take knob(s) {', '.join(unknown)}; valid "
-                         f"knobs: {', '.join(sorted(valid))}")
+        raise layers.ModelError(f"model {name!r} does not take knob(s) {', '.join(unknown)}; valid "
+                                f"knobs: {', '.join(sorted(valid))}")
     # Lists (from configs or the command line) become tuples: modules must stay hashable, as
     # jax.jit hashes the apply function bound to them.
     knob_values = {k: tuple(v) if isinstance(v, list) else v for k, v in knob_values.items()}

@@ -120,6 +120,10 @@ class ResNet(layers.HasLayerOptions, nn.Module):
     norm ('batch', 'none'), pool (the ImageNet stem's), conv_impl, dtype, dropout_rate (before fc).
     """
 
+    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
+    CHOICES: ClassVar[dict[str, tuple]] = {"shortcut": SHORTCUTS, "norm": ("batch", "none"),
+                                           "pool": layers.POOLS}
+
     STRUCTURE: ClassVar[tuple[str, ...]] = ("stage_sizes", "block_cls", "stem", "width")
 
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
@@ -141,21 +145,21 @@ class ResNet(layers.HasLayerOptions, nn.Module):
         owner = "resnet"
         layers.check_choice(owner, "stem", self.stem, ("imagenet", "cifar"))
         layers.check_positive_int(owner, "num_classes", self.num_classes)
-        layers.check_choice(owner, "shortcut", self.shortcut, SHORTCUTS)
-        self.options.validate(owner, norms=("batch", "none"))
-        layers.check_choice(owner, "pool", self.pool, layers.POOLS)
+        layers.check_choice(owner, "shortcut", self.shortcut, self.CHOICES["shortcut"])
+        self.options.validate(owner, norms=self.CHOICES["norm"])
+        layers.check_choice(owner, "pool", self.pool, self.CHOICES["pool"])
         layers.check_rate(owner, "dropout_rate", self.dropout_rate)
         layers.check_bool(owner, "zero_init_residual", self.zero_init_residual)
         layers.check_bool(owner, "stride_in_3x3", self.stride_in_3x3)
         if self.stem == "cifar" and self.pool != "max":
-            raise ValueError(f"{owner}: pool applies to the ImageNet stem's max pool; the CIFAR "
-                             f"ResNets have none, so pool must stay 'max' (got {self.pool!r})")
+            raise layers.ModelError(f"{owner}: pool applies to the ImageNet stem's max pool; the CIFAR "
+                                    f"ResNets have none, so pool must stay 'max' (got {self.pool!r})")
         if self.zero_init_residual and (self.norm != "batch" or self.shortcut == "none"):
-            raise ValueError(f"{owner}: zero_init_residual needs norm='batch' and a shortcut "
-                             f"(got norm={self.norm!r}, shortcut={self.shortcut!r})")
+            raise layers.ModelError(f"{owner}: zero_init_residual needs norm='batch' and a shortcut "
+                                    f"(got norm={self.norm!r}, shortcut={self.shortcut!r})")
         if not self.stride_in_3x3 and self.block_cls is not Bottleneck:
-            raise ValueError(f"{owner}: stride_in_3x3 applies to bottleneck blocks only "
-                             f"(resnet50/101/152)")
+            raise layers.ModelError(f"{owner}: stride_in_3x3 applies to bottleneck blocks only "
+                                    f"(resnet50/101/152)")
         super().__post_init__()
 
     @nn.compact

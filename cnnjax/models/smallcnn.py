@@ -20,6 +20,7 @@ classes the parameters are, biases included,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -38,6 +39,9 @@ class SmallCNN(layers.HasLayerOptions, nn.Module):
     the default widths.
     """
 
+    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
+    CHOICES: ClassVar[dict[str, tuple]] = {"norm": layers.NORMS, "pool": layers.POOLS}
+
     num_classes: int = 10
     widths: Sequence[int] = (32, 32, 64, 64)
     activation: str = "relu"
@@ -51,12 +55,12 @@ class SmallCNN(layers.HasLayerOptions, nn.Module):
         layers.check_positive_int("smallcnn", "num_classes", self.num_classes)
         if (not isinstance(self.widths, Sequence) or isinstance(self.widths, str)
                 or not self.widths or len(self.widths) % CONVS_PER_STAGE):
-            raise ValueError(f"smallcnn: widths must be a non-empty sequence of an even number of "
-                             f"conv widths (two per stage); got {self.widths!r}")
+            raise layers.ModelError(f"smallcnn: widths must be a non-empty sequence of an even number of "
+                                    f"conv widths (two per stage); got {self.widths!r}")
         for width in self.widths:
             layers.check_positive_int("smallcnn", "widths entries", width)
-        self.options.validate("smallcnn")
-        layers.check_choice("smallcnn", "pool", self.pool, layers.POOLS)
+        self.options.validate("smallcnn", self.CHOICES["norm"])
+        layers.check_choice("smallcnn", "pool", self.pool, self.CHOICES["pool"])
         layers.check_rate("smallcnn", "dropout_rate", self.dropout_rate)
         super().__post_init__()
 

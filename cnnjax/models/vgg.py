@@ -46,6 +46,9 @@ class VGG(layers.HasLayerOptions, nn.Module):
     Knobs: activation, norm ('none', 'batch'), pool, conv_impl, dtype, dropout_rate.
     """
 
+    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
+    CHOICES: ClassVar[dict[str, tuple]] = {"norm": ("none", "batch"), "pool": layers.POOLS}
+
     STRUCTURE: ClassVar[tuple[str, ...]] = ("config",)
 
     config: str = "D"
@@ -60,8 +63,8 @@ class VGG(layers.HasLayerOptions, nn.Module):
     def __post_init__(self) -> None:
         layers.check_choice("vgg", "config", self.config, tuple(CONFIGS))
         layers.check_positive_int("vgg", "num_classes", self.num_classes)
-        self.options.validate("vgg", norms=("none", "batch"))
-        layers.check_choice("vgg", "pool", self.pool, layers.POOLS)
+        self.options.validate("vgg", norms=self.CHOICES["norm"])
+        layers.check_choice("vgg", "pool", self.pool, self.CHOICES["pool"])
         layers.check_rate("vgg", "dropout_rate", self.dropout_rate)
         super().__post_init__()
 

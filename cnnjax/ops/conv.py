@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from cnnjax.ops import conv_explicit as _explicit
+from cnnjax.ops.errors import OpError
 from cnnjax.ops.padding import Padding, as_tuple, effective_kernel_size, resolve_padding
 
 IMPLS = ("xla", "explicit")
@@ -39,7 +40,7 @@ class ConvSpec(NamedTuple):
 
 def _check_impl(impl: str, op: str) -> None:
     if impl not in IMPLS:
-        raise ValueError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
+        raise OpError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
 
 
 def _check_operands(x: jax.Array, kernel: jax.Array, nd: int, groups: int, op: str,
@@ -49,23 +50,23 @@ def _check_operands(x: jax.Array, kernel: jax.Array, nd: int, groups: int, op: s
     if channels_axis == -1:
         x_layout = "(N, Ho, Wo, Cout)"
     if x.ndim != nd + 2:
-        raise ValueError(f"{op}: {x_name} must have rank {nd + 2} {x_layout}, got shape {x.shape}")
+        raise OpError(f"{op}: {x_name} must have rank {nd + 2} {x_layout}, got shape {x.shape}")
     if kernel.ndim != nd + 2:
-        raise ValueError(f"{op}: kernel must have rank {nd + 2} {k_layout}, "
-                         f"got shape {kernel.shape}")
+        raise OpError(f"{op}: kernel must have rank {nd + 2} {k_layout}, "
+                      f"got shape {kernel.shape}")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+        raise OpError(f"{op}: groups must be a positive int, got {groups!r}")
     cin_g, cout = kernel.shape[-2], kernel.shape[-1]
     if cout % groups:
-        raise ValueError(f"{op}: groups={groups} must divide the kernel's output channels "
-                         f"{cout} (kernel {kernel.shape})")
+        raise OpError(f"{op}: groups={groups} must divide the kernel's output channels "
+                      f"{cout} (kernel {kernel.shape})")
     channels = x.shape[-1]
     expected = cin_g * groups if channels_axis == -2 else cout
     if channels != expected:
         what = (f"kernel.shape[-2] * groups = {cin_g} * {groups} = {expected}"
                 if channels_axis == -2 else f"kernel.shape[-1] = {cout}")
-        raise ValueError(f"{op}: {x_name} has {channels} channels but {what} "
-                         f"({x_name} {x.shape}, kernel {kernel.shape})")
+        raise OpError(f"{op}: {x_name} has {channels} channels but {what} "
+                      f"({x_name} {x.shape}, kernel {kernel.shape})")
 
 
 def _check_fits(in_size: Sequence[int], kernel_size: Sequence[int], spec: ConvSpec, op: str,
@@ -74,8 +75,8 @@ def _check_fits(in_size: Sequence[int], kernel_size: Sequence[int], spec: ConvSp
             zip(in_size, kernel_size, spec.dilation, spec.padding, strict=True)):
         k_eff = effective_kernel_size(n, d)
         if m + lo + hi < k_eff:
-            raise ValueError(f"{op}: kernel extent {k_eff} (size {n}, dilation {d}) exceeds the "
-                             f"padded input {m}+{lo}+{hi} on spatial axis {axis} ({shapes})")
+            raise OpError(f"{op}: kernel extent {k_eff} (size {n}, dilation {d}) exceeds the "
+                          f"padded input {m}+{lo}+{hi} on spatial axis {axis} ({shapes})")
 
 
 def validate_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, nd: int, *,
@@ -83,15 +84,15 @@ def validate_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, nd: i
                   op: str) -> ConvSpec:
     """Check a convolution's arguments on static shapes; return its resolved geometry.
 
-    Raises a one-line ValueError naming the argument and the shapes for: wrong rank, channel
+    Raises a one-line OpError naming the argument and the shapes for: wrong rank, channel
     mismatch, groups not dividing the channels, non-positive stride or dilation, bad padding,
     a dilated kernel larger than the padded input, an unknown impl, a bias of the wrong shape.
     """
     _check_impl(impl, op)
     _check_operands(x, kernel, nd, groups, op)
     if x.shape[-1] % groups:
-        raise ValueError(f"{op}: groups={groups} must divide the input channels {x.shape[-1]} "
-                         f"(x {x.shape})")
+        raise OpError(f"{op}: groups={groups} must divide the input channels {x.shape[-1]} "
+                      f"(x {x.shape})")
     stride_t = _named(as_tuple, op, stride, nd, "stride")
     dilation_t = _named(as_tuple, op, dilation, nd, "dilation")
     kernel_size = kernel.shape[:nd]
@@ -99,8 +100,8 @@ def validate_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, nd: i
     spec = ConvSpec(stride_t, dilation_t, pads, groups)
     _check_fits(x.shape[1:-1], kernel_size, spec, op, f"x {x.shape}, kernel {kernel.shape}")
     if bias is not None and tuple(bias.shape) != (kernel.shape[-1],):
-        raise ValueError(f"{op}: bias must have shape ({kernel.shape[-1]},) to match the kernel's "
-                         f"output channels, got {tuple(bias.shape)} (kernel {kernel.shape})")
+        raise OpError(f"{op}: bias must have shape ({kernel.shape[-1]},) to match the kernel's "
+                      f"output channels, got {tuple(bias.shape)} (kernel {kernel.shape})")
     return spec
 
 
@@ -109,7 +110,7 @@ def _named(fn, op: str, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except ValueError as e:
-        raise ValueError(f"{op}: {e}") from None
+        raise OpError(f"{op}: {e}") from None
 
 
 def _promote(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -256,20 +257,20 @@ def conv_transpose2d(y: jax.Array, kernel: jax.Array, *, stride: IntOrSeq = 1,
     dilation_t = _named(as_tuple, op, dilation, 2, "dilation")
     out_pad = _named(as_tuple, op, output_padding, 2, "output_padding", minimum=0)
     if any(p >= s for p, s in zip(out_pad, stride_t, strict=True)):
-        raise ValueError(f"{op}: output_padding must be < stride on every axis, got "
-                         f"output_padding={out_pad}, stride={stride_t}")
+        raise OpError(f"{op}: output_padding must be < stride on every axis, got "
+                      f"output_padding={out_pad}, stride={stride_t}")
     in_size, pads = [], []
     for axis in range(2):
         if not isinstance(padding, str | int) and len(padding) != 2:
-            raise ValueError(f"{op}: padding must hold 2 (lo, hi) pairs, got {padding!r}")
+            raise OpError(f"{op}: padding must hold 2 (lo, hi) pairs, got {padding!r}")
         pad_axis = padding if isinstance(padding, str | int) else (padding[axis],)
         m, pad = _named(lambda p, a=axis: transposed_input_size(
             y.shape[1 + a], kernel.shape[a], stride=stride_t[a], padding=p,
             dilation=dilation_t[a], output_padding=out_pad[a]), op, pad_axis)
         if m < 1:
-            raise ValueError(f"{op}: y {y.shape} with kernel {kernel.shape}, padding {padding!r} "
-                             f"and output_padding {out_pad} gives conv input size {m} < 1 on "
-                             f"spatial axis {axis}; raise output_padding (it must stay < stride)")
+            raise OpError(f"{op}: y {y.shape} with kernel {kernel.shape}, padding {padding!r} "
+                          f"and output_padding {out_pad} gives conv input size {m} < 1 on "
+                          f"spatial axis {axis}; raise output_padding (it must stay < stride)")
         in_size.append(m)
         pads.append(pad)
     y, kernel = _promote(y, kernel)

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from cnnjax.ops.errors import OpError
+
 
 def local_response_norm(x: jax.Array, size: int = 5, k: float = 2.0, alpha: float = 1e-4,
                         beta: float = 0.75) -> jax.Array:
@@ -22,10 +24,10 @@ def local_response_norm(x: jax.Array, size: int = 5, k: float = 2.0, alpha: floa
     """
     x = jnp.asarray(x)
     if x.ndim != 4:
-        raise ValueError(f"local_response_norm: x must have rank 4 (N, H, W, C), got shape "
-                         f"{x.shape}")
+        raise OpError(f"local_response_norm: x must have rank 4 (N, H, W, C), got shape "
+                      f"{x.shape}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
+        raise OpError(f"local_response_norm: size must be a positive int, got {size!r}")
     compute = jnp.promote_types(x.dtype, jnp.float32)
     a = x.astype(compute)
     # The init value must be concrete (numpy) for JAX to recognise a differentiable windowed sum.

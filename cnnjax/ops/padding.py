@@ -11,6 +11,8 @@ import math
 import operator
 from collections.abc import Sequence
 
+from cnnjax.ops.errors import OpError
+
 Padding = str | int | Sequence[tuple[int, int]]
 PADDING_STRINGS = ("VALID", "SAME", "FULL")
 
@@ -18,11 +20,11 @@ PADDING_STRINGS = ("VALID", "SAME", "FULL")
 def _as_int(value: object, name: str) -> int:
     """Return `value` as a Python int, rejecting bools, floats and anything else non-integral."""
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be an int, got {value!r}")
+        raise OpError(f"{name} must be an int, got {value!r}")
     try:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise ValueError(f"{name} must be an int, got {value!r}") from None
+        raise OpError(f"{name} must be an int, got {value!r}") from None
 
 
 def as_tuple(value: int | Sequence[int], nd: int, name: str, *,
@@ -30,12 +32,12 @@ def as_tuple(value: int | Sequence[int], nd: int, name: str, *,
     """Normalise an int or a length-`nd` sequence of ints to an `nd`-tuple, each >= `minimum`."""
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != nd:
-            raise ValueError(f"{name} must be an int or a sequence of {nd} ints, got {value!r}")
+            raise OpError(f"{name} must be an int or a sequence of {nd} ints, got {value!r}")
         out = tuple(_as_int(v, name) for v in value)
     else:
         out = (_as_int(value, name),) * nd
     if any(v < minimum for v in out):
-        raise ValueError(f"{name} must be >= {minimum} on every axis, got {value!r}")
+        raise OpError(f"{name} must be >= {minimum} on every axis, got {value!r}")
     return out
 
 
@@ -46,10 +48,10 @@ def effective_kernel_size(kernel_size: int, dilation: int = 1) -> int:
 
 def _pair(value: object, name: str) -> tuple[int, int]:
     if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
-        raise ValueError(f"{name} must hold (lo, hi) pairs of ints, got {value!r}")
+        raise OpError(f"{name} must hold (lo, hi) pairs of ints, got {value!r}")
     lo, hi = (_as_int(v, name) for v in value)
     if lo < 0 or hi < 0:
-        raise ValueError(f"{name} must be non-negative, got {value!r}")
+        raise OpError(f"{name} must be non-negative, got {value!r}")
     return lo, hi
 
 
@@ -89,25 +91,25 @@ def resolve_padding(
         if mode == "SAME":
             if input_size is None:
                 if any(s != 1 for s in strides):
-                    raise ValueError(f"{name}='SAME' with stride {strides} needs the input size")
+                    raise OpError(f"{name}='SAME' with stride {strides} needs the input size")
                 input_size = (1,) * nd  # unused: with stride 1 the total is n_eff - 1
             pads = []
             for m, k, s in zip(input_size, k_eff, strides, strict=True):
                 total = max((math.ceil(m / s) - 1) * s + k - m, 0)
                 pads.append((total // 2, total - total // 2))
             return tuple(pads)
-        raise ValueError(f"{name} must be one of {PADDING_STRINGS}, an int or (lo, hi) pairs, "
-                         f"got {padding!r}")
+        raise OpError(f"{name} must be one of {PADDING_STRINGS}, an int or (lo, hi) pairs, "
+                      f"got {padding!r}")
     if isinstance(padding, Sequence):
         if nd == 1 and len(padding) == 2 and not isinstance(padding[0], Sequence):
             return (_pair(padding, name),)
         if len(padding) != nd:
-            raise ValueError(f"{name} must hold {nd} (lo, hi) pairs (one per spatial axis), "
-                             f"got {padding!r}")
+            raise OpError(f"{name} must hold {nd} (lo, hi) pairs (one per spatial axis), "
+                          f"got {padding!r}")
         return tuple(_pair(p, name) for p in padding)
     p = _as_int(padding, name)
     if p < 0:
-        raise ValueError(f"{name} must be non-negative, got {padding!r}")
+        raise OpError(f"{name} must be non-negative, got {padding!r}")
     return ((p, p),) * nd
 
 
@@ -123,11 +125,11 @@ def conv_output_size(
     floor((m + 2p - n - (n - 1)(d - 1)) / s) + 1 for input length m, kernel length n, stride s,
     padding p per side and dilation d (Dumoulin & Visin 2016, relationship 15). `padding` may also
     be an asymmetric (lo, hi) pair, in which case 2p becomes lo + hi, or a padding string
-    (see `resolve_padding`). Raises ValueError when the dilated kernel exceeds the padded input.
+    (see `resolve_padding`). Raises OpError when the dilated kernel exceeds the padded input.
     """
     m, n = _as_int(m, "m"), _as_int(n, "n")
     if m < 1 or n < 1:
-        raise ValueError(f"m and n must be >= 1, got m={m}, n={n}")
+        raise OpError(f"m and n must be >= 1, got m={m}, n={n}")
     s = as_tuple(stride, 1, "stride")[0]
     d = as_tuple(dilation, 1, "dilation")[0]
     if isinstance(padding, Sequence) and not isinstance(padding, str):
@@ -136,6 +138,6 @@ def conv_output_size(
         ((lo, hi),) = resolve_padding(padding, (n,), d, s, (m,))
     k_eff = effective_kernel_size(n, d)
     if m + lo + hi < k_eff:
-        raise ValueError(f"kernel extent {k_eff} (n={n}, dilation={d}) exceeds the padded input "
-                         f"{m}+{lo}+{hi}")
+        raise OpError(f"kernel extent {k_eff} (n={n}, dilation={d}) exceeds the padded input "
+                      f"{m}+{lo}+{hi}")
     return (m + lo + hi - k_eff) // s + 1

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from cnnjax.ops.errors import OpError
 from cnnjax.ops.padding import Padding, as_tuple, resolve_padding
 
 
@@ -16,21 +17,21 @@ def _window_geometry(x: jax.Array, window: int | Sequence[int], stride: int | Se
                      padding: Padding, op: str):
     """Validate a pooling call; return reduce_window's dims, strides and padding (NHWC)."""
     if x.ndim != 4:
-        raise ValueError(f"{op}: x must have rank 4 (N, H, W, C), got shape {x.shape}")
+        raise OpError(f"{op}: x must have rank 4 (N, H, W, C), got shape {x.shape}")
     try:
         win = as_tuple(window, 2, "window")
         strides = win if stride is None else as_tuple(stride, 2, "stride")
         pads = resolve_padding(padding, win, 1, strides, x.shape[1:3])
     except ValueError as e:
-        raise ValueError(f"{op}: {e}") from None
+        raise OpError(f"{op}: {e}") from None
     for axis, (m, n, (lo, hi)) in enumerate(zip(x.shape[1:3], win, pads, strict=True)):
         if lo >= n or hi >= n:
             # A window lying wholly in the padding would have no real cell to reduce over.
-            raise ValueError(f"{op}: padding {(lo, hi)} must be smaller than the window {n} on "
-                             f"spatial axis {axis} (x {x.shape})")
+            raise OpError(f"{op}: padding {(lo, hi)} must be smaller than the window {n} on "
+                          f"spatial axis {axis} (x {x.shape})")
         if m + lo + hi < n:
-            raise ValueError(f"{op}: window {n} exceeds the padded input {m}+{lo}+{hi} on spatial "
-                             f"axis {axis} (x {x.shape}, window {win})")
+            raise OpError(f"{op}: window {n} exceeds the padded input {m}+{lo}+{hi} on spatial "
+                          f"axis {axis} (x {x.shape}, window {win})")
     return (1, *win, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0))
 
 
@@ -73,5 +74,5 @@ def global_avg_pool(x: jax.Array) -> jax.Array:
     Sec. 3.2; the head of GoogLeNet and ResNet)."""
     x = jnp.asarray(x)
     if x.ndim != 4:
-        raise ValueError(f"global_avg_pool: x must have rank 4 (N, H, W, C), got shape {x.shape}")
+        raise OpError(f"global_avg_pool: x must have rank 4 (N, H, W, C), got shape {x.shape}")
     return jnp.mean(x, axis=(1, 2))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cnnjax.ops.errors import OpError
 from cnnjax.ops.padding import effective_kernel_size
 
 
@@ -55,8 +56,8 @@ def receptive_field(layers: Sequence[LayerGeometry | tuple[int, ...]]) -> list[R
     for i, layer in enumerate(layers):
         geo = layer if isinstance(layer, LayerGeometry) else LayerGeometry(*layer)
         if geo.kernel < 1 or geo.stride < 1 or geo.dilation < 1 or geo.padding < 0:
-            raise ValueError(f"layers[{i}]: kernel, stride, dilation must be >= 1 and "
-                             f"padding >= 0, got {geo}")
+            raise OpError(f"layers[{i}]: kernel, stride, dilation must be >= 1 and "
+                          f"padding >= 0, got {geo}")
         k_eff = effective_kernel_size(geo.kernel, geo.dilation)
         start = start + ((k_eff - 1) / 2 - geo.padding) * jump
         size = size + (k_eff - 1) * jump

@@ -6,7 +6,8 @@
     ./launch.sh sweep summarize SWEEP_DIR     the same as ./launch.sh summarize SWEEP_DIR
 
 Every point trains in its own process (`python -m cnnjax.cli train CONFIG --workdir SWEEP_DIR/<name>
---config.k=v ...`), so this tool never imports jax. Points are named by their overrides
+--config.k=v ...`); this process only resolves configs (building the model modules to check
+their knobs, without allocating or compiling anything). Points are named by their overrides
 (cnnjax.sweep.points.point_name). Running the sweep again skips the points whose metrics.jsonl reached
 the last step and resumes the others (training resumes by itself from the newest checkpoint). Every
 point is validated against the config before anything starts.
@@ -23,9 +24,11 @@ import os
 import pathlib
 import shlex
 
+from cnnjax.errors import UserError
 from cnnjax.sweep import status
 from cnnjax.sweep.devices import device_slots, visible_gpus
 from cnnjax.sweep.plan import default_sweep_dir, make_plan, write_records
+from cnnjax.train import config_io
 
 SUBCOMMANDS = ("status", "summarize")
 
@@ -49,21 +52,17 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--slurm-args", default="",
                         help='extra sbatch options, e.g. "--partition=gpu --gres=gpu:4 --time=8:00:00"')
     args, rest = parser.parse_known_args(argv)
-    overrides = []
-    for item in rest:
-        if not item.startswith("--config."):
-            raise ValueError(f"unrecognised argument {item!r}; the sweep takes --workdir, --parallel, "
-                             "--devices-per-run, --dry-run, --slurm, --slurm-args and --config.KEY=VALUE")
-        overrides.append(item[len("--config."):])
+    overrides = config_io.split_overrides(rest, "--workdir, --parallel, --devices-per-run, --dry-run, "
+                                          "--slurm, --slurm-args and --config.KEY=VALUE")
     if args.parallel < 1:
-        raise ValueError(f"--parallel must be at least 1, got {args.parallel}")
+        raise UserError(f"--parallel must be at least 1, got {args.parallel}")
     if args.devices_per_run < 0:
-        raise ValueError(f"--devices-per-run must be positive, got {args.devices_per_run}")
+        raise UserError(f"--devices-per-run must be positive, got {args.devices_per_run}")
     if args.slurm_args and not args.slurm:
-        raise ValueError("--slurm-args needs --slurm")
+        raise UserError("--slurm-args needs --slurm")
     if args.slurm and args.devices_per_run:
-        raise ValueError("with --slurm, ask for devices in --slurm-args (e.g. --gres=gpu:4), "
-                         "not --devices-per-run")
+        raise UserError("with --slurm, ask for devices in --slurm-args (e.g. --gres=gpu:4), "
+                        "not --devices-per-run")
     return args, overrides
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 
+from cnnjax.errors import UserError
 from cnnjax.sweep.slurm import array_spec
 
 
@@ -56,9 +57,9 @@ def device_slots(parallel: int, per_run: int, gpus: list[str], cpus: list[int],
             return [Slot({})]
         per_run = per_run or len(gpus) // parallel
         if per_run < 1 or parallel * per_run > len(gpus):
-            raise ValueError(f"--parallel {parallel} x --devices-per-run {max(per_run, 1)} needs "
-                             f"{parallel * max(per_run, 1)} GPUs; {len(gpus)} are visible "
-                             f"({','.join(gpus)})")
+            raise UserError(f"--parallel {parallel} x --devices-per-run {max(per_run, 1)} needs "
+                            f"{parallel * max(per_run, 1)} GPUs; {len(gpus)} are visible "
+                            f"({','.join(gpus)})")
         return [Slot({"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per_run:(i + 1) * per_run])})
                 for i in range(parallel)]
     env = {}

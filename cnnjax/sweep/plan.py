@@ -15,6 +15,7 @@ import sys
 
 import ml_collections
 
+from cnnjax.errors import UserError
 from cnnjax.sweep import files, points, status
 from cnnjax.train import config_io
 from cnnjax.train.metrics import read_metrics
@@ -52,8 +53,8 @@ def load_points(config_spec: str) -> list[dict]:
     module = config_io.load_module(path)
     get_sweep = getattr(module, "get_sweep", None)
     if get_sweep is None:
-        raise ValueError(f"config file {path!r} defines no get_sweep(); a sweep needs one that returns "
-                         "a list of override dicts (see cnnjax.sweep.points)")
+        raise UserError(f"config file {path!r} defines no get_sweep(); a sweep needs one that returns "
+                        "a list of override dicts (see cnnjax.sweep.points)")
     takes_arg = len(inspect.signature(get_sweep).parameters) > 0
     return points.check_points(get_sweep(arg or None) if takes_arg else get_sweep())
 

@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from cnnjax.errors import UserError
+
 Point = dict[str, Any]
 
 MAX_NAME_LENGTH = 120
@@ -33,10 +35,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+-]+")
 
 def _axis_values(key: str, values: Any) -> list:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        raise ValueError(f"sweep axis {key!r} must be a list of values, got {values!r}")
+        raise UserError(f"sweep axis {key!r} must be a list of values, got {values!r}")
     values = list(values)
     if not values:
-        raise ValueError(f"sweep axis {key!r} has no values; give at least one")
+        raise UserError(f"sweep axis {key!r} has no values; give at least one")
     return values
 
 
@@ -44,11 +46,11 @@ def _as_sweep(sweep: Any, where: str) -> list[Point]:
     if isinstance(sweep, Mapping):
         return [dict(sweep)]
     if isinstance(sweep, str | bytes) or not isinstance(sweep, Iterable):
-        raise ValueError(f"{where} must be a list of override dicts, got {sweep!r}")
+        raise UserError(f"{where} must be a list of override dicts, got {sweep!r}")
     points = list(sweep)
     for point in points:
         if not isinstance(point, Mapping):
-            raise ValueError(f"{where} must be a list of override dicts, but holds {point!r}")
+            raise UserError(f"{where} must be a list of override dicts, but holds {point!r}")
     return [dict(p) for p in points]
 
 
@@ -57,8 +59,8 @@ def _merge(parts: Sequence[Mapping[str, Any]]) -> Point:
     for part in parts:
         for key, value in part.items():
             if key in merged:
-                raise ValueError(f"sweep key {key!r} is set by two of the combined axes; "
-                                 "each key may come from one axis only")
+                raise UserError(f"sweep key {key!r} is set by two of the combined axes; "
+                                "each key may come from one axis only")
             merged[key] = value
     return merged
 
@@ -84,7 +86,7 @@ def zip_(*sweeps: Iterable[Mapping[str, Any]], **axes: Iterable) -> list[Point]:
     columns += [[{key: v} for v in _axis_values(key, values)] for key, values in axes.items()]
     lengths = {len(c) for c in columns}
     if len(lengths) > 1:
-        raise ValueError(f"zip_ needs axes of one length, got lengths {sorted(lengths)}")
+        raise UserError(f"zip_ needs axes of one length, got lengths {sorted(lengths)}")
     return [_merge(row) for row in zip(*columns, strict=True)]
 
 
@@ -97,16 +99,16 @@ def check_points(points: Any) -> list[Point]:
     """What get_sweep returned, checked: a non-empty list of dicts from str keys, with no repeats."""
     points = _as_sweep(points, "get_sweep()")
     if not points:
-        raise ValueError("get_sweep() returned no points; return a list of override dicts")
+        raise UserError("get_sweep() returned no points; return a list of override dicts")
     seen: dict[str, int] = {}
     for i, point in enumerate(points):
         for key in point:
             if not isinstance(key, str) or not key:
-                raise ValueError(f"sweep point {i} has key {key!r}; keys are dotted config keys "
-                                 "such as 'model.activation'")
+                raise UserError(f"sweep point {i} has key {key!r}; keys are dotted config keys "
+                                "such as 'model.activation'")
         signature = repr(sorted((k, format_value(v)) for k, v in point.items()))
         if signature in seen:
-            raise ValueError(f"sweep point {i} {point} repeats point {seen[signature]}")
+            raise UserError(f"sweep point {i} {point} repeats point {seen[signature]}")
         seen[signature] = i
     return points
 
@@ -173,8 +175,8 @@ def check_unique_names(names: Sequence[str]) -> list[str]:
     for i, name in enumerate(names):
         j = first.setdefault(name.casefold(), i)
         if j != i:
-            raise ValueError(f"sweep points {j} and {i} would both train in the folder {name!r}; "
-                             "give them overrides that differ in more than case or punctuation")
+            raise UserError(f"sweep points {j} and {i} would both train in the folder {name!r}; "
+                            "give them overrides that differ in more than case or punctuation")
     return list(names)
 
 

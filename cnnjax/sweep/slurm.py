@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from cnnjax.errors import UserError
 from cnnjax.sweep import files
 
 if TYPE_CHECKING:  # the plan imports the config machinery; the script writer itself needs none
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # the plan imports the config machinery; the script writer it
 def array_spec(indices: Sequence[int], throttle: int = 0) -> str:
     """Slurm's --array value for these task indices: [0,1,2,5,7,8] -> '0-2,5,7-8' (+ '%N' throttle)."""
     if not indices:
-        raise ValueError("no array tasks to submit")
+        raise UserError("no array tasks to submit")
     ranges, start = [], None
     ordered = sorted(set(indices))
     for i, index in enumerate(ordered):
@@ -114,7 +115,7 @@ def submit(script: pathlib.Path, slurm_args: str) -> str:
                             capture_output=True, text=True)
     if result.returncode != 0:
         reason = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        raise ValueError(f"sbatch refused {script}: {reason[-1] if reason else result.returncode}")
+        raise UserError(f"sbatch refused {script}: {reason[-1] if reason else result.returncode}")
     return result.stdout.strip().split(";")[0]
 
 

@@ -24,7 +24,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cnnjax.errors import EXIT_BUG, EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_USER_ERROR
+from cnnjax.errors import EXIT_BUG, EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_USER_ERROR, UserError
 from cnnjax.sweep import files
 from cnnjax.train.metrics import read_metrics
 
@@ -202,8 +202,8 @@ def sweep_points(sweep_dir: pathlib.Path) -> list[tuple[str, dict]]:
     if record is None or not isinstance(record.get("points"), list):
         if not sweep_dir.is_dir():
             raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
-        raise ValueError(f"{sweep_dir} has no readable {files.SWEEP_FILE}, so it is not a sweep folder "
-                         "(a sweep writes it when it starts; --dry-run writes none)")
+        raise UserError(f"{sweep_dir} has no readable {files.SWEEP_FILE}, so it is not a sweep folder "
+                        "(a sweep writes it when it starts; --dry-run writes none)")
     return [(str(p["name"]), dict(p.get("overrides") or {})) for p in record["points"]]
 
 

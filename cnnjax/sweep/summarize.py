@@ -22,6 +22,7 @@ import math
 import pathlib
 from collections.abc import Mapping, Sequence
 
+from cnnjax.errors import UserError
 from cnnjax.sweep import status
 from cnnjax.sweep.files import POINT_FILE, SWEEP_FILE
 from cnnjax.train.metrics import METRICS_FILE, read_metrics
@@ -108,8 +109,8 @@ def find_points(sweep_dir: pathlib.Path) -> list[Point]:
         points = [Point(p.name, p.overrides, _records(p.workdir), p.state, p.reason)
                   for p in status.read_sweep(sweep_dir)]
         if not any(p.records or p.state == status.FAILED for p in points):
-            raise ValueError(f"no results in {sweep_dir} yet: no point has logged metrics or failed "
-                             f"(see ./launch.sh sweep status {sweep_dir})")
+            raise UserError(f"no results in {sweep_dir} yet: no point has logged metrics or failed "
+                            f"(see ./launch.sh sweep status {sweep_dir})")
         return points
     points = []
     for folder in sorted(p for p in sweep_dir.iterdir() if (p / METRICS_FILE).is_file()):
@@ -117,8 +118,8 @@ def find_points(sweep_dir: pathlib.Path) -> list[Point]:
         if records:
             points.append(Point(folder.name, _overrides(folder), records))
     if not points:
-        raise ValueError(f"no results in {sweep_dir}: no subfolder has a non-empty {METRICS_FILE} "
-                         "(is it a sweep folder, and has any point run yet?)")
+        raise UserError(f"no results in {sweep_dir}: no subfolder has a non-empty {METRICS_FILE} "
+                        "(is it a sweep folder, and has any point run yet?)")
     return points
 
 
@@ -181,13 +182,13 @@ def summarize(sweep_dir: str | pathlib.Path, metric: str = "eval/top1",
     sweep_dir = pathlib.Path(sweep_dir)
     mode = mode or default_mode(metric)
     if mode not in ("max", "min"):
-        raise ValueError(f"--mode must be 'max' or 'min', got {mode!r}")
+        raise UserError(f"--mode must be 'max' or 'min', got {mode!r}")
     points = find_points(sweep_dir)
     logged = [p for p in points if p.records]
     if logged and not any(series(p.records, metric)[0] for p in logged):
         found = sorted({k for p in logged for r in p.records for k in r} - {"step", "time"})
-        raise ValueError(f"metric {metric!r} is in no point's {METRICS_FILE}; logged metrics: "
-                         + ", ".join(found))
+        raise UserError(f"metric {metric!r} is in no point's {METRICS_FILE}; logged metrics: "
+                        + ", ".join(found))
     rows = [point_row(p.name, p.overrides, p.records, metric, mode, p.state, p.reason)
             for p in points]
     cols = columns(rows)

@@ -18,10 +18,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from cnnjax.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError):
     """A checkpoint whose arrays do not fit the model and optimizer of the config."""
 
 
@@ -124,8 +126,8 @@ class Checkpoints:
         steps = self.all_steps()
         if step is not None:
             if step not in steps:
-                raise ValueError(f"no checkpoint at step {step} in {self.directory}; "
-                                 f"available steps: {steps or 'none'}")
+                raise UserError(f"no checkpoint at step {step} in {self.directory}; "
+                                f"available steps: {steps or 'none'}")
             steps = [step]
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         for candidate in reversed(steps):

@@ -138,8 +138,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     n_dev = jax.device_count()
     for name in ("batch_size", "eval_batch_size"):
         if config[name] % n_dev:
-            raise ValueError(f"config.{name}={config[name]} is not divisible by the "
-                             f"{n_dev} devices; choose a multiple of {n_dev}")
+            raise config_io.ConfigError(f"config.{name}={config[name]} is not divisible by the "
+                                        f"{n_dev} devices; choose a multiple of {n_dev}")
     mesh = distributed.data_mesh()
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))

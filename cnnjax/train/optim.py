@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from cnnjax.train.config_io import ConfigError
+
 SCHEDULES = ("constant", "piecewise", "cosine", "exponential", "plateau")
 OPTIMIZERS = ("sgd", "nesterov", "adamw", "rmsprop")
 DECAY_MASKS = ("all", "no_bias_norm")
@@ -26,7 +28,7 @@ def _steps(value: float, unit: str, steps_per_epoch: int) -> int:
         return int(value)
     if unit == "epochs":
         return round(value * steps_per_epoch)
-    raise ValueError(f"schedule.unit={unit!r} is not one of ('steps', 'epochs')")
+    raise ConfigError(f"schedule.unit={unit!r} is not one of ('steps', 'epochs')")
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -55,7 +57,7 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
             cfg.base_lr, transition_steps=max(_steps(cfg.decay_every, unit, steps_per_epoch), 1),
             decay_rate=cfg.decay_factor, staircase=True)
     else:
-        raise ValueError(f"schedule.name={name!r} is not one of {SCHEDULES}")
+        raise ConfigError(f"schedule.name={name!r} is not one of {SCHEDULES}")
     if warmup <= 0:
         return decay
     ramp = optax.linear_schedule(0.0, cfg.base_lr, warmup)
@@ -80,7 +82,7 @@ def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigD
     """
     schedule = make_schedule(sched, steps_per_epoch, total_steps)
     if opt.decay_mask not in DECAY_MASKS:
-        raise ValueError(f"optimizer.decay_mask={opt.decay_mask!r} is not one of {DECAY_MASKS}")
+        raise ConfigError(f"optimizer.decay_mask={opt.decay_mask!r} is not one of {DECAY_MASKS}")
     mask = decay_mask if opt.decay_mask == "no_bias_norm" else None
     wd = opt.weight_decay
     chain = []
@@ -101,7 +103,7 @@ def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigD
         chain.append(optax.adamw(schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999),
                                  eps=opt.get("eps", 1e-8), weight_decay=wd, mask=mask))
     else:
-        raise ValueError(f"optimizer.name={name!r} is not one of {OPTIMIZERS}")
+        raise ConfigError(f"optimizer.name={name!r} is not one of {OPTIMIZERS}")
     if sched.name == "plateau":
         # One accumulation window per evaluation: the loop feeds the latest eval error every step.
         chain.append(optax.contrib.reduce_on_plateau(

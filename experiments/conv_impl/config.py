@@ -14,6 +14,7 @@ import pathlib
 
 from cnnjax.sweep import product
 from cnnjax.train import config_io
+from cnnjax.train.config_io import ConfigError
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lenet5_mnist.py"
 
@@ -21,7 +22,7 @@ BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lenet5_mnist.p
 def get_config(arg: str | None = None):
     """configs/lenet5_mnist.py for 2 epochs with model.conv_impl as a config key."""
     if arg not in (None, "smoke"):
-        raise ValueError(f"experiments/conv_impl takes no argument or 'smoke', got {arg!r}")
+        raise ConfigError(f"experiments/conv_impl takes no argument or 'smoke', got {arg!r}")
     c = config_io.load_config(f"{BASE}:smoke" if arg == "smoke" else str(BASE))
     c.model.conv_impl = "xla"  # a knob of cnnjax.models.LeNet5; the sweep overrides it
     if arg is None:

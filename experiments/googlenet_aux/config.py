@@ -13,18 +13,17 @@ The two points of a seed start from the same main-network weights and see the sa
 dropout masks: they differ only by the heads. Batch norm (norm='batch', as Inception-v2/v3 and
 torchvision's GoogLeNet) because without it the network learned too slowly for this CPU budget
 (README.md). The data (Fashion-MNIST from ../shared, padded to 32x32) and the switches come from
-experiments/relu_vs_tanh/config.py: ARG 'cifar10' trains on tfds:cifar10 (3 channels,
-pad-crop-flip), 'smoke' runs 20 steps per point. Timings and results: README.md beside this file.
+configs/ablation_base.py: ARG 'cifar10' trains on tfds:cifar10 (3 channels, pad-crop-flip),
+'smoke' runs 20 steps per point. Timings and results: README.md beside this file; the resolved
+configs' hashes: config.sha256.
 """
 
 import pathlib
 
-import ml_collections
-
 from cnnjax.sweep import product
 from cnnjax.train import config_io
 
-BASE = pathlib.Path(__file__).resolve().parents[1] / "relu_vs_tanh" / "config.py"
+BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
 MAIN_STEPS = 300
 SEEDS = (0, 1)
 ARGS = ("cifar10", "smoke")
@@ -34,15 +33,12 @@ def get_config(arg: str | None = None):
     """googlenet_small with batch norm and its auxiliary heads (weight 0.3), batch 64, SGD with
     momentum 0.9 from 0.05 with cosine decay to 0, no weight decay, MAIN_STEPS steps, test
     accuracy at the end."""
-    words = set(filter(None, (arg or "").split(",")))
-    if words - set(ARGS):
-        raise ValueError(f"experiments/googlenet_aux: ARG must be a comma-separated subset of "
-                         f"{ARGS}; got {arg!r}")
+    words = config_io.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/googlenet_aux")
     c = config_io.load_config(f"{BASE}:{arg}" if arg else str(BASE))
-    # The base's model keys are smallcnn's; googlenet_small takes other knobs.
-    c.model = ml_collections.ConfigDict(dict(
-        name="googlenet_small", dtype="float32", activation="relu", norm="batch", pool="max",
-        conv_impl="xla", dropout_rate=0.4, aux_heads=True, aux_dropout_rate=0.7))
+    # The base trains smallcnn: switch the model as --config.model.name would (googlenet_small's
+    # defaults, ReLU and max pooling as in the base), with batch norm.
+    config_io.switch_model(c.model, "googlenet_small")
+    c.model.norm = "batch"
     c.loss.aux_weight = 0.3
     c.batch_size = 64
     # Decayed to 0: at a constant 0.05 the test error of the last step swung by several points

@@ -12,6 +12,7 @@ import pathlib
 
 from cnnjax.sweep import product
 from cnnjax.train import config_io
+from cnnjax.train.config_io import ConfigError
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lenet5_mnist.py"
 
@@ -20,7 +21,7 @@ def get_config(arg: str | None = None):
     """configs/lenet5_mnist.py at 12 epochs (':smoke' for its 30-step version). The main job now runs
     10 epochs (99.08%) to stay well inside its 5-minute budget; these results were measured at 12."""
     if arg not in (None, "smoke"):
-        raise ValueError(f"experiments/lenet5_mnist takes no argument or 'smoke', got {arg!r}")
+        raise ConfigError(f"experiments/lenet5_mnist takes no argument or 'smoke', got {arg!r}")
     if arg == "smoke":
         return config_io.load_config(f"{BASE}:smoke")
     c = config_io.load_config(str(BASE))

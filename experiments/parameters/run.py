@@ -4,7 +4,7 @@
 
 Writes results.csv and results.md (the architecture table and the first-layer comparison) and
 figure.png (parameters against multiply-adds, log-log). Nothing is allocated or trained: the
-counts come from cnnjax.models.inspect.summarize (jax.eval_shape and a jaxpr), about 10 s on a
+counts come from cnnjax.models.introspect.summarize (jax.eval_shape and a jaxpr), about 10 s on a
 2-core CPU. Multiply-adds follow the papers' "FLOPs" convention (one per multiply-accumulate of a
 convolution or linear layer, nothing for bias, normalisation, activation or pooling).
 """
@@ -125,7 +125,7 @@ def architecture_rows(names: Sequence[str] | None = None) -> list[dict]:
     """One row per registered architecture (aliases left out) plus EXTRA_ROWS, each counted at
     its natural input (cnnjax.models.natural_input) with its natural class count."""
     from cnnjax import models
-    from cnnjax.models import inspect
+    from cnnjax.models import introspect
 
     names = [n for n in models.list_models() if n not in ALIASES] if names is None else names
     specs = [(n, n, {}) for n in names]
@@ -133,7 +133,7 @@ def architecture_rows(names: Sequence[str] | None = None) -> list[dict]:
     rows = []
     for label, name, knobs in specs:
         shape, classes = models.natural_input(name)
-        summary = inspect.summarize(models.build(name, num_classes=classes, **knobs), shape)
+        summary = introspect.summarize(models.build(name, num_classes=classes, **knobs), shape)
         paper_params, paper_macs, source = PAPER.get(label, (None, None, ""))
         rows.append({"model": label, "input": "x".join(map(str, shape)),
                      "params": summary.params, "paper_params": paper_params,

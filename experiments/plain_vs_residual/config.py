@@ -18,6 +18,7 @@ import pathlib
 
 from cnnjax.sweep import product
 from cnnjax.train import config_io
+from cnnjax.train.config_io import ConfigError
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "resnet_cifar.py"
 MODELS = ("plain20", "plain56", "resnet20", "resnet56")
@@ -32,8 +33,8 @@ def get_config(arg: str | None = None):
     error EVALS times."""
     words = set(filter(None, (arg or "").split(",")))
     if words - set(ARGS):
-        raise ValueError(f"experiments/plain_vs_residual: ARG must be a comma-separated subset of "
-                         f"{ARGS}; got {arg!r}")
+        raise ConfigError(f"experiments/plain_vs_residual: ARG must be a comma-separated subset of "
+                          f"{ARGS}; got {arg!r}")
     dataset = "cifar10" if "cifar10" in words else "fashion_mnist"
     c = config_io.load_config(f"{BASE}:{MODELS[0]},{dataset}")
     c.seed = 0

@@ -8,10 +8,10 @@ ordinary convolutions, two seeds each, on Fashion-MNIST.
     ./launch.sh summarize workdirs/exp_pooling_vs_strided --metric eval/top1    # results.*
     ./launch.sh summary smallcnn --widths=16,16,32,32 --pool=strided_conv        # parameters
 
-The base is experiments/relu_vs_tanh/config.py (smallcnn 16-16-32-32, ReLU, SGD with momentum
+The base is configs/ablation_base.py (smallcnn 16-16-32-32, ReLU, SGD with momentum
 0.9), at learning rate 0.01, run for MAIN_STEPS. ARG as there: 'cifar10' switches the
 data to tfds:cifar10, 'smoke' runs 20 steps per point. Timings and results: README.md beside
-this file.
+this file; the resolved configs' hashes: config.sha256.
 """
 
 import pathlib
@@ -19,17 +19,14 @@ import pathlib
 from cnnjax.sweep import product
 from cnnjax.train import config_io
 
-BASE = pathlib.Path(__file__).resolve().parents[1] / "relu_vs_tanh" / "config.py"
+BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
 MAIN_STEPS = 750
 ARGS = ("cifar10", "smoke")
 
 
 def get_config(arg: str | None = None):
-    """The relu_vs_tanh base (ReLU) for MAIN_STEPS, test accuracy every 250 steps."""
-    words = set(filter(None, (arg or "").split(",")))
-    if words - set(ARGS):
-        raise ValueError(f"experiments/pooling_vs_strided: ARG must be a comma-separated subset "
-                         f"of {ARGS}; got {arg!r}")
+    """The ablation base (ReLU) for MAIN_STEPS, test accuracy every 250 steps."""
+    words = config_io.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/pooling_vs_strided")
     c = config_io.load_config(f"{BASE}:{arg}" if arg else str(BASE))
     c.model.activation = "relu"
     c.model.pool = "max"

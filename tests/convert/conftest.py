@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from convert_helpers import abstract, random_variables
+from helpers.convert import abstract, random_variables
 
 from cnnjax.convert import mapping
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 import pytest
-from convert_helpers import abstract, assert_trees_equal, random_variables
+from helpers.convert import abstract, assert_trees_equal, random_variables
 
 from cnnjax.convert import load_state_dict, main, save_state_dict, variables_to_torch
 from cnnjax.train.checkpoint import Checkpoints

@@ -10,7 +10,7 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from convert_helpers import abstract, assert_trees_equal, random_variables
+from helpers.convert import abstract, assert_trees_equal, random_variables
 
 from cnnjax.convert import (
     io,
@@ -148,6 +148,7 @@ def test_pth_without_torch_says_what_to_do(tmp_path, monkeypatch):
         assert "torch" in message and ".safetensors" in message and ".npz" in message
 
 
+@pytest.mark.torch
 def test_pth_with_torch(tmp_path):
     torch = pytest.importorskip("torch")
     state = {k: v for k, v in sample_state().items() if k not in ("empty", "mask")}

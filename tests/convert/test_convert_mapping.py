@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from convert_helpers import (
+from helpers.convert import (
     TORCHVISION,
     abstract,
     assert_trees_equal,

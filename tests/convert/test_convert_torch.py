@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from convert_helpers import TORCHVISION, abstract, build, default_classes, random_variables
+from helpers.convert import TORCHVISION, abstract, build, default_classes, random_variables
 
 from cnnjax import models
 from cnnjax.convert import (
@@ -29,6 +29,7 @@ from cnnjax.convert import (
 )
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
 torch_models = pytest.importorskip("cnnjax.convert.torch_models")
 
 ATOL = 1e-4

@@ -6,7 +6,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from data_helpers import N_TEST, N_TRAIN, encode, indexed_images, write_idx
+from helpers.data import N_TEST, N_TRAIN, encode, indexed_images, write_idx
 
 
 @pytest.fixture

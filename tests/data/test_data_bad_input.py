@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from data_helpers import config, encode, idx_config, write_idx
+from helpers.data import config, encode, idx_config, write_idx
 
 import cnnjax.data as D
 from cnnjax.data import sources, tfds_source

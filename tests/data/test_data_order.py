@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from data_helpers import N_TEST, N_TRAIN, idx_config
+from helpers.data import N_TEST, N_TRAIN, idx_config
 
 import cnnjax.data as D
 

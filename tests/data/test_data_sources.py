@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from data_helpers import N_TEST, N_TRAIN, config, encode, idx_config, indexed_images, write_idx
+from helpers.data import N_TEST, N_TRAIN, config, encode, idx_config, indexed_images, write_idx
 
 import cnnjax.data as D
 from cnnjax.data import sources, tfds_source

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from data_helpers import config, coordinate_image, encode
+from helpers.data import config, coordinate_image, encode
 
 from cnnjax.data import transforms as T
 from cnnjax.data.tf_cpu import tf

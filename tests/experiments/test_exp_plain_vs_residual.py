@@ -38,9 +38,11 @@ def curves(experiment_module):
 def test_sweep_is_the_four_models(sweep_configs, config_module):
     resolved = sweep_configs("plain_vs_residual")
     assert [c.model.name for _, c in resolved] == ["plain20", "plain56", "resnet20", "resnet56"]
+    # The model block records each model's knobs: only the shortcut differs (plain: none).
+    assert [c.model.shortcut for _, c in resolved] == ["none", "none", "identity_pad", "identity_pad"]
     dicts = [c.to_dict() for _, c in resolved]
     for d in dicts:
-        d["model"].pop("name")
+        d["model"].pop("name"), d["model"].pop("shortcut")
     assert all(d == dicts[0] for d in dicts)
     c = resolved[0][1]
     assert (c.seed, c.batch_size, c.optimizer.momentum, c.optimizer.weight_decay) == (
@@ -69,7 +71,7 @@ def test_models_build_with_he_et_al_parameter_counts(config_module, param_count,
 
 def test_cifar10_switch_and_bad_arg(config_module):
     c = config_module.get_config("cifar10")
-    assert (c.data.source, c.data.channels, c.data.train_transform) == ("tfds:cifar10", 3, "cifar")
+    assert (c.data.source, c.data.channels, c.data.train_transform) == ("tfds:cifar10", 3, "pad_crop_flip")
     with pytest.raises(ValueError, match="comma-separated subset"):
         config_module.get_config("plain20")
 

@@ -55,7 +55,7 @@ def test_every_point_applies_as_overrides(config_module):
 def test_cifar10_switch(config_module):
     c = config_module.get_config("cifar10")
     assert (c.data.source, c.data.channels, c.data.train_transform, c.data.eval_transform) == (
-        "tfds:cifar10", 3, "cifar", "none")
+        "tfds:cifar10", 3, "pad_crop_flip", "none")
     assert len(c.data.mean) == len(c.data.std) == 3
     with pytest.raises(ValueError, match="comma-separated subset"):
         config_module.get_config("mnist")

@@ -95,6 +95,7 @@ def test_width_divisor_is_structure_not_a_knob():
         models.build("googlenet_small", aux_heads="no")
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_main_network_starts_identical_with_and_without_heads():
     """Flax derives each layer's key from its path, so the two sweep points of a seed begin from
     the same main network: they differ only by the heads' gradients. (An 'rbg' key: the same
@@ -114,6 +115,7 @@ def test_main_network_starts_identical_with_and_without_heads():
         jax.tree.map(np.testing.assert_array_equal, with_aux[name], without[name])
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_train_step_adds_the_aux_losses_weighted(numpy_init):
     """steps.train_step's loss is CE(main) + w * (CE(aux1) + CE(aux2)) with the same dropout key,
     recomputed here with a numpy log-softmax; its top-1 is the main head's."""

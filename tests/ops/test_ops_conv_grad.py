@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers.ops_reference import pads_for
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
-from ops_reference import pads_for
 
 from cnnjax import ops
 
@@ -57,6 +57,7 @@ def _check_case(op, case, seed):
         np.testing.assert_allclose(e, a, rtol=1e-4, atol=1e-4, err_msg=f"d/d{name}")
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 @SETTINGS
 @given(case=grad_cases(2), seed=st.integers(0, 2**16))
 def test_explicit_conv2d_vjp_matches_xla(case, seed):

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.signal
+from helpers.ops_reference import conv1d_loop, conv2d_loop, dilate_kernel, pads_for
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from ops_reference import conv1d_loop, conv2d_loop, dilate_kernel, pads_for
 
 from cnnjax import ops
 

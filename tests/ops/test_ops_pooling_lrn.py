@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers.ops_reference import lrn_loop, pads_for, pool_loop
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from ops_reference import lrn_loop, pads_for, pool_loop
 
 from cnnjax import ops
 

@@ -18,7 +18,7 @@ from cnnjax.train.loop import build_model, train_and_evaluate
 from cnnjax.train.metrics import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = str(REPO / "tests" / "train" / "tiny_config.py")
+TINY = str(REPO / "tests" / "helpers" / "tiny_config.py")
 # A 36x36 image resized to shorter side 36 is unchanged, and its central 32x32 square starts at (2, 2):
 # so 'center_crop' inputs can be cut by hand.
 OVERRIDES = ["num_steps=4", "data.eval_transform=center_crop", "data.resize_size=36",

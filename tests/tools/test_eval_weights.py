@@ -10,9 +10,10 @@ from cnnjax import data, evaluate
 from cnnjax.train import config_io
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = str(REPO / "tests" / "train" / "tiny_config.py")
+TINY = str(REPO / "tests" / "helpers" / "tiny_config.py")
 
 
 def test_torch_lenet5_weights_score_what_torch_scores(tmp_path):

@@ -19,7 +19,7 @@ from cnnjax import cli
 from cnnjax.train.metrics import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "train" / "tiny_config.py"
+TINY = REPO / "tests" / "helpers" / "tiny_config.py"
 
 
 def slurm_problem() -> str | None:
@@ -49,6 +49,7 @@ def wait_for(job: str, seconds: float = 600) -> None:
     pytest.fail(f"array job {job} did not finish within {seconds:.0f} s")
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_slurm_array_sweep_trains_every_point(tmp_path, capsys):
     problem = slurm_problem()
     if problem:
@@ -82,6 +83,7 @@ def test_slurm_array_sweep_trains_every_point(tmp_path, capsys):
     assert "all 2 points have finished; nothing to submit" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_slurm_sweep_with_failing_points_is_reported_as_failed(tmp_path, capsys):
     """The issue's sweep: one point fails at model build (a knob value the model refuses), one
     diverges. The submission itself succeeds; `sweep status` and `summarize` then name both."""

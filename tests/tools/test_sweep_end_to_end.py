@@ -6,11 +6,13 @@ import json
 import pathlib
 import textwrap
 
+import pytest
+
 from cnnjax import cli
 from cnnjax.train.metrics import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "train" / "tiny_config.py"
+TINY = REPO / "tests" / "helpers" / "tiny_config.py"
 
 
 def write_config(folder: pathlib.Path) -> str:
@@ -30,6 +32,7 @@ def write_config(folder: pathlib.Path) -> str:
     return str(path)
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_two_point_sweep_runs_then_skips_then_summarizes(tmp_path, capsys):
     config = write_config(tmp_path)
     sweep_dir = tmp_path / "sweep"

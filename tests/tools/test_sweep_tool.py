@@ -16,7 +16,7 @@ from cnnjax import cli
 from cnnjax.sweep import devices, local, plan, points, status
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "train" / "tiny_config.py"
+TINY = REPO / "tests" / "helpers" / "tiny_config.py"
 
 
 def sweep_config(tmp_path: pathlib.Path, points: list[dict] | str, name: str = "sw.py") -> str:
@@ -70,7 +70,7 @@ def test_dry_run_prints_one_command_per_point_with_its_status_and_runs_nothing(t
 
 @pytest.mark.parametrize("points, extra, message", [
     ([{"seed": 0}, {"model.actvation": "relu"}], [],
-     "sweep point 1 (model.actvation=relu): unknown config key 'model.actvation'"),
+     "sweep point 1 (model.actvation=relu): model 'lenet5' has no knob 'actvation'; valid knobs"),
     ([{"seed": "zero"}], [], "sweep point 0 (seed=zero): --config.seed: cannot read 'zero' as a int"),
     ([{"seed": 0}], ["--config.batch_sise=3"], "unknown config key 'batch_sise'"),
     ("def get_sweep():\n    return []\n", [], "get_sweep() returned no points"),

@@ -26,6 +26,7 @@ FAMILIES = [
 ]
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 @pytest.mark.parametrize("spec,size,channels", FAMILIES, ids=[f[0] for f in FAMILIES])
 def test_one_step_of_each_config_family(spec, size, channels, tmp_path):
     config = config_io.load_config(str(REPO / "configs" / spec))

@@ -19,7 +19,7 @@ from cnnjax.train.loop import TrainingDivergedError, train_and_evaluate
 from cnnjax.train.metrics import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = str(REPO / "tests" / "train" / "tiny_config.py")
+TINY = str(REPO / "tests" / "helpers" / "tiny_config.py")
 
 
 def tiny(*overrides: str, model: str | None = None):
@@ -57,6 +57,7 @@ def reference(tmp_path_factory) -> pathlib.Path:
     return workdir
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_run_writes_metrics_checkpoints_config_and_tensorboard(reference):
     records = read_metrics(reference)
     keys = set().union(*records)
@@ -69,6 +70,7 @@ def test_run_writes_metrics_checkpoints_config_and_tensorboard(reference):
     assert any((reference / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_rerun_of_a_finished_run_does_nothing(reference, capsys):
     before = len(read_metrics(reference))
     train_and_evaluate(tiny(), reference)
@@ -76,12 +78,14 @@ def test_rerun_of_a_finished_run_does_nothing(reference, capsys):
     assert len(read_metrics(reference)) == before
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_resume_after_stop_is_bit_identical(reference, tmp_path):
     train_and_evaluate(tiny("num_steps=5"), tmp_path)  # stops (and saves) at step 5
     train_and_evaluate(tiny(), tmp_path)               # resumes at 5, ends at 8
     assert_same_params(final_params(tmp_path), final_params(reference))
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path, capsys):
     train_and_evaluate(tiny("num_steps=6"), tmp_path)
     for path in (tmp_path / "checkpoints" / "6").rglob("*"):
@@ -94,6 +98,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference, tmp
     assert len(list((tmp_path / "checkpoints_damaged").iterdir())) == 1  # kept, not deleted
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_nan_loss_stops_and_keeps_the_good_checkpoint(tmp_path):
     train_and_evaluate(tiny("num_steps=4"), tmp_path)
     with pytest.raises(TrainingDivergedError, match=r"loss is .* at step \d+; stopped without saving"
@@ -147,6 +152,7 @@ def long_reference(tmp_path_factory) -> pathlib.Path:
     return workdir
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_kill_9_then_resume_is_bit_identical(long_reference, tmp_path):
     proc = _cli(tmp_path, *LONG)
     _wait_for_checkpoint(tmp_path, proc)
@@ -158,6 +164,7 @@ def test_kill_9_then_resume_is_bit_identical(long_reference, tmp_path):
     assert_same_params(final_params(tmp_path), final_params(long_reference))
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_sigterm_saves_and_exits_cleanly(long_reference, tmp_path):
     proc = _cli(tmp_path, *LONG)
     _wait_for_checkpoint(tmp_path, proc)
@@ -180,6 +187,7 @@ def test_cli_config_errors_are_one_line(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_multi_device_run_equals_single_device_run(tmp_path):
     """8 simulated CPU devices (batch split 8 ways, BN statistics over the global batch) vs one.
 
@@ -205,6 +213,7 @@ def test_multi_device_run_equals_single_device_run(tmp_path):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 * np.abs(a).max() + 1e-5, err_msg=key)
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_explicit_convolution_trains_like_xla(tmp_path):
     """The hand-written convolution inside the jitted, batch-sharded training step gives the XLA
     convolution's parameters after two steps, to float32 rounding."""

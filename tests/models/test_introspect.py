@@ -1,4 +1,4 @@
-"""cnnjax.models.inspect: multiply-adds against the papers and hand counts, receptive fields
+"""cnnjax.models.introspect: multiply-adds against the papers and hand counts, receptive fields
 against ops.receptive_field and published values, parameters per row."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 from cnnjax import models, ops
-from cnnjax.models import inspect, layers
+from cnnjax.models import introspect, layers
 from cnnjax.models.vgg import CONFIGS
 
 IMAGENET = (224, 224, 3)
@@ -18,7 +18,7 @@ IMAGENET = (224, 224, 3)
 
 @pytest.fixture(scope="module")
 def vgg16():
-    return inspect.summarize(models.build("vgg16"), IMAGENET)
+    return introspect.summarize(models.build("vgg16"), IMAGENET)
 
 
 def _row(summary, name):
@@ -48,12 +48,12 @@ def test_vgg16_macs_from_table1(vgg16):
     ("googlenet", {}, 1.45, 1.65),           # "1.5 billion multiply-adds" (Sec. 1)
 ])
 def test_paper_multiply_adds(name, knobs, low, high):
-    macs = inspect.summarize(models.build(name, **knobs), IMAGENET).macs
+    macs = introspect.summarize(models.build(name, **knobs), IMAGENET).macs
     assert low <= macs / 1e9 <= high
 
 
 def test_lenet5_macs_by_hand():
-    rows = {r.name: r for r in inspect.summarize(models.build("lenet5", num_classes=10),
+    rows = {r.name: r for r in introspect.summarize(models.build("lenet5", num_classes=10),
                                                  (32, 32, 1)).rows}
     assert rows["c1"].macs == 28 * 28 * 6 * 5 * 5 * 1
     assert rows["c3"].macs == 10 * 10 * 16 * 5 * 5 * 6
@@ -65,7 +65,7 @@ def test_lenet5_macs_by_hand():
 
 def test_grouped_convs_count_per_group():
     """AlexNet conv2 with two towers: 27*27*256 outputs each see 5*5*48 inputs."""
-    summary = inspect.summarize(models.build("alexnet"), IMAGENET)
+    summary = introspect.summarize(models.build("alexnet"), IMAGENET)
     assert summary.rows[4].output_shape == (27, 27, 256)  # conv, LRN, pool, ..., conv2
     assert _row(summary, "features_4").macs == 27 * 27 * 256 * 5 * 5 * 48
 
@@ -92,7 +92,7 @@ def test_vgg16_receptive_fields_follow_the_chain(vgg16):
 
 def test_alexnet_receptive_fields():
     """conv1 11, pool1 19, conv2 51, pool2 67, conv3-5 99, 131, 163, pool5 195 (jump 32)."""
-    summary = inspect.summarize(models.build("alexnet_torchvision"), IMAGENET)
+    summary = introspect.summarize(models.build("alexnet_torchvision"), IMAGENET)
     fields = [r.field[0] for r in summary.rows if r.field]
     assert fields == [11, 19, 51, 67, 99, 131, 163, 195]
     assert summary.rows[-4].jump == (32, 32)
@@ -101,7 +101,7 @@ def test_alexnet_receptive_fields():
 def test_branches_keep_their_own_fields():
     """In ResNet-18's layer2_0 the projection (1x1/2) sees what the block's input sees (43),
     the residual path two 3x3 convs more (67); the sum sees the wider."""
-    summary = inspect.summarize(models.build("resnet18"), IMAGENET)
+    summary = introspect.summarize(models.build("resnet18"), IMAGENET)
     stem = ops.receptive_field([(7, 2, 1, 3), (3, 2, 1, 1)] + [(3, 1, 1, 1)] * 4)[-1]
     assert stem.size == 43
     assert _row(summary, "layer2_0/downsample_0").field == (43, 43)
@@ -115,7 +115,7 @@ def test_option_a_shortcut_subsamples():
     """resnet20 (option A shortcuts, a strided slice where the maps shrink): the 3x3 stem and
     six 3x3 convs see 15 pixels; layer2_0's 3x3/2 and 3x3 convs 17 and 21 with jump 2; the
     next conv 25."""
-    summary = inspect.summarize(models.build("resnet20", num_classes=10), (32, 32, 3))
+    summary = introspect.summarize(models.build("resnet20", num_classes=10), (32, 32, 3))
     assert _row(summary, "layer1_2/conv2").field == (15, 15)
     assert _row(summary, "layer2_0/conv1").field == (17, 17)
     assert _row(summary, "layer2_0/conv2").field == (21, 21)
@@ -125,7 +125,7 @@ def test_option_a_shortcut_subsamples():
 
 
 def test_rows_account_for_every_parameter():
-    summary = inspect.summarize(models.build("resnet50"), IMAGENET)
+    summary = introspect.summarize(models.build("resnet50"), IMAGENET)
     assert sum(r.params for r in summary.rows) == summary.params == 25_557_032
     # Running mean and variance: as many as the BN scales and shifts.
     assert summary.state == sum(r.params for r in summary.rows if r.kind == "BatchNorm")
@@ -134,17 +134,17 @@ def test_rows_account_for_every_parameter():
 
 
 def test_explicit_models_are_read_as_xla(vgg16):
-    summary = inspect.summarize(models.build("vgg16", conv_impl="explicit"), IMAGENET)
+    summary = introspect.summarize(models.build("vgg16", conv_impl="explicit"), IMAGENET)
     assert summary.macs == vgg16.macs
 
 
 def test_dense_layer_comparison():
-    assert inspect.dense_layer_weights((224, 224, 3)) == 150_528 * 1024 == 154_140_672
+    assert introspect.dense_layer_weights((224, 224, 3)) == 150_528 * 1024 == 154_140_672
 
 
 def test_vgg19_is_summarised_in_seconds():
     start = time.perf_counter()
-    summary = inspect.summarize(models.build("vgg19"), IMAGENET)
+    summary = introspect.summarize(models.build("vgg19"), IMAGENET)
     assert summary.params == 143_667_240
     assert time.perf_counter() - start < 30  # nothing allocated: ~1 s on an idle CPU
 
@@ -163,7 +163,7 @@ class _SliceNet(nn.Module):
 
 
 def test_strided_slices_and_padding():
-    summary = inspect.summarize(_SliceNet(), (16, 16, 3))
+    summary = introspect.summarize(_SliceNet(), (16, 16, 3))
     assert [(r.name, r.field, r.jump) for r in summary.rows] == [
         ("a", (3, 3), (1, 1)), ("b", (7, 7), (2, 2)), ("c", (7, 7), (2, 2))]
     # VALID convs: 16 -> 14, sliced to 7 -> 5, padded to 9.

@@ -1,6 +1,6 @@
 """A LeNet-5 run small enough for tests: synthetic 32x32x1 data, constant learning rate, a few steps.
 
-    python -m cnnjax.cli train tests/train/tiny_config.py --workdir /tmp/w --config.num_steps=8
+    python -m cnnjax.cli train tests/helpers/tiny_config.py --workdir /tmp/w --config.num_steps=8
 """
 
 from cnnjax.train.defaults import default_config

@@ -1,5 +1,5 @@
 """Helpers for the converter tests: abstract variables of a model, random concrete ones, and
-torchvision's counts. Imported by name (pytest puts this folder on sys.path)."""
+torchvision's counts. Imported as helpers.convert (pyproject puts tests/ on pytest's path)."""
 
 from __future__ import annotations
 
