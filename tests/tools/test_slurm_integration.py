@@ -85,8 +85,9 @@ def test_slurm_array_sweep_trains_every_point(tmp_path, capsys):
 
 @pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_slurm_sweep_with_failing_points_is_reported_as_failed(tmp_path, capsys):
-    """The issue's sweep: one point fails at model build (a knob value the model refuses), one
-    diverges. The submission itself succeeds; `sweep status` and `summarize` then name both."""
+    """The issue's sweep: one point fails in its job (a data folder that does not exist: knob values
+    the model refuses are now caught before submission), one diverges. The submission itself
+    succeeds; `sweep status` and `summarize` then name both."""
     problem = slurm_problem()
     if problem:
         pytest.skip(problem)
@@ -102,7 +103,7 @@ def test_slurm_sweep_with_failing_points_is_reported_as_failed(tmp_path, capsys)
             return c
 
         def get_sweep():
-            return chain({{"seed": 0}}, {{"model.activation": "bogus"}},
+            return chain({{"seed": 0}}, {{"data.source": "idx:/nonexistent"}},
                          {{"schedule.base_lr": 1e12}})
         """))
     sweep_dir = tmp_path / "sweep"
@@ -116,7 +117,7 @@ def test_slurm_sweep_with_failing_points_is_reported_as_failed(tmp_path, capsys)
     good, bogus, diverged = out[1:]
     assert "seed=0" in good and "finished  step 2 of 2" in good
     assert "FAILED    user error (exit status 2) before logging any metrics: error: " in bogus
-    assert "got 'bogus'" in bogus
+    assert "directory '/nonexistent' does not exist" in bogus
     # exit status 3 from a trainer with its own divergence code, 2 and 'loss is nan' before that
     assert "FAILED    diverged (exit status " in diverged and "loss is nan" in diverged
 
@@ -125,8 +126,9 @@ def test_slurm_sweep_with_failing_points_is_reported_as_failed(tmp_path, capsys)
     assert "2 of 3 points FAILED:" in out
     with (sweep_dir / "results.csv").open() as f:
         rows = {r["point"]: r for r in csv.DictReader(f)}
-    assert list(rows) == ["seed=0", "model.activation=bogus", "schedule.base_lr=1000000000000.0"]
+    assert len(rows) == 3, rows
+    missing = next(name for name in rows if "nonexistent" in name)
     assert rows["seed=0"]["status"] == "finished" and rows["seed=0"]["last_step"] == "2"
-    assert rows["model.activation=bogus"]["status"].startswith("failed: user error")
-    assert rows["model.activation=bogus"]["last_step"] == ""
+    assert rows[missing]["status"].startswith("failed: user error")
+    assert rows[missing]["last_step"] == ""
     assert rows["schedule.base_lr=1000000000000.0"]["status"].startswith("failed: diverged")

@@ -68,8 +68,8 @@ def test_two_point_sweep_runs_then_skips_then_summarizes(tmp_path, capsys):
 
 
 def test_a_local_sweep_with_a_failing_point_exits_1_and_names_it(tmp_path, capsys):
-    """A knob value the model refuses passes the config check but fails at model build: the sweep
-    says so as the point ends and again in its closing lines, and `sweep status` agrees."""
+    """A data folder that does not exist passes the config check but fails in the point's run: the
+    sweep says so as the point ends and again in its closing lines, and `sweep status` agrees."""
     config = tmp_path / "bad_sweep.py"
     config.write_text(textwrap.dedent(f"""
         from cnnjax.train import config_io
@@ -80,15 +80,16 @@ def test_a_local_sweep_with_a_failing_point_exits_1_and_names_it(tmp_path, capsy
             return c
 
         def get_sweep():
-            return [{{"model.activation": "bogus"}}]
+            return [{{"data.source": "idx:/nonexistent"}}]
         """))
     sweep_dir = tmp_path / "sweep"
     assert cli.main(["train", str(config), "--sweep", "--workdir", str(sweep_dir)]) == 1
     out = capsys.readouterr().out
-    log = sweep_dir / "model.activation=bogus" / "log.txt"
-    reason = "user error (exit status 2) before logging any metrics: error: lenet5: activation must be"
-    assert "[1/1] model.activation=bogus: FAILED after" in out and reason in out
+    log = sweep_dir / "data.source=idx_nonexistent" / "log.txt"
+    reason = ("user error (exit status 2) before logging any metrics: error: idx source: directory "
+              "'/nonexistent' does not exist")
+    assert "[1/1] data.source=idx_nonexistent: FAILED after" in out and reason in out
     assert "sweep done: 1 run (0 finished, 1 failed)" in out
-    assert f"  FAILED model.activation=bogus: {reason}" in out and f"[see {log}]" in out
+    assert f"  FAILED data.source=idx_nonexistent: {reason}" in out and f"[see {log}]" in out
     assert cli.main(["sweep", "status", str(sweep_dir)]) == 1
     assert reason in capsys.readouterr().out
