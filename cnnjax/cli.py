@@ -49,11 +49,28 @@ def train(argv: list[str]) -> int:
     config = config_io.load_config(args.config)
     config_io.apply_overrides(config, overrides)
     workdir = pathlib.Path(args.workdir) if args.workdir else default_workdir(args.config)
+    _check_before_imports(config)
 
     from cnnjax.train.loop import train_and_evaluate  # heavy imports only once the config is valid
 
-    train_and_evaluate(config, workdir)
-    return 0
+    result = train_and_evaluate(config, workdir)
+    from cnnjax.errors import EXIT_FINISHED, EXIT_PREEMPTED
+
+    return EXIT_PREEMPTED if getattr(result, "preempted", False) else EXIT_FINISHED
+
+
+def _check_before_imports(config) -> None:
+    """The config's values, and its batch size against the training split's size where that is
+    cheap to read, before JAX and TensorFlow load (train_and_evaluate checks again, with devices)."""
+    from cnnjax.data import sources
+    from cnnjax.train import validate
+
+    validate.check_config(config)
+    try:
+        examples = sources.count_examples(sources.train_spec(config.data), config.data)
+    except ValueError as e:
+        raise validate.ConfigValidationError([f"config.data.source: {e}"]) from None
+    validate.check_config(config, num_train_examples=examples)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # user-facing errors: one line; programming errors keep their traceback
-        from cnnjax.errors import is_user_error
+        from cnnjax.errors import EXIT_DIVERGED, TrainingDivergedError, is_user_error
 
         if not is_user_error(e):
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        for line in str(e).splitlines() or [type(e).__name__]:  # one line per problem
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_DIVERGED if isinstance(e, TrainingDivergedError) else 2
 
 
 if __name__ == "__main__":

@@ -109,10 +109,12 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
-    """Writes the resolved config as JSON beside the checkpoints (the evaluator reads it back)."""
-    path = pathlib.Path(workdir) / CONFIG_FILE
-    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list) + "\n")
-    return path
+    """Writes the resolved config as JSON beside the checkpoints (the evaluator reads it back);
+    atomically, so a full disk or a kill leaves the previous file, never a part of one."""
+    from cnnjax.train.workdir import atomic_write_text
+
+    text = json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list) + "\n"
+    return atomic_write_text(pathlib.Path(workdir) / CONFIG_FILE, text)
 
 
 def load_saved_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
