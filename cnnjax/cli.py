@@ -49,7 +49,7 @@ def train(argv: list[str]) -> int:
     config = config_io.load_config(args.config)
     config_io.apply_overrides(config, overrides)
     workdir = pathlib.Path(args.workdir) if args.workdir else default_workdir(args.config)
-    _check_before_imports(config)
+    _check_before_imports(config, workdir)
 
     from cnnjax.train.loop import train_and_evaluate  # heavy imports only once the config is valid
 
@@ -59,9 +59,10 @@ def train(argv: list[str]) -> int:
     return EXIT_PREEMPTED if getattr(result, "preempted", False) else EXIT_FINISHED
 
 
-def _check_before_imports(config) -> None:
-    """The config's values, and its batch size against the training split's size where that is
-    cheap to read, before JAX and TensorFlow load (train_and_evaluate checks again, with devices)."""
+def _check_before_imports(config, workdir_path: pathlib.Path) -> None:
+    """The config's values, its batch size against the training split's size where that is cheap to
+    read, and the workdir's lock, before JAX and TensorFlow load (train_and_evaluate checks again,
+    with the devices, and takes the lock)."""
     from cnnjax.data import sources
     from cnnjax.train import validate
 
@@ -71,6 +72,9 @@ def _check_before_imports(config) -> None:
     except ValueError as e:
         raise validate.ConfigValidationError([f"config.data.source: {e}"]) from None
     validate.check_config(config, num_train_examples=examples)
+    from cnnjax.train import workdir
+
+    workdir.probe_lock(workdir_path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,7 +143,7 @@ def open_run(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> Run:
                                 "one yet?)")
     from cnnjax.train.checkpoint import Checkpoints
 
-    checkpoints = Checkpoints(folder, use_async=False)
+    checkpoints = Checkpoints(folder, read_only=True)  # a running training may share the workdir
     steps = checkpoints.all_steps()
     if not steps:
         raise FileNotFoundError(f"no complete checkpoints in {folder}: nothing to evaluate")
@@ -476,6 +476,9 @@ def main(argv: list[str]) -> int:
     if args.weights:
         return evaluate_weights(args, overrides)
     run = open_run(args.workdir, overrides)
+    from cnnjax.train.workdir import check_writable
+
+    check_writable(run.workdir, "write the evaluation's results into")  # before, not after, evaluating
     steps = run.steps if args.all else [resolve_step(
         args.step, run.steps, read_metrics(run.workdir), run.config.best_metric,
         run.config.best_mode)]

@@ -21,6 +21,7 @@ is set aside like any other damage.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -217,13 +218,13 @@ class Checkpoints:
                 n=keep_best, keep_checkpoints_without_metrics=False))
         # Always Orbax's asynchronous checkpointer: only it runs the callback that writes the
         # manifest before the commit. use_async=False waits for each save to finish (`save`).
-        options = ocp.CheckpointManagerOptions(
-            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=not read_only, cleanup_tmp_directories=not read_only,
-            read_only=read_only,
-            async_options=None if read_only else ocp.AsyncOptions(
-                post_finalization_callback=self._before_commit))
         with quiet_orbax():  # it reads every step's metadata: a damaged one is reported by restore
+            options = ocp.CheckpointManagerOptions(
+                preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+                enable_async_checkpointing=not read_only, cleanup_tmp_directories=not read_only,
+                read_only=read_only,
+                async_options=None if read_only else ocp.AsyncOptions(
+                    post_finalization_callback=self._before_commit))
             self.manager = ocp.CheckpointManager(
                 self.directory, options=options,
                 item_handlers={"state": ocp.StandardCheckpointHandler(),
@@ -291,8 +292,13 @@ class Checkpoints:
             cause = e
             while cause is not None and not isinstance(cause, OSError):
                 cause = cause.__cause__ or cause.__context__
+            text = str(e)
             if isinstance(cause, OSError) and cause.errno:
                 reason = os.strerror(cause.errno)
+            elif "No space left" in text or "RESOURCE_EXHAUSTED" in text:  # TensorStore's words
+                reason = os.strerror(errno.ENOSPC)
+            elif "Read-only file system" in text:
+                reason = os.strerror(errno.EROFS)
             else:
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             last = max((s for s in self.all_steps() if s != step), default=None)

@@ -302,7 +302,9 @@ def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
     """{'optimizer.momentum': 0.9, ...} for a nested dict; sequences compare as lists."""
     flat = {}
     for key, value in tree.items():
-        if isinstance(value, Mapping | ml_collections.ConfigDict):
+        if "." in key and not prefix:  # already flat
+            flat[key] = list(value) if isinstance(value, tuple | list) else value
+        elif isinstance(value, Mapping | ml_collections.ConfigDict):
             flat.update(flatten(dict(value.items()), f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple | list) else value

@@ -179,6 +179,21 @@ def read_saved_config(workdir: str | pathlib.Path) -> dict | None:
                            "checkpoints beside it: restore it, or choose another --workdir") from None
 
 
+def effective_config(workdir: str | pathlib.Path, saved: dict) -> dict:
+    """The saved config with the changes of config_history.jsonl applied, oldest first: the config
+    the latest run of the workdir used."""
+    flat = validate.flatten(saved)
+    path = pathlib.Path(workdir) / HISTORY_FILE
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                changed = json.loads(line)["changed"]
+                flat.update({key: pair[1] for key, pair in changed.items()})
+            except (ValueError, KeyError, TypeError, IndexError):
+                continue  # a line cut short by a crash: the ones before it still count
+    return flat
+
+
 def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
                  ) -> dict[str, list] | None:
     """The allowed changes of `config` against the workdir's saved config (None for a new workdir).
@@ -189,7 +204,8 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
     saved = read_saved_config(workdir)
     if saved is None:
         return None
-    refused, allowed = validate.resume_changes(saved, config.to_dict())
+    refused, _ = validate.resume_changes(saved, config.to_dict())
+    _, allowed = validate.resume_changes(effective_config(workdir, saved), config.to_dict())
     if refused:
         raise validate.ResumeMismatchError(
             f"{workdir} holds a run whose checkpoints depend on what this command changes: "
@@ -197,7 +213,26 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
     return allowed
 
 
-def check_writable(workdir: pathlib.Path) -> None:
+def probe_lock(workdir: str | pathlib.Path) -> None:
+    """Raises WorkdirBusyError when another run holds `workdir`'s lock; creates nothing (a cheap
+    early check: the lock itself is taken by `open_workdir`)."""
+    path = pathlib.Path(workdir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # no lock file (or unreadable): open_workdir decides
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise WorkdirBusyError(
+                f"workdir {path.parent} is in use by another run ({WorkdirLock(workdir).holder()}); "
+                "wait for it to finish, stop it, or choose another --workdir") from None
+    finally:
+        os.close(fd)
+
+
+def check_writable(workdir: pathlib.Path, purpose: str = "use --workdir") -> None:
     """Raises WorkdirError (one line) when `workdir`, or the folder it would be created in, cannot be
     written; writes nothing."""
     probe = workdir
@@ -206,7 +241,7 @@ def check_writable(workdir: pathlib.Path) -> None:
             break
         probe = probe.parent
     if not probe.is_dir():
-        raise WorkdirError(f"cannot use --workdir {workdir}: {probe} is not a directory")
+        raise WorkdirError(f"cannot {purpose} {workdir}: {probe} is not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
         # os.access also reports a read-only file system (EROFS), for root too
         try:
@@ -215,8 +250,7 @@ def check_writable(workdir: pathlib.Path) -> None:
         except OSError:
             read_only = False
         why = "on a read-only file system" if read_only else "not writable"
-        raise WorkdirError(f"cannot use --workdir {workdir}: {probe} is {why}; choose a writable "
-                           "--workdir")
+        raise WorkdirError(f"cannot {purpose} {workdir}: {probe} is {why}")
 
 
 def open_workdir(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
