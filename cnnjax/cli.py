@@ -12,6 +12,7 @@ import argparse
 import importlib
 import pathlib
 import sys
+import warnings
 
 # Tools that own their argument parsing: command -> module with main(argv) -> int.
 TOOLS = {"summary": "cnnjax.summary", "eval": "cnnjax.evaluate", "predict": "cnnjax.predict",
@@ -77,12 +78,18 @@ def _check_before_imports(config, workdir_path: pathlib.Path) -> None:
     workdir.probe_lock(workdir_path)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings (a skipped image, ...) as one 'warning: ...' line, without Python's source excerpt."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    warnings.formatwarning = _one_line_warning
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}; expected a config file (*.py) or one of "
               f"{', '.join(COMMANDS)}", file=sys.stderr)

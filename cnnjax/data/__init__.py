@@ -12,6 +12,7 @@ from cnnjax.data.config import default_data_config
 from cnnjax.data.pipeline import (
     CorruptImageWarning,
     DatasetInfo,
+    SkippedImages,
     dataset_info,
     eval_batches,
     train_batches,
@@ -20,6 +21,7 @@ from cnnjax.data.pipeline import (
 __all__ = [
     "CorruptImageWarning",
     "DatasetInfo",
+    "SkippedImages",
     "dataset_info",
     "default_data_config",
     "eval_batches",

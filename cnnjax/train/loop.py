@@ -68,10 +68,11 @@ def run_length(config: ml_collections.ConfigDict, num_examples: int) -> tuple[in
     return steps_per_epoch, max(math.ceil(config.num_epochs * steps_per_epoch), 1)
 
 
-def evaluate(eval_fn, state, config, sharding, split: str | None = None, crops: int = 1) -> dict:
+def evaluate(eval_fn, state, config, sharding, split: str | None = None, crops: int = 1,
+             skipped: data.SkippedImages | None = None) -> dict:
     """Loss, top-1 and top-5 accuracy over one whole pass of the evaluation split."""
     batches = data.eval_batches(config.data, global_batch_size=config.eval_batch_size,
-                                split=split, crops=crops)
+                                split=split, crops=crops, skipped=skipped)
     totals = None
     for batch in prefetch_to_device(batches, sharding):
         sums = eval_fn(state, batch)
@@ -220,9 +221,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                                   config.loss.label_smoothing, config.loss.aux_weight,
                                   replicated, batch_sharding)
     base_key = jax.random.key(config.seed + 1)
+    skipped = data.SkippedImages()  # unreadable files: named once per run, counted at the end
     batches = prefetch_to_device(
         data.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
-                           start_step=start_step), batch_sharding)
+                           start_step=start_step, skipped=skipped), batch_sharding)
 
     # -- compile ------------------------------------------------------------------------------------
     final: dict[str, float] = {}
@@ -280,7 +282,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                     interval_start, interval_steps = time.perf_counter(), 0
                 if eval_now:
                     t0 = time.perf_counter()
-                    last_eval = evaluate(eval_fn, state, config, batch_sharding)
+                    last_eval = evaluate(eval_fn, state, config, batch_sharding, skipped=skipped)
                     eval_seconds += time.perf_counter() - t0
                     writer.write(done, last_eval)
                     final.update(last_eval)
@@ -306,6 +308,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                 return final
 
     ckpts.close()
+    if skipped.summary():
+        writer.say(f"warning: {skipped.summary()}")
     total = time.perf_counter() - run_start
     if final:
         writer.say(f"done: {total_steps} steps in {format_duration(total)} "
