@@ -18,6 +18,7 @@ import warnings
 TOOLS = {"summary": "cnnjax.summary", "eval": "cnnjax.evaluate", "predict": "cnnjax.predict",
          "sweep": "cnnjax.sweep", "summarize": "cnnjax.summarize"}
 COMMANDS = ("train", *TOOLS)
+DECODER_LOG = "decoder_messages.log"  # libjpeg's and libpng's own lines (cnnjax.stderr_filter)
 
 
 def default_workdir(config_spec: str) -> pathlib.Path:
@@ -113,5 +114,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_DIVERGED if isinstance(e, TrainingDivergedError) else 2
 
 
+def _decoder_log(argv: list[str]) -> pathlib.Path | None:
+    """Where the image decoders' messages go: DECODER_LOG in the command's workdir, if it names one."""
+    for i, item in enumerate(argv):
+        if item == "--workdir" and i + 1 < len(argv):
+            return pathlib.Path(argv[i + 1]) / DECODER_LOG
+        if item.startswith("--workdir="):
+            return pathlib.Path(item.partition("=")[2]) / DECODER_LOG
+    if argv and argv[0] == "train" and len(argv) > 1:
+        return default_workdir(argv[1]) / DECODER_LOG
+    return None
+
+
 if __name__ == "__main__":
+    from cnnjax import stderr_filter
+
+    stderr_filter.install(_decoder_log(sys.argv[1:]))
     sys.exit(main())
