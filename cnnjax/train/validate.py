@@ -250,6 +250,8 @@ def _check_data(c: _Checker) -> None:
             parse_source(c.get("data.source"), "train")
         except ValueError as e:
             c.problems.append(f"config.data.source: {e}")
+    if c.get("data.source") == "synthetic" and c.get("data.num_classes") == 0:
+        c.fail("data.num_classes", 0, "> 0 for the synthetic source (it has no labels of its own)")
     if image_size and resize_size:
         from cnnjax.data.config import check_transform
 
