@@ -84,6 +84,15 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+def _quiet_unraisable(unraisable, _default=sys.unraisablehook) -> None:
+    """Drops asyncio's 'Event loop is closed' from Orbax's threads at shutdown after a failed save
+    (already reported in one line); anything else is reported as Python would."""
+    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(
+            unraisable.exc_value):
+        return
+    _default(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -91,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     warnings.formatwarning = _one_line_warning
+    sys.unraisablehook = _quiet_unraisable
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}; expected a config file (*.py) or one of "
               f"{', '.join(COMMANDS)}", file=sys.stderr)

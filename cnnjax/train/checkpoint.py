@@ -149,6 +149,17 @@ def manifest_problem(folder: str | pathlib.Path) -> str | None:
     return None
 
 
+class _DropOrbaxRecords(logging.Filter):
+    """Drops Orbax's log records (absl logger), which its background save thread also writes: a
+    failed save is reported by `Checkpoints` in one line, not as Orbax's multi-page traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/orbax/" not in record.pathname.replace("\\", "/")
+
+
+_ORBAX_FILTER = _DropOrbaxRecords()
+
+
 @contextlib.contextmanager
 def quiet_orbax() -> Iterator[None]:
     """Silences absl/Orbax logging and Python's 'Exception ignored' reports while a possibly damaged
@@ -211,6 +222,7 @@ class Checkpoints:
         self.read_only = read_only
         self._saving: int | None = None  # the step whose save is in flight
         self._is_main = jax.process_index() == 0
+        logging.getLogger("absl").addFilter(_ORBAX_FILTER)  # idempotent: one filter object
         policies = [checkpoint_managers.LatestN(n=keep)]
         if keep_best > 0 and best_metric:
             policies.append(checkpoint_managers.BestN(
