@@ -189,8 +189,12 @@ def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
     """
     from cnnjax.train.checkpoint import CheckpointMismatchError, shape_mismatches
 
+    from cnnjax.errors import UserError
+
     try:
         arrays = run.checkpoints.read_arrays(step)
+    except UserError:  # e.g. CheckpointDamagedError: it fails its checksums (one line, which file)
+        raise
     except Exception as e:  # a damaged checkpoint surfaces as many error types
         raise ValueError(f"the checkpoint at step {step} in {run.workdir} cannot be read "
                          f"({type(e).__name__}); other steps: "

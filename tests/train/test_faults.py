@@ -265,6 +265,8 @@ def test_bit_flip_run_resumes_bit_identical_in_one_line(trained, reference, tmp_
     workdir = copy_run(trained, tmp_path)
     before = good_bytes(workdir)
     flip_bit(data_file(workdir / "checkpoints" / "6"), 4096)
+    code, out, err = run(capfd, workdir, "--step", "6", command="eval")  # eval does not fall back
+    assert code == 2 and len(err) == 1 and "step 6" in err[0] and "fails its checksum" in err[0]
     code, out, err = run(capfd, workdir)
     assert code == 0 and err == []
     reports = [line for line in out if "step 6" in line and "checkpoints_damaged" in line]
