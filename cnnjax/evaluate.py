@@ -187,9 +187,8 @@ def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
     Raises CheckpointMismatchError (one line, the arrays that differ) when the checkpoint does not
     fit the config's model, and ValueError when the checkpoint cannot be read.
     """
-    from cnnjax.train.checkpoint import CheckpointMismatchError, shape_mismatches
-
     from cnnjax.errors import UserError
+    from cnnjax.train.checkpoint import CheckpointMismatchError, shape_mismatches
 
     try:
         arrays = run.checkpoints.read_arrays(step)

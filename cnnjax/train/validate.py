@@ -303,10 +303,8 @@ def check_config(config: ml_collections.ConfigDict, **world: Any) -> None:
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
     """{'optimizer.momentum': 0.9, ...} for a nested dict; sequences compare as lists."""
     flat = {}
-    for key, value in tree.items():
-        if "." in key and not prefix:  # already flat
-            flat[key] = list(value) if isinstance(value, tuple | list) else value
-        elif isinstance(value, Mapping | ml_collections.ConfigDict):
+    for key, value in tree.items():  # a dict that is flat already comes back as it is
+        if isinstance(value, Mapping | ml_collections.ConfigDict):
             flat.update(flatten(dict(value.items()), f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple | list) else value

@@ -245,7 +245,6 @@ def check_writable(workdir: pathlib.Path, purpose: str = "use --workdir") -> Non
     if not os.access(probe, os.W_OK | os.X_OK):
         # os.access also reports a read-only file system (EROFS), for root too
         try:
-            os.statvfs(probe)
             read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
         except OSError:
             read_only = False
