@@ -234,6 +234,38 @@ def test_kill_right_after_the_commit_leaves_a_verifiable_checkpoint(trained, tar
     assert step == 4 and len(warned) == 1
 
 
+KILL_AFTER_COMMIT = r"""
+import os, signal, sys
+from cnnjax.train import checkpoint, config_io
+from cnnjax.train.loop import train_and_evaluate
+
+complete = checkpoint.Checkpoints._after_commit
+
+def kill_at_step_4(self):  # Orbax has renamed the folder; the manifest is not completed yet
+    if self._saving == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    complete(self)
+
+checkpoint.Checkpoints._after_commit = kill_at_step_4
+train_and_evaluate(config_io.load_config(sys.argv[1]), sys.argv[2])
+"""
+
+
+def test_kill_9_right_after_a_commit_resumes_bit_identical(reference, tmp_path, capfd):
+    workdir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_COMMIT, TINY, str(workdir)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    manifest = json.loads((workdir / "checkpoints" / "4" / MANIFEST_FILE).read_text())
+    assert manifest["complete"] is False  # killed in the window the partial manifest covers
+    before = good_bytes(workdir)
+    code, out, err = run(capfd, workdir)
+    assert code == 0 and err == [] and not any("warning" in line for line in out), out
+    assert "resumed from the checkpoint at step 4" in out
+    assert good_bytes(workdir) == before
+    assert_same_tree(params(workdir, 8), reference)
+
+
 def test_stray_entries_named_like_steps_are_named_once(trained, target, tmp_path):
     workdir = copy_run(trained, tmp_path)
     before = good_bytes(workdir, (2, 4, 6))
