@@ -13,12 +13,14 @@ import importlib
 import pathlib
 import sys
 import traceback
+import warnings
 
 # Tools that own their argument parsing: command -> module with main(argv) -> int.
 TOOLS = {"summary": "cnnjax.summary", "eval": "cnnjax.evaluate", "predict": "cnnjax.predict",
          "sweep": "cnnjax.sweep.cli", "summarize": "cnnjax.sweep.summarize",
          "convert": "cnnjax.convert.cli"}
 COMMANDS = ("train", *TOOLS)
+DECODER_LOG = "decoder_messages.log"  # libjpeg's and libpng's own lines (cnnjax.stderr_filter)
 
 
 def default_workdir(config_spec: str) -> pathlib.Path:
@@ -47,11 +49,46 @@ def train(argv: list[str]) -> int:
     args, overrides = parse_train_args(argv)
     config = config_io.resolve_config(args.config, overrides)
     workdir = pathlib.Path(args.workdir) if args.workdir else default_workdir(args.config)
+    _check_before_imports(config, workdir)
 
     from cnnjax.train.loop import train_and_evaluate  # heavy imports only once the config is valid
 
-    train_and_evaluate(config, workdir)
-    return 0
+    result = train_and_evaluate(config, workdir)
+    from cnnjax.errors import EXIT_FINISHED, EXIT_PREEMPTED
+
+    return EXIT_PREEMPTED if getattr(result, "preempted", False) else EXIT_FINISHED
+
+
+def _check_before_imports(config, workdir_path: pathlib.Path) -> None:
+    """The config's values, its batch size against the training split's size where that is cheap to
+    read, and the workdir's lock, before JAX and TensorFlow load (train_and_evaluate checks again,
+    with the devices, and takes the lock)."""
+    from cnnjax.data import sources
+    from cnnjax.train import validate
+
+    validate.check_config(config)
+    try:
+        examples = sources.count_examples(sources.train_spec(config.data), config.data)
+    except ValueError as e:
+        raise validate.ConfigValidationError([f"config.data.source: {e}"]) from None
+    validate.check_config(config, num_train_examples=examples)
+    from cnnjax.train import workdir
+
+    workdir.probe_lock(workdir_path)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings (a skipped image, ...) as one 'warning: ...' line, without Python's source excerpt."""
+    return f"warning: {message}\n"
+
+
+def _quiet_unraisable(unraisable, _default=sys.unraisablehook) -> None:
+    """Drops asyncio's 'Event loop is closed' from Orbax's threads at shutdown after a failed save
+    (already reported in one line); anything else is reported as Python would."""
+    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(
+            unraisable.exc_value):
+        return
+    _default(unraisable)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    warnings.formatwarning = _one_line_warning
+    sys.unraisablehook = _quiet_unraisable
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}; expected a config file (*.py) or one of "
               f"{', '.join(COMMANDS)}", file=sys.stderr)
@@ -74,15 +113,31 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # user-facing errors: one line; programming errors keep their traceback
-        from cnnjax.errors import is_user_error, traceback_requested
+        from cnnjax.errors import EXIT_DIVERGED, TrainingDivergedError, is_user_error, traceback_requested
 
         if not is_user_error(e):
             raise
         if traceback_requested():
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        for line in str(e).splitlines() or [type(e).__name__]:  # one line per problem
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_DIVERGED if isinstance(e, TrainingDivergedError) else 2
+
+
+def _decoder_log(argv: list[str]) -> pathlib.Path | None:
+    """Where the image decoders' messages go: DECODER_LOG in the command's workdir, if it names one."""
+    for i, item in enumerate(argv):
+        if item == "--workdir" and i + 1 < len(argv):
+            return pathlib.Path(argv[i + 1]) / DECODER_LOG
+        if item.startswith("--workdir="):
+            return pathlib.Path(item.partition("=")[2]) / DECODER_LOG
+    if argv and argv[0] == "train" and len(argv) > 1:
+        return default_workdir(argv[1]) / DECODER_LOG
+    return None
 
 
 if __name__ == "__main__":
+    from cnnjax import stderr_filter
+
+    stderr_filter.install(_decoder_log(sys.argv[1:]))
     sys.exit(main())

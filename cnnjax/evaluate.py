@@ -144,7 +144,7 @@ def open_run(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> Run:
                                 "one yet?)")
     from cnnjax.train.checkpoint import Checkpoints
 
-    checkpoints = Checkpoints(folder, use_async=False)
+    checkpoints = Checkpoints(folder, read_only=True)  # a running training may share the workdir
     steps = checkpoints.all_steps()
     if not steps:
         raise FileNotFoundError(f"no complete checkpoints in {folder}: nothing to evaluate")
@@ -188,10 +188,13 @@ def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
     Raises CheckpointMismatchError (one line, the arrays that differ) when the checkpoint does not
     fit the config's model, and UserError when the checkpoint cannot be read.
     """
+    from cnnjax.errors import UserError
     from cnnjax.train.checkpoint import CheckpointMismatchError, shape_mismatches
 
     try:
         arrays = run.checkpoints.read_arrays(step)
+    except UserError:  # e.g. CheckpointDamagedError: it fails its checksums (one line, which file)
+        raise
     except Exception as e:  # a damaged checkpoint surfaces as many error types
         raise UserError(f"the checkpoint at step {step} in {run.workdir} cannot be read "
                         f"({type(e).__name__}); other steps: "
@@ -475,6 +478,9 @@ def main(argv: list[str]) -> int:
     if args.weights:
         return evaluate_weights(args, overrides)
     run = open_run(args.workdir, overrides)
+    from cnnjax.train.workdir import check_writable
+
+    check_writable(run.workdir, "write the evaluation's results into")  # before, not after, evaluating
     steps = run.steps if args.all else [resolve_step(
         args.step, run.steps, read_metrics(run.workdir), run.config.best_metric,
         run.config.best_mode)]

@@ -57,14 +57,14 @@ def export(workdir: pathlib.Path, out: pathlib.Path, step: int | None) -> str:
 
     config = load_saved_config(workdir)
     directory = workdir / "checkpoints"
-    steps = Checkpoints(directory, use_async=False).all_steps() if directory.is_dir() else []
+    steps = Checkpoints(directory, read_only=True).all_steps() if directory.is_dir() else []
     if not steps:
         raise ConvertError(f"no checkpoint in {directory}: train the run first")
     if step is None:
         step = steps[-1]
     elif step not in steps:
         raise ConvertError(f"no checkpoint at step {step} in {directory}; available steps: {steps}")
-    arrays = Checkpoints(directory, use_async=False).read_arrays(step)
+    arrays = Checkpoints(directory, read_only=True).read_arrays(step)
     variables = {"params": arrays["params"]}
     if arrays.get("batch_stats"):
         variables["batch_stats"] = arrays["batch_stats"]

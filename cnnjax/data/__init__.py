@@ -13,6 +13,7 @@ from cnnjax.data.config import default_data_config
 from cnnjax.data.pipeline import (
     CorruptImageWarning,
     DatasetInfo,
+    SkippedImages,
     dataset_info,
     eval_batches,
     train_batches,
@@ -22,6 +23,7 @@ from cnnjax.data.presets import data_config
 __all__ = [
     "CorruptImageWarning",
     "DatasetInfo",
+    "SkippedImages",
     "data_config",
     "dataset_info",
     "default_data_config",

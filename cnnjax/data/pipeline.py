@@ -23,6 +23,35 @@ class CorruptImageWarning(UserWarning):
     """An image file could not be read or decoded and was left out."""
 
 
+class SkippedImages:
+    """The image files a run left out as unreadable: each is named once, the first time (a
+    CorruptImageWarning), and counted every time; `summary` is the line for the end of the run.
+
+    Pass one object to every pipeline of a run (training and each evaluation) so that a bad file is
+    named once per run, not once per epoch or evaluation.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, path: str) -> None:
+        first = path not in self.counts
+        self.counts[path] = self.counts.get(path, 0) + 1
+        if first:
+            warnings.warn(f"skipped corrupt or unreadable image {path} ({len(self.counts)} so far; "
+                          "each is named once and counted at the end)", CorruptImageWarning,
+                          stacklevel=4)
+
+    def summary(self) -> str | None:
+        """'skipped 2 unreadable image files (7 times in all): a.jpg, b.jpg', None if none."""
+        if not self.counts:
+            return None
+        names = sorted(self.counts)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return (f"skipped {len(names)} unreadable image file(s) ({sum(self.counts.values())} "
+                f"time(s) in all): {shown}")
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
     """What one split holds: its size, its classes, and the shape of the images the pipeline yields.
@@ -50,7 +79,8 @@ def dataset_info(data: ml_collections.ConfigDict, split: str) -> DatasetInfo:
 
 def train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, seed: int,
                   start_step: int = 0, process_index: int | None = None,
-                  process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+                  process_count: int | None = None, skipped: SkippedImages | None = None,
+                  ) -> Iterator[dict[str, np.ndarray]]:
     """Endless training batches for this host, from step `start_step` on.
 
     Each item is {'image': uint8 (B, H, W, C), 'label': int32 (B,)} with B = global_batch_size //
@@ -67,12 +97,13 @@ def train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, se
     layout = make_layout(global_batch_size, process_index, process_count)
     source = _source(data, train_spec(data))
     ds = tfdata.train_dataset(source, data, layout, seed=int(seed), start_step=int(start_step))
-    return _iterate(ds, source, data.on_corrupt, ("image", "label"))
+    return _iterate(ds, source, data.on_corrupt, ("image", "label"), skipped)
 
 
 def eval_batches(data: ml_collections.ConfigDict, *, global_batch_size: int,
                  split: str | None = None, crops: int = 1, process_index: int | None = None,
-                 process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+                 process_count: int | None = None, skipped: SkippedImages | None = None,
+                 ) -> Iterator[dict[str, np.ndarray]]:
     """One pass over an evaluation split (default data.eval_split) for this host.
 
     Each item is {'image': uint8 (B, H, W, C), or (B, crops, H, W, C) for crops 5 and 10 (four corners
@@ -87,7 +118,7 @@ def eval_batches(data: ml_collections.ConfigDict, *, global_batch_size: int,
     layout = make_layout(global_batch_size, process_index, process_count)
     source = _source(data, eval_spec(data, split))
     ds = tfdata.eval_dataset(source, data, layout, crops=crops)
-    return _iterate(ds, source, data.on_corrupt, ("image", "label", "mask"))
+    return _iterate(ds, source, data.on_corrupt, ("image", "label", "mask"), skipped)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -105,9 +136,11 @@ def _num_classes(data, source) -> int:
     return int(data.num_classes or source.num_classes)
 
 
-def _iterate(ds, source, on_corrupt: str, keys: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
-    """Host numpy batches with the pipeline's private fields checked for unreadable files."""
-    skipped = 0
+def _iterate(ds, source, on_corrupt: str, keys: tuple[str, ...],
+             skipped: SkippedImages | None) -> Iterator[dict[str, np.ndarray]]:
+    """Host numpy batches with the pipeline's private fields checked for unreadable files (named
+    once each in `skipped`, a new SkippedImages for this pass if None)."""
+    skipped = SkippedImages() if skipped is None else skipped
     for batch in ds.as_numpy_iterator():
         if "_ok" in batch:
             for i in batch["_index"][batch["_expected"] & ~batch["_ok"]]:
@@ -115,9 +148,7 @@ def _iterate(ds, source, on_corrupt: str, keys: tuple[str, ...]) -> Iterator[dic
                 if on_corrupt == "error":
                     raise DataError(f"corrupt or unreadable image {path} (data.on_corrupt='skip' "
                                     "would leave it out)")
-                skipped += 1
-                warnings.warn(f"skipped corrupt or unreadable image {path} ({skipped} so far)",
-                              CorruptImageWarning, stacklevel=2)
+                skipped.add(path)
             if "mask" not in keys and not batch["_ok"].any():
                 raise DataError(f"every image of a training batch was unreadable, e.g. "
                                 f"{source.paths[int(batch['_index'][0])]}")

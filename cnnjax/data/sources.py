@@ -148,6 +148,25 @@ def load_source(spec: SourceSpec, data: ml_collections.ConfigDict):
     return tfds_source.load_tfds(spec.location, spec.split, spec.data_dir)
 
 
+def count_examples(spec: SourceSpec, data: ml_collections.ConfigDict) -> int | None:
+    """How many examples `spec` holds, read cheaply: IDX headers, a folder listing, the synthetic size.
+
+    None for TFDS datasets (their size comes with the builder, which needs TensorFlow). Nothing is
+    decoded, so a config can be checked against its dataset in milliseconds.
+    """
+    if spec.kind == "idx":
+        root = _existing_dir(spec.location, "idx")
+        if spec.split not in IDX_SPLITS:
+            raise DataError(f"idx source: split must be 'train' or 'test', got {spec.split!r}")
+        return read_idx_shape(_idx_file(root, IDX_SPLITS[spec.split], "labels-idx1-ubyte"))[0]
+    if spec.kind == "folder":
+        root = _existing_dir(spec.location, "folder")
+        return list_folder(root, spec.split, os.stat(root).st_mtime_ns).num_examples
+    if spec.kind == "synthetic":
+        return int(data.synthetic_examples)
+    return None
+
+
 def _existing_dir(location: str, kind: str) -> str:
     path = pathlib.Path(location).expanduser()
     if not path.is_dir():
@@ -159,6 +178,22 @@ def _existing_dir(location: str, kind: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 # IDX files (MNIST, Fashion-MNIST)
 # ---------------------------------------------------------------------------------------------------
+
+def read_idx_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The dimensions an IDX file's header states, reading only the header."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[:3] != b"\0\0\x08" or head[3] == 0:
+                raise DataError(f"{path} is not an IDX file of unsigned bytes (magic 0x0000 08 ndim)")
+            raw = f.read(4 * head[3])
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read IDX file {path}: {e}") from None
+    if len(raw) != 4 * head[3]:
+        raise DataError(f"{path}: the IDX header is cut short")
+    return struct.unpack(f">{head[3]}I", raw)
+
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Reads one IDX file (gzip or plain) of unsigned bytes into an array of its stated shape.

@@ -71,9 +71,42 @@ def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
     raise DataError(f"cannot convert images with {have} channels to data.channels={channels}")
 
 
+def _is_cmyk_jpeg(encoded: tf.Tensor) -> tf.Tensor:
+    """True for a JPEG of 4 components (CMYK/YCCK), which libjpeg cannot turn into grayscale."""
+    return tf.cond(tf.io.is_jpeg(encoded),
+                   lambda: tf.image.extract_jpeg_shape(encoded)[2] == 4, lambda: tf.constant(False))
+
+
+def _is_png(encoded: tf.Tensor) -> tf.Tensor:
+    return tf.strings.substr(encoded, 0, 8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _luma(rgb: tf.Tensor) -> tf.Tensor:
+    """RGB uint8 -> grayscale uint8 by ITU-R 601 luma (tf.image.rgb_to_grayscale, rounded)."""
+    return tf.image.rgb_to_grayscale(rgb)
+
+
 def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
-    """JPEG, PNG, GIF or BMP bytes -> (H, W, channels) uint8; grayscale and CMYK JPEGs become RGB."""
-    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    """JPEG, PNG, GIF or BMP bytes -> (H, W, channels) uint8, whatever the file's own color mode.
+
+    channels=3: grayscale, palette and CMYK images become RGB, alpha is dropped (TensorFlow's
+    decoders do all of this). channels=1: JPEG (gray or YCbCr: libjpeg's luma) and PNG (libpng's
+    luma, palette and alpha handled) decode straight to gray; CMYK JPEGs, GIFs and BMPs, which the
+    decoders cannot turn into gray, decode to RGB and take ITU-R 601 luma.
+    """
+    if channels == 3:
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    def direct():
+        return tf.io.decode_image(encoded, channels=1, expand_animations=False)
+
+    def via_rgb():
+        return _luma(tf.io.decode_image(encoded, channels=3, expand_animations=False))
+
+    native_gray = tf.logical_and(tf.logical_or(tf.io.is_jpeg(encoded), _is_png(encoded)),
+                                 tf.logical_not(_is_cmyk_jpeg(encoded)))
+    image = tf.cond(native_gray, direct, via_rgb)
     return tf.ensure_shape(image, [None, None, channels])
 
 
@@ -90,6 +123,10 @@ def decode_window(encoded: tf.Tensor, window: Window | None, key: tf.Tensor,
 
     def jpeg():
         box = window(tf.image.extract_jpeg_shape(encoded), key)
+        if channels == 1:  # CMYK: decode to RGB, then luma (libjpeg refuses CMYK -> gray)
+            return tf.cond(_is_cmyk_jpeg(encoded),
+                           lambda: _luma(tf.io.decode_and_crop_jpeg(encoded, box, channels=3)),
+                           lambda: tf.io.decode_and_crop_jpeg(encoded, box, channels=1))
         return tf.io.decode_and_crop_jpeg(encoded, box, channels=channels)
 
     def other():

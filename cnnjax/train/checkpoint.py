@@ -4,14 +4,32 @@ Each checkpoint holds the training state's arrays (parameters, batch-norm statis
 step) and a small JSON record of the data position. Orbax writes every checkpoint into a temporary folder
 and renames it when complete, so a run killed mid-save leaves no half checkpoint behind; a checkpoint that
 is damaged afterwards is detected on restore, reported, and the previous one is used instead.
+
+Checksums. Every checkpoint folder carries `cnnjax_sha256.json`, the SHA-256 of each of its files. It is
+written into Orbax's temporary folder after Orbax has finished writing the arrays and before the rename
+that commits it (Orbax's post-finalization callback), so a committed checkpoint has its manifest from the
+first instant: a kill -9 right after the commit leaves a verifiable checkpoint. That first manifest
+leaves out the two bookkeeping files Orbax touches after the callback (the commit time in
+_CHECKPOINT_METADATA, commit_success.txt); the run adds them once the commit is done (next save, wait
+or close). Restoring checks every
+file against it; a changed, missing or extra file sets the checkpoint aside (CHECKPOINTS_damaged/) and
+the previous one is tried. A checkpoint without a manifest is accepted unverified only when no newer
+checkpoint has one (a workdir written before checksums existed); otherwise its manifest was lost and it
+is set aside like any other damage.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import json
 import logging
+import os
 import pathlib
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
@@ -22,9 +40,142 @@ from cnnjax.errors import UserError
 
 log = logging.getLogger(__name__)
 
+MANIFEST_FILE = "cnnjax_sha256.json"
+TMP_SUFFIX = ".orbax-checkpoint-tmp"  # where Orbax writes a step before renaming it to its number
+STRAY_PREFIX = "stray-"
+# Files Orbax writes into a step folder after its post-finalization callback: the commit time in the
+# step's metadata and the success marker (see `write_manifest`).
+ORBAX_BOOKKEEPING = ("_CHECKPOINT_METADATA", "commit_success.txt")
+
 
 class CheckpointMismatchError(UserError):
     """A checkpoint whose arrays do not fit the model and optimizer of the config."""
+
+
+class CheckpointDamagedError(UserError):
+    """A checkpoint that fails its checksums or cannot be read (evaluation does not fall back)."""
+
+
+class NoReadableCheckpointError(UserError):
+    """Every checkpoint of a workdir was damaged; the run will not silently start from step 0."""
+
+
+class CheckpointSaveError(UserError):
+    """A checkpoint could not be written (disk full, read-only file system, ...)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checksums
+# ---------------------------------------------------------------------------------------------------
+
+def _digest(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digests(folder: str | pathlib.Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """{relative path: SHA-256 hex} of every file under `folder` except the manifest (and its
+    temporary file) and the relative paths in `skip`."""
+    folder = pathlib.Path(folder)
+    digests = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and not path.name.startswith((MANIFEST_FILE, f".{MANIFEST_FILE}")) \
+                and name not in skip:
+            digests[name] = _digest(path)
+    return digests
+
+
+def _write_json(folder: pathlib.Path, record: dict) -> None:
+    """Writes the manifest through a temporary file, fsynced and renamed: never half a manifest."""
+    path, tmp = folder / MANIFEST_FILE, folder / f".{MANIFEST_FILE}.tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(record, indent=0, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_manifest(folder: str | pathlib.Path, complete: bool = True) -> None:
+    """Writes `folder`/cnnjax_sha256.json with the digests of its files.
+
+    complete=False leaves out ORBAX_BOOKKEEPING (Orbax rewrites its commit time and adds its success
+    marker after the callback that writes this partial manifest); `complete_manifest` adds them
+    once the checkpoint is committed.
+    """
+    folder = pathlib.Path(folder)
+    _write_json(folder, {"complete": complete,
+                         "sha256": file_digests(folder, () if complete else ORBAX_BOOKKEEPING)})
+
+
+def complete_manifest(folder: str | pathlib.Path) -> None:
+    """Adds Orbax's bookkeeping files to a partial manifest whose other files still match it."""
+    folder = pathlib.Path(folder)
+    record = json.loads((folder / MANIFEST_FILE).read_text())
+    if record.get("complete", True) or manifest_problem(folder) is not None:
+        return  # complete already, or damaged: leave it for restore to report
+    for name in ORBAX_BOOKKEEPING:
+        if (folder / name).is_file():
+            record["sha256"][name] = _digest(folder / name)
+    record["complete"] = True
+    _write_json(folder, record)
+
+
+def manifest_problem(folder: str | pathlib.Path) -> str | None:
+    """Why `folder` does not match its manifest ('fails its checksum in X', ...); None when every
+    file matches. Raises FileNotFoundError when there is no manifest."""
+    folder = pathlib.Path(folder)
+    try:
+        record = json.loads((folder / MANIFEST_FILE).read_text())
+        expected = record["sha256"]
+        if not isinstance(expected, dict):
+            raise TypeError
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"has an unreadable checksum manifest ({MANIFEST_FILE})"
+    skip = () if record.get("complete", True) else ORBAX_BOOKKEEPING
+    actual = file_digests(folder, skip)
+    for name in sorted(expected.keys() | actual.keys()):
+        if name not in actual:
+            return f"lacks its file {name}"
+        if name not in expected:
+            return f"has a file its checksums do not list ({name})"
+        if actual[name] != expected[name]:
+            return f"fails its checksum in {name}"
+    return None
+
+
+class _DropOrbaxRecords(logging.Filter):
+    """Drops Orbax's log records (absl logger), which its background save thread also writes: a
+    failed save is reported by `Checkpoints` in one line, not as Orbax's multi-page traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/orbax/" not in record.pathname.replace("\\", "/")
+
+
+_ORBAX_FILTER = _DropOrbaxRecords()
+
+
+@contextlib.contextmanager
+def quiet_orbax() -> Iterator[None]:
+    """Silences absl/Orbax logging and Python's 'Exception ignored' reports while a possibly damaged
+    checkpoint is probed: the one-line report says what matters."""
+    loggers = [logging.getLogger(name) for name in ("absl", "orbax", "jax")]
+    levels = [lg.level for lg in loggers]
+    hook = sys.unraisablehook
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL + 1)
+        sys.unraisablehook = lambda unraisable: None
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+        sys.unraisablehook = hook
 
 
 def _path_name(path) -> str:
@@ -65,90 +216,260 @@ class Checkpoints:
 
     def __init__(self, directory: str | pathlib.Path, *, keep: int = 3, keep_best: int = 1,
                  best_metric: str = "eval/top1", best_mode: str = "max",
-                 use_async: bool = True):
+                 use_async: bool = True, read_only: bool = False):
         self.directory = pathlib.Path(directory).absolute()
+        self.use_async = use_async
+        self.read_only = read_only
+        self._saving: int | None = None  # the step whose save is in flight
+        self._is_main = jax.process_index() == 0
+        logging.getLogger("absl").addFilter(_ORBAX_FILTER)  # idempotent: one filter object
         policies = [checkpoint_managers.LatestN(n=keep)]
         if keep_best > 0 and best_metric:
             policies.append(checkpoint_managers.BestN(
                 get_metric_fn=lambda metrics: metrics[best_metric], reverse=best_mode == "min",
                 n=keep_best, keep_checkpoints_without_metrics=False))
-        options = ocp.CheckpointManagerOptions(
-            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=use_async, cleanup_tmp_directories=True)
-        self.manager = ocp.CheckpointManager(
-            self.directory, options=options,
-            item_handlers={"state": ocp.StandardCheckpointHandler(),
-                           "meta": ocp.JsonCheckpointHandler()})
+        # Always Orbax's asynchronous checkpointer: only it runs the callback that writes the
+        # manifest before the commit. use_async=False waits for each save to finish (`save`).
+        with quiet_orbax():  # it reads every step's metadata: a damaged one is reported by restore
+            options = ocp.CheckpointManagerOptions(
+                preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+                enable_async_checkpointing=not read_only, cleanup_tmp_directories=not read_only,
+                read_only=read_only,
+                async_options=None if read_only else ocp.AsyncOptions(
+                    post_finalization_callback=self._before_commit))
+            self.manager = ocp.CheckpointManager(
+                self.directory, options=options,
+                item_handlers={"state": ocp.StandardCheckpointHandler(),
+                               "meta": ocp.JsonCheckpointHandler()})
 
     def all_steps(self) -> list[int]:
-        return sorted(self.manager.all_steps())
+        with quiet_orbax():
+            return sorted(self.manager.all_steps())
+
+    @property
+    def damaged_directory(self) -> pathlib.Path:
+        return self.directory.parent / f"{self.directory.name}_damaged"
+
+    def _before_commit(self) -> None:
+        """Orbax's post-finalization callback (its background thread): the step's files are complete
+        in the temporary folder, which is renamed right after; the manifest goes in first."""
+        tmp = self.directory / f"{self._saving}{TMP_SUFFIX}"
+        if self._is_main and self._saving is not None and tmp.is_dir():
+            write_manifest(tmp, complete=False)
+
+    def _after_commit(self) -> None:
+        """Completes the manifest of the finished save with Orbax's bookkeeping files (or writes one
+        if the callback could not, e.g. on a storage whose temporary folders are named otherwise)."""
+        final = self.directory / str(self._saving)
+        if self._is_main and self._saving is not None and final.is_dir():
+            if (final / MANIFEST_FILE).exists():
+                complete_manifest(final)
+            else:
+                write_manifest(final)
+        self._saving = None
 
     def save(self, step: int, items: dict, meta: dict, metrics: dict | None = None) -> None:
-        """Starts an asynchronous save; a later save or `wait` finishes it."""
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(items), meta=ocp.args.JsonSave(meta)),
-            metrics=metrics, force=True)
+        """Starts an asynchronous save (use_async) or saves and waits; a later save or `wait`
+        finishes an asynchronous one. Raises CheckpointSaveError when this or the previous save
+        failed."""
+        self.wait()
+        self._saving = step
+        with self._save_errors(step):
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(items), meta=ocp.args.JsonSave(meta)),
+                metrics=metrics, force=True)
+        if not self.use_async:
+            self.wait()
 
-    def _set_aside(self, step: int, why: str, warn: Callable[[str], None]) -> None:
-        """Moves a damaged checkpoint out of the way (kept for inspection, never deleted), so the run
-        can fall back to the previous one and later save this step again."""
-        aside = self.directory.parent / f"{self.directory.name}_damaged" / f"{step}-{time.time():.0f}"
+    def check(self) -> None:
+        """Raises CheckpointSaveError if the save in flight has already failed (cheap: no waiting)."""
+        if self._saving is None:
+            return
+        with self._save_errors(self._saving):
+            self.manager.check_for_errors()
+        thread = getattr(self.manager, "_finalize_thread", None)
+        finalize = thread.get() if thread is not None and hasattr(thread, "get") else None
+        if finalize is not None and not finalize.is_alive():
+            self.wait()
+
+    @contextlib.contextmanager
+    def _save_errors(self, step: int) -> Iterator[None]:
+        try:
+            with quiet_orbax():
+                yield
+        except CheckpointSaveError:
+            raise
+        except Exception as e:
+            self._saving = None
+            cause = e
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__cause__ or cause.__context__
+            text = str(e)
+            if isinstance(cause, OSError) and cause.errno:
+                reason = os.strerror(cause.errno)
+            elif "No space left" in text or "RESOURCE_EXHAUSTED" in text:  # TensorStore's words
+                reason = os.strerror(errno.ENOSPC)
+            elif "Read-only file system" in text:
+                reason = os.strerror(errno.EROFS)
+            else:
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            last = max((s for s in self.all_steps() if s != step), default=None)
+            raise CheckpointSaveError(
+                f"could not save the checkpoint at step {step} in {self.directory} ({reason}); "
+                f"stopped before training further; the last complete checkpoint is "
+                f"{f'step {last}' if last is not None else 'none'}; fix the cause and run the same "
+                "command to resume") from None
+
+    def _set_aside(self, name: str, aside_name: str, message: str,
+                   warn: Callable[[str], None], then: str = "") -> None:
+        """Moves a damaged checkpoint (or a stray entry) out of the way, kept for inspection and never
+        deleted, so that the run can fall back to the previous one and later save this step again."""
+        aside = self.damaged_directory / f"{aside_name}-{time.time():.0f}"
+        while aside.exists():
+            aside = aside.with_name(aside.name + "+")
         aside.parent.mkdir(parents=True, exist_ok=True)
-        (self.directory / str(step)).rename(aside)
-        self.manager.reload()
-        warn(f"checkpoint at step {step} {why}; moved it to {aside} and fell back to the previous one")
+        (self.directory / name).rename(aside)
+        with quiet_orbax():
+            self.manager.reload()
+        warn(f"{message}; moved it to {aside}" + (f"; {then}" if then else ""))
+
+    def _set_aside_strays(self, warn: Callable[[str], None]) -> None:
+        """Entries named like a step that are not checkpoints (a file '7', a folder Orbax does not
+        list) are named once and moved aside."""
+        if not self.directory.is_dir():
+            return
+        steps = set(self.all_steps())
+        for entry in sorted(self.directory.iterdir()):
+            if entry.name.isdigit() and (not entry.is_dir() or int(entry.name) not in steps):
+                kind = "folder" if entry.is_dir() else "file"
+                self._set_aside(entry.name, f"{STRAY_PREFIX}{entry.name}",
+                                f"{self.directory / entry.name} is a {kind} named like a checkpoint "
+                                "step but is not a checkpoint", warn)
+
+    def verify(self, step: int, newer_manifest: bool) -> str | None:
+        """Why checkpoint `step` cannot be trusted, or None. `newer_manifest`: a newer step has a
+        manifest, so this one must have one too."""
+        try:
+            return manifest_problem(self.directory / str(step))
+        except FileNotFoundError:
+            if newer_manifest:
+                return f"has lost its checksum manifest ({MANIFEST_FILE})"
+            return None
+
+    def has_manifest(self, step: int) -> bool:
+        return (self.directory / str(step) / MANIFEST_FILE).is_file()
+
+    def earlier_damage(self) -> list[str]:
+        """Checkpoints set aside by this or an earlier run (not counting stray entries)."""
+        if not self.damaged_directory.is_dir():
+            return []
+        return sorted(p.name for p in self.damaged_directory.iterdir()
+                      if not p.name.startswith(STRAY_PREFIX))
 
     def read_arrays(self, step: int) -> dict:
-        """The saved state of `step` as a tree of numpy arrays, with no model or config needed."""
+        """The saved state of `step` as a tree of numpy arrays, with no model or config needed.
+
+        The checkpoint is verified first (no fallback: evaluation reads exactly the step it was
+        asked for); raises CheckpointDamagedError in one line when it fails its checksums.
+        """
+        newer = any(self.has_manifest(s) for s in self.all_steps() if s > step)
+        problem = self.verify(step, newer)
+        if problem:
+            raise CheckpointDamagedError(
+                f"the checkpoint at step {step} in {self.directory} {problem}; other steps: "
+                f"{', '.join(str(s) for s in self.all_steps() if s != step) or 'none'}")
         # Restore onto this process's first device, whatever topology the run was saved from.
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                              self.manager.item_metadata(step)["state"])
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target)))
+        with quiet_orbax():
+            target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                                  self.manager.item_metadata(step)["state"])
+            restored = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target)))
         return jax.tree.map(np.asarray, restored["state"])
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        """Waits for the save in flight; raises CheckpointSaveError if it failed."""
+        if self._saving is None:
+            return
+        step = self._saving
+        with self._save_errors(step):
+            self.manager.wait_until_finished()
+            self.manager.check_for_errors()
+        self._after_commit()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            with quiet_orbax():
+                self.manager.close()
 
     def restore(self, target: dict, step: int | None = None,
-                warn: Callable[[str], None] = log.warning) -> tuple[int, dict, dict] | None:
+                warn: Callable[[str], None] = log.warning, *,
+                restart_if_damaged: bool = True) -> tuple[int, dict, dict] | None:
         """(step, items, meta) of the newest readable checkpoint (or exactly `step`), None if none.
 
         `target` is a pytree of arrays or jax.ShapeDtypeStruct with the shardings to restore onto. A
-        checkpoint that cannot be read is reported through `warn` and skipped in favour of the one
-        before it; one whose shapes do not match `target` raises CheckpointMismatchError.
+        checkpoint that fails its checksums or cannot be read is set aside, reported through `warn` in
+        one line, and the one before it is tried; one whose shapes do not match `target` raises
+        CheckpointMismatchError. When no checkpoint is readable but some were set aside (now or by an
+        earlier run), NoReadableCheckpointError is raised unless `restart_if_damaged`.
         """
+        self._set_aside_strays(warn)
         steps = self.all_steps()
         if step is not None:
             if step not in steps:
                 raise UserError(f"no checkpoint at step {step} in {self.directory}; "
                                 f"available steps: {steps or 'none'}")
             steps = [step]
+        manifested = [s for s in steps if self.has_manifest(s)]
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        for candidate in reversed(steps):
-            try:
-                saved = self.manager.item_metadata(candidate)["state"]
-            except Exception as e:  # a damaged checkpoint surfaces as many error types
-                self._set_aside(candidate, f"is unreadable ({type(e).__name__}: {e})", warn)
+        remaining = list(steps)
+        while remaining:
+            candidate = remaining.pop()
+            then = (f"falling back to step {remaining[-1]}" if remaining
+                    else "no earlier checkpoint is left")
+
+            def damaged(why: str, candidate=candidate, then=then) -> None:
+                self._set_aside(str(candidate), str(candidate),
+                                f"checkpoint at step {candidate} {why}", warn, then)
+
+            problem = self.verify(candidate, any(s > candidate for s in manifested))
+            if problem:
+                damaged(problem)
                 continue
+            with quiet_orbax():
+                try:
+                    saved = self.manager.item_metadata(candidate)["state"]
+                except Exception as e:  # a damaged checkpoint surfaces as many error types
+                    damaged(f"is unreadable ({_short(e)})")
+                    continue
             if saved is None:
-                self._set_aside(candidate, "has no state", warn)
+                damaged("has no state")
                 continue
             problems = shape_mismatches(saved, abstract)
             if problems:
                 raise CheckpointMismatchError(
                     f"checkpoint at step {candidate} in {self.directory} does not match the config: "
                     + "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
-            try:
-                restored = self.manager.restore(candidate, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-            except Exception as e:
-                self._set_aside(candidate, f"is corrupt ({type(e).__name__}: {e})", warn)
-                continue
+            with quiet_orbax():
+                try:
+                    restored = self.manager.restore(candidate, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+                except Exception as e:
+                    damaged(f"is corrupt ({_short(e)})")
+                    continue
             return candidate, restored["state"], dict(restored["meta"] or {})
+        if not restart_if_damaged and self.earlier_damage():
+            raise NoReadableCheckpointError(
+                f"no readable checkpoint in {self.directory}: the damaged ones are in "
+                f"{self.damaged_directory}; refusing to start from step 0 over them: pass "
+                "--config.restart_if_damaged=true to start afresh")
         return None
+
+
+def _short(error: BaseException) -> str:
+    """'ValueError: first line' cut to 120 characters (TensorStore's messages run to pages)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

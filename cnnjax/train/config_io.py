@@ -226,13 +226,15 @@ def _same(a, b) -> bool:
 
 def save_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
     """Writes the resolved config as JSON beside the checkpoints (the evaluator reads it back), with
-    every knob of the model (the registry's default where the config did not set it)."""
+    every knob of the model (the registry's default where the config did not set it); atomically, so
+    a full disk or a kill leaves the previous file, never a part of one."""
+    from cnnjax.train.workdir import atomic_write_text
+
     config = ml_collections.ConfigDict(config.to_dict())
     if isinstance(config.get("model"), ml_collections.ConfigDict) and "name" in config.model:
         complete_model(config.model)
-    path = pathlib.Path(workdir) / CONFIG_FILE
-    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list) + "\n")
-    return path
+    text = json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list) + "\n"
+    return atomic_write_text(pathlib.Path(workdir) / CONFIG_FILE, text)
 
 
 def load_saved_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:

@@ -61,4 +61,5 @@ def default_config() -> ml_collections.ConfigDict:
     c.best_metric = "eval/top1"
     c.best_mode = "max"
     c.async_checkpoints = True
+    c.restart_if_damaged = False       # true: start from step 0 when every checkpoint is damaged
     return c

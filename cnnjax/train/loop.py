@@ -20,9 +20,11 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cnnjax import data, models
+from cnnjax.data import sources as data_sources
 from cnnjax.data.device import prefetch_to_device
-from cnnjax.errors import TrainingDivergedError
-from cnnjax.train import config_io, distributed
+from cnnjax.errors import TrainingDivergedError, UserError
+from cnnjax.train import distributed, validate
+from cnnjax.train import workdir as workdir_lib
 from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.metrics import MetricWriter, format_duration, progress_line
 from cnnjax.train.optim import make_optimizer, plateau_scale
@@ -66,10 +68,11 @@ def run_length(config: ml_collections.ConfigDict, num_examples: int) -> tuple[in
     return steps_per_epoch, max(math.ceil(config.num_epochs * steps_per_epoch), 1)
 
 
-def evaluate(eval_fn, state, config, sharding, split: str | None = None, crops: int = 1) -> dict:
+def evaluate(eval_fn, state, config, sharding, split: str | None = None, crops: int = 1,
+             skipped: data.SkippedImages | None = None) -> dict:
     """Loss, top-1 and top-5 accuracy over one whole pass of the evaluation split."""
     batches = data.eval_batches(config.data, global_batch_size=config.eval_batch_size,
-                                split=split, crops=crops)
+                                split=split, crops=crops, skipped=skipped)
     totals = None
     for batch in prefetch_to_device(batches, sharding):
         sums = eval_fn(state, batch)
@@ -121,30 +124,76 @@ def _mean_metrics(pending: list[dict]) -> dict[str, float]:
 # The run
 # ---------------------------------------------------------------------------------------------------
 
+class RunMetrics(dict):
+    """The final metrics of a run; `preempted` is True when it stopped early on SIGTERM (after
+    saving), so that the command line can exit with EXIT_PREEMPTED instead of 0."""
+
+    preempted: bool = False
+
+
+def check_run_config(config: ml_collections.ConfigDict) -> None:
+    """Every value and relation of `config` (cnnjax.train.validate) plus the model's name and knobs,
+    checked in milliseconds: no dataset decoding, no parameters, no compilation. Raises
+    ConfigValidationError with one line per problem."""
+    problems = validate.config_problems(config)
+    if not problems:
+        try:
+            examples = data_sources.count_examples(data_sources.train_spec(config.data), config.data)
+        except ValueError as e:
+            examples, problems = None, [f"config.data.source: {e}"]
+        problems += validate.config_problems(config, device_count=jax.device_count(),
+                                             process_count=jax.process_count(),
+                                             num_train_examples=examples)
+    if not problems:
+        try:
+            build_model(config, int(config.data.num_classes) or 10)
+        except (ValueError, TypeError) as e:
+            problems.append(f"config.model: {e}")
+    if problems:
+        raise validate.ConfigValidationError(problems)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
     """Trains config.model on config.data, evaluating and checkpointing into `workdir`.
 
     A workdir that already holds checkpoints is resumed from the newest readable one. Returns the final
-    metrics (train and eval), which are also in workdir/metrics.jsonl.
+    metrics (train and eval), which are also in workdir/metrics.jsonl; a RunMetrics with
+    preempted=True when SIGTERM stopped the run early.
+
+    Nothing is written before the config is validated and, for a resumed run, found compatible with
+    the saved one; the workdir is locked for the run (cnnjax.train.workdir).
     """
     distributed.maybe_initialize()
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    check_run_config(config)
+    lock = workdir_lib.open_workdir(config, workdir, is_main=jax.process_index() == 0)
+    try:
+        return _train_and_evaluate(config, workdir)
+    except OSError as e:  # a full disk or a file system gone read-only: one line, not a traceback
+        if e.errno not in workdir_lib.ENVIRONMENT_ERRNOS:
+            raise
+        raise workdir_lib.WorkdirError(workdir_lib.describe_os_error(
+            e, f"the run in {workdir} stopped: cannot write")) from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     is_main = jax.process_index() == 0
     writer = MetricWriter(workdir, enabled=is_main)
-    if is_main:
-        config_io.save_config(config, workdir)
 
     n_dev = jax.device_count()
     for name in ("batch_size", "eval_batch_size"):
         if config[name] % n_dev:
-            raise config_io.ConfigError(f"config.{name}={config[name]} is not divisible by the "
-                                        f"{n_dev} devices; choose a multiple of {n_dev}")
+            raise UserError(f"config.{name}={config[name]} is not divisible by the "
+                            f"{n_dev} devices; choose a multiple of {n_dev}")
     mesh = distributed.data_mesh()
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
 
     info = data.dataset_info(config.data, config.data.train_split)
+    validate.check_config(config, num_train_examples=info.num_examples)  # TFDS: known only now
     steps_per_epoch, total_steps = run_length(config, info.num_examples)
     eval_every = max(min(config.eval_every_steps, total_steps), 1)
     model = build_model(config, config.data.num_classes or info.num_classes)
@@ -160,7 +209,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     ckpts = Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
                         keep_best=config.keep_best, best_metric=config.best_metric,
                         best_mode=config.best_mode, use_async=config.async_checkpoints)
-    restored = ckpts.restore(checkpoint_items(state), warn=lambda m: writer.say(f"warning: {m}"))
+    restored = ckpts.restore(checkpoint_items(state), warn=lambda m: writer.say(f"warning: {m}"),
+                             restart_if_damaged=bool(config.get("restart_if_damaged", False)))
     if restored is not None:
         step, items, _ = restored
         state = from_checkpoint_items(state, items)
@@ -171,9 +221,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                   config.loss.label_smoothing, config.loss.aux_weight,
                                   replicated, batch_sharding)
     base_key = jax.random.key(config.seed + 1)
+    skipped = data.SkippedImages()  # unreadable files: named once per run, counted at the end
     batches = prefetch_to_device(
         data.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
-                           start_step=start_step), batch_sharding)
+                           start_step=start_step, skipped=skipped), batch_sharding)
 
     # -- compile ------------------------------------------------------------------------------------
     final: dict[str, float] = {}
@@ -194,6 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     run_start = time.perf_counter()
     with _Preemption() as preemption:
         for step in range(start_step, total_steps):
+            ckpts.check()  # a failed asynchronous save stops the run before it computes further
             if batch is None:
                 batch = next(batches)
             state, metrics = train_fn(state, batch, base_key)
@@ -230,7 +282,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                     interval_start, interval_steps = time.perf_counter(), 0
                 if eval_now:
                     t0 = time.perf_counter()
-                    last_eval = evaluate(eval_fn, state, config, batch_sharding)
+                    last_eval = evaluate(eval_fn, state, config, batch_sharding, skipped=skipped)
                     eval_seconds += time.perf_counter() - t0
                     writer.write(done, last_eval)
                     final.update(last_eval)
@@ -251,9 +303,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 writer.say(f"SIGTERM: saved the checkpoint at step {done}; "
                            "run the same command to resume")
                 writer.close()
+                final = RunMetrics(final)
+                final.preempted = True
                 return final
 
     ckpts.close()
+    if skipped.summary():
+        writer.say(f"warning: {skipped.summary()}")
     total = time.perf_counter() - run_start
     if final:
         writer.say(f"done: {total_steps} steps in {format_duration(total)} "

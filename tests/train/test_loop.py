@@ -17,6 +17,7 @@ from cnnjax.train import config_io
 from cnnjax.train.checkpoint import CheckpointMismatchError, Checkpoints
 from cnnjax.train.loop import TrainingDivergedError, train_and_evaluate
 from cnnjax.train.metrics import read_metrics
+from cnnjax.train.validate import ResumeMismatchError
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = str(REPO / "tests" / "helpers" / "tiny_config.py")
@@ -93,7 +94,8 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference, tmp
             path.write_bytes(b"\0garbage")
     train_and_evaluate(tiny(), tmp_path)
     out = capsys.readouterr().out
-    assert "step 6" in out and "fell back" in out and "resumed from the checkpoint at step 4" in out
+    assert "step 6" in out and "falling back to step 4" in out
+    assert "resumed from the checkpoint at step 4" in out
     assert_same_params(final_params(tmp_path), final_params(reference))
     assert len(list((tmp_path / "checkpoints_damaged").iterdir())) == 1  # kept, not deleted
 
@@ -115,6 +117,9 @@ def test_restoring_into_a_different_model_names_the_parameters(tmp_path):
     train_and_evaluate(tiny("num_steps=2"), tmp_path)
     config = tiny("num_steps=4")
     config.data.num_classes = 7
+    with pytest.raises(ResumeMismatchError, match=r"data.num_classes 10 -> 7"):
+        train_and_evaluate(config, tmp_path)  # refused by the saved config, before anything is read
+    (tmp_path / "config.json").unlink()  # without it, the checkpoint's own shapes still refuse
     with pytest.raises(CheckpointMismatchError,
                        match=r"does not match the config: .*params/output/kernel \(84, 10\) vs \(84, 7\)"):
         train_and_evaluate(config, tmp_path)
@@ -170,7 +175,7 @@ def test_sigterm_saves_and_exits_cleanly(long_reference, tmp_path):
     _wait_for_checkpoint(tmp_path, proc)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 75, out  # EXIT_PREEMPTED: saved, run again to resume
     assert "SIGTERM: saved the checkpoint at step" in out
     steps = Checkpoints(tmp_path / "checkpoints").all_steps()
     assert max(steps) < 300, "SIGTERM came after the run had finished"

@@ -1,0 +1,142 @@
+"""Config validation: every numeric key of the defaults and the data block, refused or accepted at its
+boundaries, one line per problem, in milliseconds (no JAX, no dataset decoding); resume comparisons."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+
+import pytest
+
+from cnnjax.train import config_io, validate
+from cnnjax.train.defaults import default_config
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TINY = str(REPO / "tests" / "helpers" / "tiny_config.py")
+
+# key: (values refused, boundary values accepted). Every int/float key of default_config outside
+# model.* (the registry checks model knobs) must be listed: see test_every_numeric_key_is_covered.
+CASES = {
+    "seed": ([-1, 2**31, 1.5, True], [0, 2**31 - 1]),
+    "batch_size": ([0, -5, 2.0, True], [1]),
+    "eval_batch_size": ([0, -1], [1]),
+    "num_steps": ([0, -3, -2, 1.5], [-1, 1]),
+    "num_epochs": ([0.0, -1.0, math.inf, math.nan], [1e-3]),
+    "log_every_steps": ([0, -1, 1.0], [1]),
+    "eval_every_steps": ([0, -100], [1]),
+    "checkpoint_every_steps": ([0, -1], [1]),
+    "keep_checkpoints": ([0, -1], [1]),
+    "keep_best": ([-1], [0]),
+    "optimizer.momentum": ([-0.1, 1.0, math.nan], [0.0, 0.999]),
+    "optimizer.weight_decay": ([-1e-4, math.inf], [0.0]),
+    "optimizer.clip_grad_norm": ([-1.0], [0.0]),
+    "optimizer.b1": ([1.0, -0.1], [0.0]),
+    "optimizer.b2": ([1.0], [0.0, 0.9999]),
+    "optimizer.eps": ([0.0, -1e-8], [1e-12]),
+    "optimizer.rms_decay": ([1.0, -1.0], [0.0]),
+    "schedule.base_lr": ([0.0, -0.1, math.inf], [1e-9]),
+    "schedule.warmup": ([-1.0], [0.0]),
+    "schedule.decay_factor": ([0.0, -0.5], [1e-3]),
+    "schedule.decay_every": ([0.0, -1.0], [0.5]),
+    "schedule.patience": ([-1, 1.5], [0]),
+    "schedule.rtol": ([-1e-4], [0.0]),
+    "loss.label_smoothing": ([1.0, -0.1], [0.0, 0.99]),
+    "loss.aux_weight": ([-0.1], [0.0]),
+    "data.image_size": ([0, -32], [1]),
+    "data.resize_size": ([0], [1]),
+    "data.pca_lighting_std": ([-0.1], [0.0]),
+    "data.min_area": ([0.0, 1.1], [1.0, 1e-3]),
+    "data.aspect_range": ([(0.0, 1.0), (2.0, 1.0), (1.0,)], [(1.0, 1.0)]),
+    "data.mean": ([(0.1, 0.2), (-0.1,)], [(0.0,)]),
+    "data.std": ([(0.0,), (0.5, 0.5)], [(1e-3,)]),
+    "data.channels": ([2, 0], [1, 3]),
+    "data.num_classes": ([-1, 0], [1]),  # 0 is refused for the synthetic source of the tiny config
+    "data.shuffle_buffer": ([0], [1]),
+    "data.synthetic_examples": ([0], [1]),
+    "data.synthetic_shape": ([(0, 32, 1), (32, 32)], [(1, 1, 1)]),
+    "data.num_parallel_calls": ([0, -2], [-1, 1]),
+}
+
+
+def tiny():
+    return config_io.load_config(TINY)
+
+
+def with_value(key: str, value):
+    config = tiny()
+    *parents, leaf = key.split(".")
+    node = config
+    for parent in parents:
+        node = node[parent]
+    with node.ignore_type():
+        node[leaf] = value
+    if key == "num_epochs":
+        config.num_steps = -1
+    return config
+
+
+def test_the_tiny_config_is_valid():
+    assert validate.config_problems(tiny(), device_count=1, num_train_examples=256) == []
+
+
+def test_every_numeric_key_is_covered():
+    numeric = [k for k, v in validate.flatten(default_config().to_dict()).items()
+               if not k.startswith("model.") and not isinstance(v, bool | str)
+               and (isinstance(v, int | float) or (isinstance(v, list) and v
+                                                   and isinstance(v[0], int | float)))]
+    assert sorted(set(numeric) - CASES.keys()) == []
+
+
+@pytest.mark.parametrize("key", sorted(CASES))
+def test_bad_values_are_refused_in_one_line_and_boundaries_accepted(key):
+    bad, good = CASES[key]
+    for value in bad:
+        problems = validate.config_problems(with_value(key, value))
+        assert len(problems) == 1, (key, value, problems)
+        assert f"config.{key}" in problems[0] and "\n" not in problems[0]
+    for value in good:
+        assert validate.config_problems(with_value(key, value)) == [], (key, value)
+
+
+def test_relations_with_devices_processes_and_dataset_size():
+    config = tiny()  # batch 16, eval batch 64
+    assert validate.config_problems(config, device_count=8, num_train_examples=16) == []
+    problems = validate.config_problems(config, device_count=3)
+    assert len(problems) == 2 and "multiple of the 3 devices" in problems[0]
+    assert "multiple of the 3 processes" in validate.config_problems(config, process_count=3)[0]
+    (line,) = validate.config_problems(config, num_train_examples=15)
+    assert line.startswith("config.batch_size=16 ") and "at most the 15 examples" in line
+
+
+def test_several_problems_give_one_line_each():
+    config = tiny()
+    config.batch_size, config.log_every_steps, config.schedule.base_lr = 0, 0, -1.0
+    with pytest.raises(validate.ConfigValidationError) as err:
+        validate.check_config(config)
+    assert len(str(err.value).splitlines()) == 3 == len(err.value.problems)
+
+
+def test_validation_is_fast():
+    config = tiny()
+    start = time.perf_counter()
+    for _ in range(100):
+        validate.config_problems(config, device_count=1, num_train_examples=256)
+    assert (time.perf_counter() - start) / 100 < 0.01
+
+
+def test_resume_changes_split_frozen_from_allowed():
+    saved = tiny().to_dict()
+    new = tiny()
+    new.num_steps, new.log_every_steps = 100, 5
+    assert validate.resume_changes(saved, new.to_dict()) == (
+        [], {"log_every_steps": [2, 5], "num_steps": [8, 100]})
+    for key, value in (("model.name", "smallcnn"), ("data.channels", 3), ("seed", 1),
+                       ("optimizer.name", "adamw"), ("schedule.name", "cosine")):
+        refused, _ = validate.resume_changes(saved, with_value(key, value).to_dict())
+        assert len(refused) == 1 and refused[0].startswith(key), refused
+    # keys on one side only (an older or newer cnnjax wrote the saved config) are not compared
+    new = tiny()
+    new.model.width = 2
+    assert validate.resume_changes(saved, new.to_dict()) == ([], {})
+    assert validate.resume_changes(saved, with_value("restart_if_damaged", True).to_dict()) == ([], {})
