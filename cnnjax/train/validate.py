@@ -212,10 +212,14 @@ def _check_optimizer(c: _Checker) -> None:
 
 
 def _check_data(c: _Checker) -> None:
-    from cnnjax.data.config import AUTOTUNE, EVAL_TRANSFORMS, ON_CORRUPT, TRAIN_TRANSFORMS
+    from cnnjax.data import transform_names
+    from cnnjax.data.config import AUTOTUNE, ON_CORRUPT
 
-    c.choice("data.train_transform", TRAIN_TRANSFORMS)
-    c.choice("data.eval_transform", EVAL_TRANSFORMS)
+    # Registered names and the aliases of earlier versions (cnnjax.data.transform_names).
+    for key, train in (("data.train_transform", True), ("data.eval_transform", False)):
+        allowed = transform_names.names(train=train)
+        aliases = tuple(a for a in transform_names.ALIASES if transform_names.canonical(a, train=train))
+        c.choice(key, allowed + aliases)
     c.choice("data.on_corrupt", ON_CORRUPT)
     channels = c.choice("data.channels", (1, 3))
     image_size = c.integer("data.image_size", 1)
@@ -257,7 +261,7 @@ def _check_data(c: _Checker) -> None:
 
         for train, key in ((True, "data.train_transform"), (False, "data.eval_transform")):
             name = c.get(key)
-            if name in (TRAIN_TRANSFORMS if train else EVAL_TRANSFORMS):
+            if isinstance(name, str) and transform_names.canonical(name, train=train):
                 try:
                     check_transform(c.config.data, name, train=train)
                 except ValueError as e:
