@@ -13,6 +13,7 @@ from cnnjax.data.pipeline import (
     CorruptImageWarning,
     DatasetInfo,
     dataset_info,
+    device_train_batches,
     eval_batches,
     train_batches,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "DatasetInfo",
     "dataset_info",
     "default_data_config",
+    "device_train_batches",
     "eval_batches",
     "normalize",
     "prefetch_to_device",

@@ -24,10 +24,10 @@ import numpy as np
 from cnnjax.data import transforms as T
 from cnnjax.data.layout import Layout
 from cnnjax.data.sources import ArraySource, FileSource, SyntheticSource
+from cnnjax.data.synthetic import SYNTHETIC_SEED
 from cnnjax.data.tf_cpu import tf
 from cnnjax.data.tfds_source import TfdsStreamSource
 
-SYNTHETIC_SEED = 5_318_008  # the synthetic dataset is one fixed dataset, whatever the training seed
 STEPS_IN_FLIGHT = 2          # file sources: batches assembled at the same time
 
 

@@ -102,10 +102,16 @@ class _Preemption:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
 
-    def any_process(self) -> bool:
-        """True when any process was told to stop, so all of them save the same step."""
+    def any_process(self, at_boundary: bool) -> bool:
+        """True when any process was told to stop, so all of them save the same step.
+
+        With several processes the flags are gathered only at a log or checkpoint boundary: the
+        gather is a collective plus a host read, which would serialise host and devices every step.
+        """
         if jax.process_count() == 1:
             return self.requested
+        if not at_boundary:
+            return False
         from jax.experimental import multihost_utils
 
         flags = multihost_utils.process_allgather(np.asarray(self.requested))
@@ -171,9 +177,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                   config.loss.label_smoothing, config.loss.aux_weight,
                                   replicated, batch_sharding)
     base_key = jax.random.key(config.seed + 1)
-    batches = prefetch_to_device(
-        data.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
-                           start_step=start_step), batch_sharding)
+    batches = data.device_train_batches(config.data, global_batch_size=config.batch_size,
+                                        seed=config.seed, start_step=start_step,
+                                        sharding=batch_sharding)
 
     # -- compile ------------------------------------------------------------------------------------
     final: dict[str, float] = {}
@@ -202,7 +208,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             interval_steps += 1
             done = step + 1
             is_last = done == total_steps
-            preempted = preemption.any_process()
+            preempted = preemption.any_process(
+                done % config.log_every_steps == 0 or done % config.checkpoint_every_steps == 0)
             log_now = done % config.log_every_steps == 0 or is_last or preempted
             eval_now = done % eval_every == 0 or is_last
             save_now = done % config.checkpoint_every_steps == 0 or is_last or preempted
