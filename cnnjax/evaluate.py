@@ -225,17 +225,16 @@ class Evaluator:
     num_classes: int
 
     def __post_init__(self):
-        import jax
         from jax.sharding import NamedSharding
         from jax.sharding import PartitionSpec as P
 
+        from cnnjax.train.distributed import data_mesh
+        from cnnjax.train.evaluation import padded_batch_size
         from cnnjax.train.steps import jit_steps
 
-        n_dev = jax.device_count()
-        if self.batch_size <= 0 or self.batch_size % n_dev:
-            raise ValueError(f"--batch-size {self.batch_size} must be a positive multiple of the "
-                             f"{n_dev} devices")
-        from cnnjax.train.distributed import data_mesh
+        if self.batch_size <= 0:
+            raise ValueError(f"--batch-size must be positive, got {self.batch_size}")
+        self.batch_size = padded_batch_size(self.batch_size)  # padding rows are masked out
 
         mesh = data_mesh()
         self.replicated = NamedSharding(mesh, P())
@@ -247,36 +246,16 @@ class Evaluator:
     def __call__(self, state, split: str | None = None, crops: int = 1) -> dict:
         """summarize_counts over one pass of the split (default: the config's eval_split)."""
         from cnnjax import data
-        from cnnjax.data.device import prefetch_to_device
+        from cnnjax.train.evaluation import evaluation_pass
 
         if crops not in CROPS:
             raise ValueError(f"--crops must be one of {CROPS}, got {crops}")
         batches = data.eval_batches(self.config.data, global_batch_size=self.batch_size,
                                     split=split, crops=crops)
-        sums = {"loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
-        labels, predictions = [], []
-        for batch in prefetch_to_device(batches, self.batch_sharding):
-            out = self.eval_fn(state, batch)
-            host = _to_host({"predictions": out.pop("predictions"), "label": batch["label"],
-                             "mask": batch["mask"], **out})
-            for key in sums:
-                sums[key] += float(host[key])
-            keep = host["mask"].astype(bool)
-            labels.append(host["label"][keep])
-            predictions.append(host["predictions"][keep])
+        sums, labels, predictions = evaluation_pass(self.eval_fn, state, batches,
+                                                    self.batch_sharding, keep_predictions=True)
         return summarize_counts(np.concatenate(labels or [np.zeros(0)]),
                                 np.concatenate(predictions or [np.zeros(0)]), sums, self.num_classes)
-
-
-def _to_host(tree: dict) -> dict:
-    """Global arrays as numpy: this process's copy, or every process's rows on a multi-host run."""
-    import jax
-
-    if jax.process_count() == 1:
-        return jax.device_get(tree)
-    from jax.experimental import multihost_utils
-
-    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 # ---------------------------------------------------------------------------------------------------

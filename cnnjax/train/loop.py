@@ -20,10 +20,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cnnjax import data, models
-from cnnjax.data.device import prefetch_to_device
 from cnnjax.errors import TrainingDivergedError
 from cnnjax.train import config_io, distributed
 from cnnjax.train.checkpoint import Checkpoints
+from cnnjax.train.evaluation import EvalCache, evaluation_pass, padded_batch_size
 from cnnjax.train.metrics import MetricWriter, format_duration, progress_line
 from cnnjax.train.optim import make_optimizer, plateau_scale
 from cnnjax.train.state import TrainState, checkpoint_items, from_checkpoint_items
@@ -66,19 +66,23 @@ def run_length(config: ml_collections.ConfigDict, num_examples: int) -> tuple[in
     return steps_per_epoch, max(math.ceil(config.num_epochs * steps_per_epoch), 1)
 
 
-def evaluate(eval_fn, state, config, sharding, split: str | None = None, crops: int = 1) -> dict:
-    """Loss, top-1 and top-5 accuracy over one whole pass of the evaluation split."""
-    batches = data.eval_batches(config.data, global_batch_size=config.eval_batch_size,
-                                split=split, crops=crops)
-    totals = None
-    for batch in prefetch_to_device(batches, sharding):
-        sums = eval_fn(state, batch)
-        sums.pop("predictions")
-        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    totals = jax.device_get(totals)
-    count = max(float(totals["count"]), 1.0)
-    return {"eval/loss": float(totals["loss"]) / count, "eval/top1": float(totals["top1"]) / count,
-            "eval/top5": float(totals["top5"]) / count, "eval/examples": float(totals["count"])}
+def evaluate(eval_fn, state, config, sharding, split: str | None = None, crops: int = 1,
+             cache: EvalCache | None = None) -> dict:
+    """Loss, top-1 and top-5 accuracy over one whole pass of the evaluation split.
+
+    The batch is config.eval_batch_size padded up to a multiple of the devices (padding masked out);
+    `cache` keeps the decoded batches for the next evaluation when they fit (config.eval_cache_gb).
+    """
+    batch_size = padded_batch_size(config.eval_batch_size)
+    if cache is None:
+        batches = data.eval_batches(config.data, global_batch_size=batch_size, split=split,
+                                    crops=crops)
+    else:
+        batches = cache.batches(config.data, global_batch_size=batch_size, split=split, crops=crops)
+    totals, _, _ = evaluation_pass(eval_fn, state, batches, sharding)
+    count = max(totals["count"], 1.0)
+    return {"eval/loss": totals["loss"] / count, "eval/top1": totals["top1"] / count,
+            "eval/top5": totals["top5"] / count, "eval/examples": totals["count"]}
 
 
 class _Preemption:
@@ -142,7 +146,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         config_io.save_config(config, workdir)
 
     n_dev = jax.device_count()
-    for name in ("batch_size", "eval_batch_size"):
+    for name in ("batch_size",):  # evaluation pads its batches instead (evaluation.py)
         if config[name] % n_dev:
             raise ValueError(f"config.{name}={config[name]} is not divisible by the "
                              f"{n_dev} devices; choose a multiple of {n_dev}")
@@ -177,6 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                   config.loss.label_smoothing, config.loss.aux_weight,
                                   replicated, batch_sharding)
     base_key = jax.random.key(config.seed + 1)
+    eval_cache = EvalCache.from_gb(config.get("eval_cache_gb", 0.0))
     batches = data.device_train_batches(config.data, global_batch_size=config.batch_size,
                                         seed=config.seed, start_step=start_step,
                                         sharding=batch_sharding)
@@ -237,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                     interval_start, interval_steps = time.perf_counter(), 0
                 if eval_now:
                     t0 = time.perf_counter()
-                    last_eval = evaluate(eval_fn, state, config, batch_sharding)
+                    last_eval = evaluate(eval_fn, state, config, batch_sharding, cache=eval_cache)
                     eval_seconds += time.perf_counter() - t0
                     writer.write(done, last_eval)
                     final.update(last_eval)
