@@ -9,9 +9,9 @@ Times the jitted SGD-momentum step of cnnjax.train.steps (normalisation, forward
 warm-up, median over repetitions. With --compare-torch (CPU), the same model and optimizer step in
 PyTorch eager on the same cores, and the ratio. On a GPU it prints model FLOPs utilisation: XLA's cost
 analysis of the compiled step divided by the step time, against the device's peak (bfloat16: the bf16
-tensor-core peak; float32: the TF32 peak, since XLA computes f32 convolutions in TF32 on GPUs). Memory: 'step GiB'
-is XLA's memory analysis of the compiled step (inputs + outputs + scratch - donated inputs), 'peak GiB'
-the allocator's peak where the device reports one (GPUs; the CPU reports none).
+tensor-core peak; float32: the TF32 peak, since XLA computes f32 convolutions in TF32 on GPUs).
+Memory: 'step GiB' is XLA's memory analysis of the compiled step (inputs + outputs + scratch - donated
+inputs), 'peak GiB' the allocator's peak where the device reports one (GPUs; the CPU reports none).
 Through launch.sh, the run gets the project's XLA_FLAGS for the CPU (launch.sh); they are printed.
 """
 
