@@ -233,7 +233,8 @@ class Evaluator:
         from cnnjax.train.steps import jit_steps
 
         if self.batch_size <= 0:
-            raise ValueError(f"--batch-size must be positive, got {self.batch_size}")
+            raise ValueError(f"--batch-size {self.batch_size} must be positive (it is padded up to a "
+                             "multiple of the devices)")
         self.batch_size = padded_batch_size(self.batch_size)  # padding rows are masked out
 
         mesh = data_mesh()
