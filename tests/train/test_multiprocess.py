@@ -100,3 +100,24 @@ def test_launcher_detection_from_the_environment():
              "must be an integer")]:
         with pytest.raises(UserError, match=re.escape(message)):
             launch_arguments(env)
+
+
+def test_preemption_is_gathered_only_at_boundaries(monkeypatch):
+    """With several processes the SIGTERM flags are gathered (a collective plus a host read) only
+    at log/checkpoint boundaries; between them a step costs no host synchronisation."""
+    from jax.experimental import multihost_utils
+
+    from cnnjax.train import loop
+
+    gathers = []
+
+    def allgather(flag):
+        gathers.append(bool(flag))
+        return np.asarray([flag, True])  # the other process was told to stop
+
+    monkeypatch.setattr(loop.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(multihost_utils, "process_allgather", allgather)
+    preemption = loop._Preemption()
+    assert [preemption.any_process(at_boundary=False) for _ in range(5)] == [False] * 5
+    assert gathers == []
+    assert preemption.any_process(at_boundary=True) is True and gathers == [False]
