@@ -53,7 +53,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 CPU_FLAG="xla_cpu_experimental_ynn_fusion_type"
 read -r platform jaxlib_dir < <("$PY" - <<'PYEOF'
 import importlib.metadata as md, importlib.util as u, os
-accelerator = any(d.metadata["Name"].lower().startswith(("jax-cuda", "jax_cuda", "jax-rocm", "libtpu"))
+accelerator = any((d.metadata["Name"] or "").lower().startswith(("jax-cuda", "jax_cuda", "jax-rocm", "libtpu"))
                   for d in md.distributions())
 want = [p.strip() for p in os.environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
 on_cpu = want[:1] == ["cpu"] if want else not accelerator
