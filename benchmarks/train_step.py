@@ -8,9 +8,10 @@
 Times the jitted SGD-momentum step of cnnjax.train.steps (normalisation, forward, backward, update) after
 warm-up, median over repetitions. With --compare-torch (CPU), the same model and optimizer step in
 PyTorch eager on the same cores, and the ratio. On a GPU it prints model FLOPs utilisation: XLA's cost
-analysis of the compiled step divided by the step time, against the device's peak. Memory: 'step GiB'
-is XLA's memory analysis of the compiled step (inputs + outputs + scratch - donated inputs), 'peak GiB'
-the allocator's peak where the device reports one (GPUs; the CPU reports none).
+analysis of the compiled step divided by the step time, against the device's peak (bfloat16: the bf16
+tensor-core peak; float32: the TF32 peak, since XLA computes f32 convolutions in TF32 on GPUs).
+Memory: 'step GiB' is XLA's memory analysis of the compiled step (inputs + outputs + scratch - donated
+inputs), 'peak GiB' the allocator's peak where the device reports one (GPUs; the CPU reports none).
 Through launch.sh, the run gets the project's XLA_FLAGS for the CPU (launch.sh); they are printed.
 """
 
@@ -35,10 +36,12 @@ from cnnjax.train.loop import create_train_state
 from cnnjax.train.optim import make_optimizer
 from cnnjax.train.steps import jit_steps
 
-# Dense peak FLOP/s by device kind (NVIDIA data sheets, SXM parts, without sparsity).
-PEAK_FLOPS = {"H100": {"bfloat16": 989e12, "float32": 67e12},
-              "H200": {"bfloat16": 989e12, "float32": 67e12},
-              "A100": {"bfloat16": 312e12, "float32": 19.5e12}}
+# Dense peak FLOP/s by device kind (NVIDIA data sheets, SXM parts, without sparsity). XLA runs float32
+# convolutions and matmuls on GPUs in TF32 (JAX's default precision), so float32 MFU is measured against
+# the TF32 tensor-core peak (H100/H200 495, A100 156 TFLOP/s), not the plain FP32 one (67 / 19.5).
+PEAK_FLOPS = {"H100": {"bfloat16": 989e12, "float32": 495e12},
+              "H200": {"bfloat16": 989e12, "float32": 495e12},
+              "A100": {"bfloat16": 312e12, "float32": 156e12}}
 DEFAULT_BATCH = {"cpu": {"resnet50": 16, "vgg16": 8, "alexnet": 32, "googlenet": 16}, "gpu": {}}
 
 

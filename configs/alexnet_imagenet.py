@@ -22,6 +22,9 @@ def get_config(arg: str | None = None):
     c.model.name = {None: "alexnet", "torchvision": "alexnet_torchvision"}.get(arg)
     if c.model.name is None:
         raise ConfigError(f"alexnet_imagenet takes no argument or 'torchvision', got {arg!r}")
+    # bfloat16 compute on accelerators (parameters, batch-norm statistics and the loss stay float32);
+    # --config.model.dtype=float32 for the papers' precision.
+    c.model.dtype = "bfloat16"
 
     c.data = data_config("imagenet2012")  # AlexNet's augmentation, center 224 crop of 256
 

@@ -22,6 +22,9 @@ def get_config(arg: str | None = None):
     c = default_config()
     c.model.name = "googlenet"
     c.model.aux_heads = True
+    # bfloat16 compute on accelerators (parameters, batch-norm statistics and the loss stay float32);
+    # --config.model.dtype=float32 for the papers' precision.
+    c.model.dtype = "bfloat16"
 
     c.data = data_config("imagenet2012", train_transform="random_resized_crop", pca_lighting_std=0.0)
 

@@ -23,6 +23,9 @@ def get_config(arg: str | None = "d"):
         raise ConfigError(f"vgg_imagenet takes one of {VARIANTS}, got {arg!r}")
     c = default_config()
     c.model.name = f"vgg_{arg}"
+    # bfloat16 compute on accelerators (parameters, batch-norm statistics and the loss stay float32);
+    # --config.model.dtype=float32 for the papers' precision.
+    c.model.dtype = "bfloat16"
 
     c.data = data_config("imagenet2012")  # AlexNet's augmentation, center 224 crop of 256
 

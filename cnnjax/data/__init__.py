@@ -1,4 +1,4 @@
-"""cnnjax.data: tf.data input pipelines from a config block; TensorFlow loads only when one is built.
+"""cnnjax.data: input pipelines from a config block; TensorFlow loads only when one is built.
 
     batches = train_batches(config.data, global_batch_size=128, seed=0, start_step=step)
     for batch in prefetch_to_device(batches, NamedSharding(mesh, PartitionSpec('data'))):
@@ -6,38 +6,33 @@
 
 Sources: 'idx:<dir>', 'tfds:<name>[:<split>]', 'folder:<dir>', 'synthetic' (see config.py for every
 field). Datasets by name: presets.py (`data_config("cifar10")`). Transforms: their names in
-transform_names.py, their code in transforms.py. Order, sharding and resumption: tfdata.py.
+transform_names.py, their code in transforms.py. Order, sharding and resumption: tfdata.py; the
+synthetic source without TensorFlow: synthetic.py.
+
+Every name is loaded on first use, so that `cnnjax.data.device` (normalize, prefetch_to_device) imports
+with JAX alone: an accelerator image without ml_collections or TensorFlow can run the training step.
 """
 
-from cnnjax.data.config import default_data_config
-from cnnjax.data.pipeline import (
-    CorruptImageWarning,
-    DatasetInfo,
-    SkippedImages,
-    dataset_info,
-    eval_batches,
-    train_batches,
-)
-from cnnjax.data.presets import data_config
+import importlib
 
-__all__ = [
-    "CorruptImageWarning",
-    "DatasetInfo",
-    "SkippedImages",
-    "data_config",
-    "dataset_info",
-    "default_data_config",
-    "eval_batches",
-    "normalize",
-    "prefetch_to_device",
-    "train_batches",
-]
+_HOME = {
+    "CorruptImageWarning": "pipeline",
+    "DatasetInfo": "pipeline",
+    "SkippedImages": "pipeline",
+    "dataset_info": "pipeline",
+    "device_train_batches": "pipeline",
+    "eval_batches": "pipeline",
+    "train_batches": "pipeline",
+    "default_data_config": "config",
+    "data_config": "presets",
+    "normalize": "device",
+    "prefetch_to_device": "device",
+}
+
+__all__ = sorted(_HOME)
 
 
 def __getattr__(name: str):
-    # normalize and prefetch_to_device live in cnnjax.data.device, which imports JAX: load on use.
-    if name in ("normalize", "prefetch_to_device"):
-        from cnnjax.data import device
-
-        return getattr(device, name)
+    if name in _HOME:
+        return getattr(importlib.import_module(f"cnnjax.data.{_HOME[name]}"), name)
     raise AttributeError(f"module 'cnnjax.data' has no attribute {name!r}")

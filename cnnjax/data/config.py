@@ -66,6 +66,9 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.on_corrupt = "skip"        # skip: warn with the file name and leave it out | error: stop at it
     c.synthetic_shape = (224, 224, 3)
     c.synthetic_examples = 1024
+    c.deterministic = True       # False: tf.data hands out training batches as they finish (a slow JPEG
+    #                              no longer stalls the rest), at the price of repeatability: the order
+    #                              then varies from run to run and resuming is no longer exact
     c.num_parallel_calls = AUTOTUNE  # tf.data parallelism per stage; -1 = AUTOTUNE (for folders:
     #                                  one call per available core)
     return c
@@ -86,6 +89,7 @@ def check_data_config(data: ml_collections.ConfigDict) -> None:
     transform_name(data.eval_transform, train=False)
     _choice("on_corrupt", data.on_corrupt, ON_CORRUPT)
     _choice("channels", data.channels, (1, 3))
+    _choice("deterministic", data.get("deterministic", True), (True, False))
     for name in ("image_size", "resize_size", "synthetic_examples", "shuffle_buffer"):
         if int(data[name]) <= 0:
             raise DataError(f"data.{name} must be a positive integer, got {data[name]!r}")

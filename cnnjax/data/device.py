@@ -6,8 +6,8 @@ normalisation runs on the accelerator, inside the jitted step.
 
 from __future__ import annotations
 
-import collections
-import itertools
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 
 import jax
@@ -44,20 +44,51 @@ def prefetch_to_device(batches: Iterator[dict[str, np.ndarray]], sharding: jax.s
     Every array of a batch is split along its first (batch) axis by `sharding`, e.g.
     NamedSharding(mesh, PartitionSpec('data')), which fits arrays of any rank; each process passes
     its own rows (jax.make_array_from_process_local_data), so the global batch is the concatenation
-    of the processes' batches in process order. Transfers are asynchronous: while the step runs on
-    batch k, batches k+1 .. k+size are already on their way.
+    of the processes' batches in process order. A background thread pulls the host batches and
+    starts their transfers, so neither reading nor copying runs on the thread that dispatches the
+    steps: while the step runs on batch k, batches k+1 .. k+size are already on their way.
     """
     if size < 1:
         raise DataError(f"prefetch_to_device: size must be >= 1, got {size}")
     return _prefetch(iter(batches), sharding, size)
 
 
-def _prefetch(batches, sharding, size):
-    def put(batch):
-        return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+_DONE = object()
 
-    queue = collections.deque(put(b) for b in itertools.islice(batches, size))
-    while queue:
-        ready = queue.popleft()
-        queue.extend(put(b) for b in itertools.islice(batches, 1))  # refill before handing out
-        yield ready
+
+def _prefetch(batches, sharding, size):
+    ready: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for batch in batches:
+                put = {k: jax.make_array_from_process_local_data(sharding, v)
+                       for k, v in batch.items()}
+                if not offer(put):
+                    return
+            offer(_DONE)
+        except BaseException as error:  # handed to the consumer, raised there with its traceback
+            offer(error)
+
+    worker = threading.Thread(target=work, name="prefetch_to_device", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:  # the consumer stopped early (or finished): let the worker go
+        stop.set()

@@ -1,6 +1,7 @@
 """The training loop's view of the data: batches of host numpy arrays, and what a split holds.
 
-Importing this module does not import TensorFlow; building a pipeline does (cnnjax.data.tfdata).
+Importing this module does not import TensorFlow; building a pipeline does (cnnjax.data.tfdata), except
+for the synthetic source with the transform 'none', which numpy serves (cnnjax.data.synthetic).
 Configuration errors (unknown source, missing path, empty class folder, bad transform) raise a one-line
 DataError when the pipeline is built, before the first batch.
 """
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import ml_collections
 import numpy as np
 
+from cnnjax.data import synthetic
 from cnnjax.data.config import DataError, check_data_config, output_shape
 from cnnjax.data.layout import make_layout
 from cnnjax.data.sources import eval_spec, load_source, train_spec
@@ -92,10 +94,12 @@ def train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, se
     check_data_config(data)
     if start_step < 0:
         raise DataError(f"start_step must be >= 0, got {start_step}")
-    from cnnjax.data import tfdata
-
     layout = make_layout(global_batch_size, process_index, process_count)
     source = _source(data, train_spec(data))
+    if synthetic.served_without_tf(source, data.train_transform):
+        return synthetic.train_batches(source, data, layout, seed=int(seed), start_step=int(start_step))
+    from cnnjax.data import tfdata
+
     ds = tfdata.train_dataset(source, data, layout, seed=int(seed), start_step=int(start_step))
     return _iterate(ds, source, data.on_corrupt, ("image", "label"), skipped)
 
@@ -113,12 +117,36 @@ def eval_batches(data: ml_collections.ConfigDict, *, global_batch_size: int,
     batches.
     """
     check_data_config(data)
-    from cnnjax.data import tfdata
-
     layout = make_layout(global_batch_size, process_index, process_count)
     source = _source(data, eval_spec(data, split))
+    if crops == 1 and synthetic.served_without_tf(source, data.eval_transform):
+        return synthetic.eval_batches(source, data, layout)
+    from cnnjax.data import tfdata
+
     ds = tfdata.eval_dataset(source, data, layout, crops=crops)
     return _iterate(ds, source, data.on_corrupt, ("image", "label", "mask"), skipped)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def device_train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, seed: int,
+                         start_step: int, sharding, skipped: SkippedImages | None = None,
+                         ) -> Iterator[dict]:
+    """`train_batches` as global arrays on the devices of `sharding` (split along the batch axis).
+
+    Synthetic data served without TensorFlow stays on the devices and is gathered there each step;
+    every other source is read on the host and copied ahead (cnnjax.data.device.prefetch_to_device).
+    """
+    source = _source(data, train_spec(data))
+    if synthetic.served_without_tf(source, data.train_transform):
+        make_layout(global_batch_size)  # the same checks as the host path
+        return synthetic.device_train_batches(source, data, global_batch_size=global_batch_size,
+                                              seed=int(seed), start_step=int(start_step),
+                                              sharding=sharding)
+    from cnnjax.data.device import prefetch_to_device
+
+    return prefetch_to_device(train_batches(data, global_batch_size=global_batch_size, seed=seed,
+                                            start_step=start_step, skipped=skipped), sharding)
 
 
 # ---------------------------------------------------------------------------------------------------

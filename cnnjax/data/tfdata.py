@@ -25,10 +25,10 @@ from cnnjax.data import transforms as T
 from cnnjax.data.config import DataError
 from cnnjax.data.layout import Layout
 from cnnjax.data.sources import ArraySource, FileSource, SyntheticSource
+from cnnjax.data.synthetic import SYNTHETIC_SEED
 from cnnjax.data.tf_cpu import tf
 from cnnjax.data.tfds_source import TfdsStreamSource
 
-SYNTHETIC_SEED = 5_318_008  # the synthetic dataset is one fixed dataset, whatever the training seed
 STEPS_IN_FLIGHT = 2          # file sources: batches assembled at the same time
 
 
@@ -129,7 +129,7 @@ def memory_batches(source: ArraySource | SyntheticSource, transform: T.Transform
                       lambda: tf.where(_mask_like(valid, out), out, tf.zeros_like(out)))
         return {"image": out, "label": tf.where(valid, labels_of(step["index"]), 0), "mask": valid}
 
-    return steps.map(batch, num_parallel_calls=parallel, deterministic=True)
+    return steps.map(batch, num_parallel_calls=parallel, deterministic=None)
 
 
 def file_batches(source: FileSource, transform: T.Transform, channels: int, steps: tf.data.Dataset,
@@ -170,9 +170,9 @@ def file_batches(source: FileSource, transform: T.Transform, channels: int, step
             return slot, transform.finish(image, finish_key), label
 
         slots = tf.data.Dataset.from_tensor_slices(tf.where(valid)[:, 0])
-        loaded = (slots.map(load, num_parallel_calls=parallel, deterministic=True)
+        loaded = (slots.map(load, num_parallel_calls=parallel, deterministic=None)
                   .ignore_errors()
-                  .map(finish, num_parallel_calls=parallel, deterministic=True)
+                  .map(finish, num_parallel_calls=parallel, deterministic=None)
                   .batch(b))
         nothing = tf.data.Dataset.from_tensors(
             (tf.zeros([0], tf.int64), tf.zeros((0, *shape), tf.uint8), tf.zeros([0], tf.int32)))
@@ -180,7 +180,7 @@ def file_batches(source: FileSource, transform: T.Transform, channels: int, step
             lambda slot, image, label: _assemble(slot, image, label, index, valid, b, train))
 
     return steps.interleave(step_batch, cycle_length=STEPS_IN_FLIGHT,
-                            num_parallel_calls=STEPS_IN_FLIGHT, deterministic=True)
+                            num_parallel_calls=STEPS_IN_FLIGHT, deterministic=None)
 
 
 def _assemble(slot, image, label, index, valid, b, train):
@@ -237,7 +237,7 @@ def stream_train(source: TfdsStreamSource, transform: T.Transform, data: ml_coll
         image = T.decode_window(record["image"], transform.window, window_key, data.channels)
         return {"image": transform.finish(image, finish_key), "label": record["label"]}
 
-    return ds.map(load, num_parallel_calls=parallel, deterministic=True).batch(
+    return ds.map(load, num_parallel_calls=parallel, deterministic=None).batch(
         layout.local, drop_remainder=True)
 
 
@@ -254,7 +254,7 @@ def stream_eval(source: TfdsStreamSource, transform: T.Transform, data: ml_colle
                 "mask": tf.constant(True)}
 
     ds = _records(source, part, shuffle_files=False, seed=0).map(
-        load, num_parallel_calls=parallel, deterministic=True)
+        load, num_parallel_calls=parallel, deterministic=None)
     padding = tf.data.Dataset.from_tensors(
         {"image": tf.zeros(transform.output_shape, tf.uint8), "label": tf.constant(0, tf.int32),
          "mask": tf.constant(False)})
@@ -275,9 +275,12 @@ def _transform(source, data, name: str, *, train: bool, crops: int = 1) -> T.Tra
     return transform
 
 
-def _finalize(ds: tf.data.Dataset) -> tf.data.Dataset:
+def _finalize(ds: tf.data.Dataset, deterministic: bool = True) -> tf.data.Dataset:
+    # Every parallel stage above follows this option (deterministic=None). Off, a slow JPEG no longer
+    # holds back the examples and batches behind it; the batches may then come out of order, so
+    # a run is no longer repeatable and resuming no longer gives the uninterrupted run's batches.
     options = tf.data.Options()
-    options.deterministic = True
+    options.deterministic = bool(deterministic)
     # Parallelism comes from processing many examples at once; one thread per op wastes less.
     options.threading.max_intra_op_parallelism = 1
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -289,13 +292,14 @@ def train_dataset(source, data: ml_collections.ConfigDict, layout: Layout, *, se
     transform = _transform(source, data, data.train_transform, train=True)
     parallel = int(data.num_parallel_calls)
     if isinstance(source, TfdsStreamSource):
-        return _finalize(stream_train(source, transform, data, layout, seed, start_step, parallel))
+        return _finalize(stream_train(source, transform, data, layout, seed, start_step, parallel),
+                         data.get("deterministic", True))
     steps = train_steps(source.num_examples, seed, layout, start_step)
     if isinstance(source, FileSource):
         ds = file_batches(source, transform, data.channels, steps, parallel, data.cache, train=True)
     else:
         ds = memory_batches(source, transform, data.channels, steps, parallel)
-    return _finalize(ds)
+    return _finalize(ds, data.get("deterministic", True))
 
 
 def eval_dataset(source, data: ml_collections.ConfigDict, layout: Layout, *,

@@ -35,6 +35,7 @@ class AllConvNet(layers.HasLayerOptions, nn.Module):
     norm: str = "none"
     pool: str = "strided_conv"
     conv_impl: str = "xla"
+    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
     dtype: str = "float32"
     dropout_rate: float = 0.5
     input_dropout_rate: float = 0.2

@@ -155,6 +155,7 @@ class GoogLeNet(layers.HasLayerOptions, nn.Module):
     norm: str = "lrn"
     pool: str = "max"
     conv_impl: str = "xla"
+    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
     dtype: str = "float32"
     dropout_rate: float = 0.4
     aux_heads: bool = True

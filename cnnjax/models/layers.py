@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from cnnjax import ops
 from cnnjax.errors import UserError
@@ -48,6 +49,11 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "identity": lambda x: x,
 }
 NORMS = ("none", "lrn", "batch")
+# Over which examples batch norm takes its training statistics: 'global' (the whole global batch, one
+# all-reduce per statistic on several devices), 'device' (each device's examples: no communication
+# in the forward pass, as Flax's ImageNet example), 'group:N' (groups of N consecutive examples of
+# the global batch, as MLPerf's BN groups; N a multiple of the per-device batch spans devices).
+BN_STATS = ("global", "device", "group:N")
 POOLS = ("max", "avg", "strided_conv")
 
 # Batch norm as in the papers' Caffe/torch implementations: running averages updated with
@@ -92,6 +98,31 @@ def check_positive_int(owner: str, arg: str, value: Any) -> None:
         raise ModelError(f"{owner}: {arg} must be a positive int; got {value!r}")
 
 
+def bn_group_size(bn_stats: str, batch: int) -> int:
+    """Examples per batch-norm group for `bn_stats` at global batch `batch` (batch = one group).
+
+    'device' divides the batch among all devices of the run (jax.device_count()). Raises a one-line
+    ModelError for an unknown mode or a group size that does not divide the batch.
+    """
+    if bn_stats == "global":
+        return batch
+    if bn_stats == "device":
+        size, what = batch // jax.device_count(), f"the {jax.device_count()} devices"
+    else:
+        size, what = _group_arg(bn_stats), f"groups of bn_stats={bn_stats!r}"
+    if size < 1 or batch % size:
+        raise ModelError(f"batch norm: the batch of {batch} examples does not split evenly into {what}")
+    return size
+
+
+def _group_arg(bn_stats: str) -> int:
+    kind, _, n = str(bn_stats).partition(":")
+    if kind != "group" or not n.isdigit() or int(n) < 1:
+        raise ModelError(f"bn_stats must be 'global', 'device' or 'group:N' with N >= 1; got "
+                         f"{bn_stats!r}")
+    return int(n)
+
+
 def check_bool(owner: str, arg: str, value: Any) -> None:
     """Raise a one-line ModelError unless `value` is True or False."""
     if not isinstance(value, bool):
@@ -109,13 +140,20 @@ class LayerOptions:
     norm: str = "none"
     conv_impl: str = "xla"
     dtype: str = "float32"
+    bn_stats: str = "global"
 
     def validate(self, owner: str, norms: Sequence[str] = NORMS) -> None:
-        """One-line ModelError for an unknown activation, norm (among `norms`), impl or dtype."""
+        """One-line ModelError for an unknown activation, norm (among `norms`), impl, dtype or
+        bn_stats."""
         check_choice(owner, "activation", self.activation, tuple(ACTIVATIONS))
         check_choice(owner, "norm", self.norm, tuple(norms))
         check_choice(owner, "conv_impl", self.conv_impl, ops.IMPLS)
         check_choice(owner, "dtype", self.dtype, tuple(DTYPES))
+        if self.bn_stats not in ("global", "device"):
+            try:
+                _group_arg(self.bn_stats)
+            except ModelError as e:
+                raise ModelError(f"{owner}: {e}") from None
 
     @property
     def act(self) -> Callable[[jax.Array], jax.Array]:
@@ -132,11 +170,12 @@ class LayerOptions:
 
 
 class HasLayerOptions:
-    """Mixin for model families with activation, norm, conv_impl and dtype fields: `options`."""
+    """Mixin for model families with activation, norm, conv_impl, dtype and bn_stats fields:
+    `options`."""
 
     @property
     def options(self) -> LayerOptions:
-        return LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype)
+        return LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype, self.bn_stats)
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -255,15 +294,58 @@ class GlobalAvgPool(nn.Module):
         return ops.global_avg_pool(x)
 
 
-def batch_norm(options: LayerOptions, name: str, *, zero_scale: bool = False) -> nn.BatchNorm:
+def batch_norm(options: LayerOptions, name: str, *, zero_scale: bool = False) -> nn.Module:
     """Batch norm over the channel axis (Ioffe & Szegedy 2015) with torch's momentum and epsilon.
 
     Called as bn(x, use_running_average=not train). zero_scale starts the scale gamma at 0
-    (Goyal et al. 2017: the last BN of each residual block, so blocks start as identities)."""
-    return nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=options.compute_dtype,
-                        param_dtype=jnp.float32,
-                        scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones,
-                        name=name)
+    (Goyal et al. 2017: the last BN of each residual block, so blocks start as identities).
+    options.bn_stats picks the examples the training statistics run over (BN_STATS); the variables
+    are the same in every mode, so checkpoints and imported weights fit all of them."""
+    scale_init = nn.initializers.zeros if zero_scale else nn.initializers.ones
+    if options.bn_stats == "global":
+        return nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=options.compute_dtype,
+                            param_dtype=jnp.float32, scale_init=scale_init, name=name)
+    return GroupBatchNorm(bn_stats=options.bn_stats, dtype=options.dtype, scale_init=scale_init,
+                          name=name)
+
+
+class GroupBatchNorm(nn.Module):
+    """Batch norm whose training statistics are taken over groups of the batch (bn_group_size).
+
+    (N, ..., C) -> (N, ..., C). Each group of consecutive examples is normalised by its own mean and
+    (biased) variance over all axes but the channels, computed in float32. The running averages
+    (flax's 'mean' and 'var' in 'batch_stats', like nn.BatchNorm's) move towards the mean of the
+    groups' statistics, which no output of the step depends on. Evaluation uses the running averages.
+    """
+
+    bn_stats: str = "device"
+    dtype: str = "float32"
+    scale_init: Initializer = nn.initializers.ones
+
+    @nn.compact
+    def __call__(self, x: jax.Array, use_running_average: bool = False) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", self.scale_init, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        xf = x.astype(jnp.float32)
+        if use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            size = bn_group_size(self.bn_stats, x.shape[0])
+            xf = xf.reshape(x.shape[0] // size, size, *x.shape[1:])   # (G, N/G, ..., C)
+            axes = tuple(range(1, xf.ndim - 1))
+            mean = xf.mean(axes, keepdims=True)
+            var = jnp.maximum((xf * xf).mean(axes, keepdims=True) - mean * mean, 0.0)
+            if not self.is_initializing():
+                flat = (-1, features)
+                ra_mean.value = (BN_MOMENTUM * ra_mean.value
+                                 + (1 - BN_MOMENTUM) * mean.reshape(flat).mean(0))
+                ra_var.value = (BN_MOMENTUM * ra_var.value
+                                + (1 - BN_MOMENTUM) * var.reshape(flat).mean(0))
+        y = (xf - mean) * (lax.rsqrt(var + BN_EPSILON) * scale) + bias
+        return y.reshape(x.shape).astype(DTYPES[self.dtype])
 
 
 def conv_norm_act(x: jax.Array, options: LayerOptions, features: int, kernel_size: int, *,

@@ -35,6 +35,7 @@ class LeNet5(layers.HasLayerOptions, nn.Module):
     norm: str = "none"
     pool: str = "avg"
     conv_impl: str = "xla"
+    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
     dtype: str = "float32"
     dropout_rate: float = 0.0
 

@@ -33,6 +33,7 @@ class MLP(nn.Module):
     norm: str = "none"
     dtype: str = "float32"
     dropout_rate: float = 0.0
+    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
 
     def __post_init__(self) -> None:
         layers.check_positive_int("mlp", "num_classes", self.num_classes)
@@ -47,7 +48,7 @@ class MLP(nn.Module):
 
     @property
     def options(self) -> layers.LayerOptions:
-        return layers.LayerOptions(self.activation, self.norm, "xla", self.dtype)
+        return layers.LayerOptions(self.activation, self.norm, "xla", self.dtype, self.bn_stats)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:

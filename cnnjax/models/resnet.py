@@ -138,6 +138,7 @@ class ResNet(layers.HasLayerOptions, nn.Module):
     norm: str = "batch"
     pool: str = "max"
     conv_impl: str = "xla"
+    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
     dtype: str = "float32"
     dropout_rate: float = 0.0
 

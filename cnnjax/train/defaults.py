@@ -23,7 +23,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.data = default_data_config()     # source, splits, transforms, mean/std, num_classes (cnnjax.data)
 
     c.batch_size = 128                 # global batch, split across every device of every host
-    c.eval_batch_size = 500
+    c.eval_batch_size = 500            # padded up to a multiple of the devices (padding is masked out)
+    c.eval_cache_gb = 8.0              # keep the decoded evaluation set in host memory across
+    #                                    evaluations up to this size (and half the RAM); 0 = decode each time
     c.num_steps = -1                   # > 0: train this many steps; otherwise num_epochs is used
     c.num_epochs = 10.0
 

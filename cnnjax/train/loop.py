@@ -21,11 +21,11 @@ from jax.sharding import PartitionSpec as P
 
 from cnnjax import data, models
 from cnnjax.data import sources as data_sources
-from cnnjax.data.device import prefetch_to_device
 from cnnjax.errors import TrainingDivergedError, UserError
 from cnnjax.train import distributed, validate
 from cnnjax.train import workdir as workdir_lib
 from cnnjax.train.checkpoint import Checkpoints
+from cnnjax.train.evaluation import EvalCache, evaluation_pass, padded_batch_size
 from cnnjax.train.metrics import MetricWriter, format_duration, progress_line
 from cnnjax.train.optim import make_optimizer, plateau_scale
 from cnnjax.train.state import TrainState, checkpoint_items, from_checkpoint_items
@@ -69,19 +69,24 @@ def run_length(config: ml_collections.ConfigDict, num_examples: int) -> tuple[in
 
 
 def evaluate(eval_fn, state, config, sharding, split: str | None = None, crops: int = 1,
-             skipped: data.SkippedImages | None = None) -> dict:
-    """Loss, top-1 and top-5 accuracy over one whole pass of the evaluation split."""
-    batches = data.eval_batches(config.data, global_batch_size=config.eval_batch_size,
-                                split=split, crops=crops, skipped=skipped)
-    totals = None
-    for batch in prefetch_to_device(batches, sharding):
-        sums = eval_fn(state, batch)
-        sums.pop("predictions")
-        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    totals = jax.device_get(totals)
-    count = max(float(totals["count"]), 1.0)
-    return {"eval/loss": float(totals["loss"]) / count, "eval/top1": float(totals["top1"]) / count,
-            "eval/top5": float(totals["top5"]) / count, "eval/examples": float(totals["count"])}
+             cache: EvalCache | None = None, skipped: data.SkippedImages | None = None) -> dict:
+    """Loss, top-1 and top-5 accuracy over one whole pass of the evaluation split.
+
+    The batch is config.eval_batch_size padded up to a multiple of the devices (padding masked out);
+    `cache` keeps the decoded batches for the next evaluation when they fit (config.eval_cache_gb);
+    `skipped` names each unreadable file once per run.
+    """
+    batch_size = padded_batch_size(config.eval_batch_size)
+    if cache is None:
+        batches = data.eval_batches(config.data, global_batch_size=batch_size, split=split,
+                                    crops=crops, skipped=skipped)
+    else:
+        batches = cache.batches(config.data, global_batch_size=batch_size, split=split, crops=crops,
+                                skipped=skipped)
+    totals, _, _ = evaluation_pass(eval_fn, state, batches, sharding)
+    count = max(totals["count"], 1.0)
+    return {"eval/loss": totals["loss"] / count, "eval/top1": totals["top1"] / count,
+            "eval/top5": totals["top5"] / count, "eval/examples": totals["count"]}
 
 
 class _Preemption:
@@ -105,10 +110,16 @@ class _Preemption:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
 
-    def any_process(self) -> bool:
-        """True when any process was told to stop, so all of them save the same step."""
+    def any_process(self, at_boundary: bool) -> bool:
+        """True when any process was told to stop, so all of them save the same step.
+
+        With several processes the flags are gathered only at a log or checkpoint boundary: the
+        gather is a collective plus a host read, which would serialise host and devices every step.
+        """
         if jax.process_count() == 1:
             return self.requested
+        if not at_boundary:
+            return False
         from jax.experimental import multihost_utils
 
         flags = multihost_utils.process_allgather(np.asarray(self.requested))
@@ -184,7 +195,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     writer = MetricWriter(workdir, enabled=is_main)
 
     n_dev = jax.device_count()
-    for name in ("batch_size", "eval_batch_size"):
+    for name in ("batch_size",):  # evaluation pads its batches instead (evaluation.py)
         if config[name] % n_dev:
             raise UserError(f"config.{name}={config[name]} is not divisible by the "
                             f"{n_dev} devices; choose a multiple of {n_dev}")
@@ -222,9 +233,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                                   replicated, batch_sharding)
     base_key = jax.random.key(config.seed + 1)
     skipped = data.SkippedImages()  # unreadable files: named once per run, counted at the end
-    batches = prefetch_to_device(
-        data.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
-                           start_step=start_step, skipped=skipped), batch_sharding)
+    eval_cache = EvalCache.from_gb(config.get("eval_cache_gb", 0.0))
+    batches = data.device_train_batches(config.data, global_batch_size=config.batch_size,
+                                        seed=config.seed, start_step=start_step,
+                                        sharding=batch_sharding, skipped=skipped)
 
     # -- compile ------------------------------------------------------------------------------------
     final: dict[str, float] = {}
@@ -254,7 +266,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
             interval_steps += 1
             done = step + 1
             is_last = done == total_steps
-            preempted = preemption.any_process()
+            preempted = preemption.any_process(
+                done % config.log_every_steps == 0 or done % config.checkpoint_every_steps == 0)
             log_now = done % config.log_every_steps == 0 or is_last or preempted
             eval_now = done % eval_every == 0 or is_last
             save_now = done % config.checkpoint_every_steps == 0 or is_last or preempted
@@ -282,7 +295,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                     interval_start, interval_steps = time.perf_counter(), 0
                 if eval_now:
                     t0 = time.perf_counter()
-                    last_eval = evaluate(eval_fn, state, config, batch_sharding, skipped=skipped)
+                    last_eval = evaluate(eval_fn, state, config, batch_sharding, cache=eval_cache,
+                                         skipped=skipped)
                     eval_seconds += time.perf_counter() - t0
                     writer.write(done, last_eval)
                     final.update(last_eval)

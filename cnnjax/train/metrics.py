@@ -1,4 +1,5 @@
-"""Where metrics go: metrics.jsonl and TensorBoard event files in the workdir, and a console line.
+"""Where metrics go: metrics.jsonl and (where tensorboardX is installed) TensorBoard event files in the
+workdir, and a console line.
 
 Only process 0 writes; other processes get a writer that does nothing.
 """
@@ -44,9 +45,13 @@ class MetricWriter:
         self.path = pathlib.Path(workdir) / METRICS_FILE
         self._tb = None
         if enabled:
-            from tensorboardX import SummaryWriter  # light: no TensorFlow needed
-
-            self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+            try:
+                from tensorboardX import SummaryWriter  # light: no TensorFlow needed
+            except ImportError:  # TensorBoard is optional: metrics.jsonl has every scalar
+                print("note: tensorboardX is not installed; metrics go to metrics.jsonl only",
+                      file=sys.stdout, flush=True)
+            else:
+                self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:
@@ -54,9 +59,10 @@ class MetricWriter:
         record = {"step": int(step), "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        for key, value in metrics.items():
-            self._tb.add_scalar(key, float(value), int(step))
-        self._tb.flush()
+        if self._tb is not None:
+            for key, value in metrics.items():
+                self._tb.add_scalar(key, float(value), int(step))
+            self._tb.flush()
 
     def say(self, text: str) -> None:
         """A line on the console, from process 0 only."""

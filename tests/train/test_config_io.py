@@ -13,7 +13,8 @@ CONFIG_VARIANTS = [
     ("alexnet_imagenet.py", None), ("alexnet_imagenet.py", "torchvision"),
     *[("vgg_imagenet.py", v) for v in ("a", "a_lrn", "b", "c", "d", "e")],
     ("googlenet_imagenet.py", None),
-    *[("resnet_imagenet.py", v) for v in ("18", "34", "50", "101", "152", "plain18", "plain34")],
+    *[("resnet_imagenet.py", v) for v in ("18", "34", "50", "101", "152", "plain18", "plain34",
+                                                    "50,inception")],
     *[("resnet_cifar.py", v) for v in ("resnet20", "plain56,fashion_mnist", "resnet110,cifar100")],
     ("mlp_cifar_gray.py", None), ("mlp_cifar_gray.py", "fashion_mnist"),
 ]

@@ -1,0 +1,64 @@
+"""`./launch.sh eval` and its parts, one concern per module:
+
+    restore     which checkpoint (resolve_step, best_step) and its variables as a state
+    evaluation  the Evaluator: one pass of cnnjax.train.evaluation (the loop training uses too), and
+                the counts it reports (accuracies, confusion matrix, per-class accuracy)
+    report      the files and console lines an evaluation leaves
+    cli         the command line: parse_args, prepare, evaluate_and_report, main
+
+The names below are re-exported so that `from cnnjax import evaluate; evaluate.open_run(...)` keeps
+working.
+"""
+
+from cnnjax.evaluate.cli import (
+    Prepared,
+    evaluate_and_report,
+    evaluate_weights,
+    imagenet_eval_config,
+    main,
+    parse_args,
+    prepare,
+)
+from cnnjax.evaluate.evaluation import (
+    CROPS,
+    Evaluator,
+    confusion_matrix,
+    per_class_accuracy,
+    summarize_counts,
+)
+from cnnjax.evaluate.report import report_lines, result_stem, write_result, write_table
+from cnnjax.evaluate.restore import (
+    Run,
+    abstract_variables,
+    best_step,
+    open_run,
+    resolve_step,
+    restore_checkpoint,
+    state_from_variables,
+)
+
+__all__ = [
+    "CROPS",
+    "Evaluator",
+    "Prepared",
+    "Run",
+    "abstract_variables",
+    "best_step",
+    "confusion_matrix",
+    "evaluate_and_report",
+    "evaluate_weights",
+    "imagenet_eval_config",
+    "main",
+    "open_run",
+    "parse_args",
+    "per_class_accuracy",
+    "prepare",
+    "report_lines",
+    "resolve_step",
+    "restore_checkpoint",
+    "result_stem",
+    "state_from_variables",
+    "summarize_counts",
+    "write_result",
+    "write_table",
+]

@@ -1,0 +1,72 @@
+"""What an evaluation leaves behind: <stem>.json, the confusion PNG, the console lines, and the
+--all table (json, csv, accuracy-vs-step PNG).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def result_stem(step: int | str, crops: int, split: str | None = None,
+                data: str | None = None) -> str:
+    """'eval_<step>_<crops>crop', plus '_<data>_<split>' for whichever of --data and --split was given."""
+    stem = f"eval_{step}_{crops}crop"
+    extra = "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", part).strip("-")
+                     for part in (data, split) if part)
+    return f"{stem}_{extra}" if extra else stem
+
+
+def write_result(directory: pathlib.Path, stem: str, result: dict,
+                 class_names: Sequence[str] | None, title: str) -> tuple[pathlib.Path, pathlib.Path]:
+    """<stem>.json (everything) and <stem>_confusion.png."""
+    from cnnjax import plots
+
+    png = plots.confusion_plot(directory / f"{stem}_confusion.png",
+                               np.asarray(result["confusion_matrix"]), class_names, title)
+    path = directory / f"{stem}.json"
+    path.write_text(json.dumps({**result, "class_names": list(class_names) if class_names else None,
+                                "confusion_png": png.name}, indent=1) + "\n")
+    return path, png
+
+
+def report_lines(result: dict, class_names: Sequence[str] | None, show: int = 20) -> list[str]:
+    """The console report: accuracies, errors and loss, then per-class accuracy (all classes up to
+    `show`, else the five lowest and highest)."""
+    lines = [f"top-1 accuracy {result['top1']:.2%} (error {result['top1_error']:.2%})  "
+             f"top-5 accuracy {result['top5']:.2%} (error {result['top5_error']:.2%})  "
+             f"loss {result['loss']:.4f}"]
+    names = list(class_names) if class_names else [str(i) for i in
+                                                   range(len(result["per_class_accuracy"]))]
+    scored = [(acc, names[i] if i < len(names) else str(i))
+              for i, acc in enumerate(result["per_class_accuracy"]) if acc is not None]
+    if len(scored) <= show:
+        lines.append("per-class accuracy: " + ", ".join(f"{n} {a:.1%}" for a, n in scored))
+    else:
+        ordered = sorted(scored)
+        lines.append("per-class accuracy, lowest: " + ", ".join(f"{n} {a:.1%}" for a, n in ordered[:5])
+                     + "; highest: " + ", ".join(f"{n} {a:.1%}" for a, n in ordered[-5:]))
+    return lines
+
+
+def write_table(directory: pathlib.Path, stem: str, rows: list[dict]) -> list[pathlib.Path]:
+    """<stem>.json, <stem>.csv and <stem>.png (top-1 and top-5 accuracy against step)."""
+    from cnnjax import plots
+
+    keys = ["step", "examples", "top1", "top5", "top1_error", "top5_error", "loss"]
+    (directory / f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    with (directory / f"{stem}.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    steps = [r["step"] for r in rows]
+    plots.line_plot(directory / f"{stem}.png",
+                    [("top-1", steps, [r["top1"] for r in rows]),
+                     ("top-5", steps, [r["top5"] for r in rows])],
+                    xlabel="step", ylabel="accuracy", title=f"{directory.name}: {stem}")
+    return [directory / f"{stem}.{ext}" for ext in ("json", "csv", "png")]

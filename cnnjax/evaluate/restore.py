@@ -1,0 +1,146 @@
+"""Which checkpoint, and its variables as a state: open_run, resolve_step, restore_checkpoint.
+
+Parameters from any source enter through `state_from_variables`; `restore_checkpoint` reads them from a
+checkpoint and checks them against the model's shapes (`abstract_variables`, via jax.eval_shape).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+from collections.abc import Sequence
+
+import ml_collections
+import numpy as np
+
+from cnnjax.errors import UserError
+from cnnjax.train import config_io
+
+
+def best_step(records: Sequence[dict], steps: Sequence[int], metric: str, mode: str) -> int:
+    """The checkpointed step whose logged `metric` is best ('max' or 'min'); earliest wins ties.
+
+    A step evaluated twice (a resumed run) counts with its last value.
+    """
+    logged = {int(r["step"]): float(r[metric]) for r in records if metric in r and "step" in r}
+    scored = [(logged[s], s) for s in steps if s in logged and math.isfinite(logged[s])]
+    if not scored:
+        raise UserError(f"no checkpoint step has a logged {metric!r} in metrics.jsonl (checkpoint "
+                        f"steps: {list(steps)}); use --step latest or --step N")
+    if mode == "min":
+        return min(scored)[1]
+    return max(scored, key=lambda vs: (vs[0], -vs[1]))[1]
+
+
+def resolve_step(spec: str, steps: Sequence[int], records: Sequence[dict], metric: str,
+                 mode: str) -> int:
+    """--step as a checkpoint step: a number, 'latest', or 'best' (by the run's best_metric)."""
+    if not steps:
+        raise UserError("the run has no checkpoints")
+    if spec == "latest":
+        return max(steps)
+    if spec == "best":
+        return best_step(records, steps, metric, mode)
+    try:
+        step = int(spec)
+    except ValueError:
+        raise UserError(f"--step must be a number, 'best' or 'latest', got {spec!r}") from None
+    if step not in steps:
+        raise UserError(f"no checkpoint at step {step}; available steps: "
+                        f"{', '.join(map(str, steps))}")
+    return step
+
+
+@dataclasses.dataclass
+class Run:
+    """A workdir's saved config (with this evaluation's overrides) and its checkpoints."""
+
+    workdir: pathlib.Path
+    config: ml_collections.ConfigDict
+    checkpoints: object  # cnnjax.train.checkpoint.Checkpoints
+    steps: list[int]
+
+
+def open_run(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> Run:
+    """The run in `workdir`, or one line saying why it is not one (no config, no checkpoints)."""
+    workdir = pathlib.Path(workdir)
+    if not workdir.is_dir():
+        raise FileNotFoundError(f"workdir {workdir} does not exist")
+    config = config_io.load_saved_config(workdir)
+    config_io.apply_overrides(config, list(overrides))
+    folder = workdir / "checkpoints"
+    if not folder.is_dir() or not any(p.name.isdigit() for p in folder.iterdir()):
+        raise FileNotFoundError(f"no checkpoints in {folder}: nothing to evaluate (has the run saved "
+                                "one yet?)")
+    from cnnjax.train.checkpoint import Checkpoints
+
+    checkpoints = Checkpoints(folder, read_only=True)  # a running training may share the workdir
+    steps = checkpoints.all_steps()
+    if not steps:
+        raise FileNotFoundError(f"no complete checkpoints in {folder}: nothing to evaluate")
+    return Run(workdir, config, checkpoints, steps)
+
+
+def abstract_variables(config: ml_collections.ConfigDict, image_shape: Sequence[int],
+                       num_classes: int):
+    """(model, shapes and dtypes of its variables {'params', ['batch_stats']}) via jax.eval_shape,
+    without allocating them."""
+    import jax
+    import jax.numpy as jnp
+
+    from cnnjax.train.loop import build_model
+
+    model = build_model(config, num_classes)
+    key = jax.random.key(0)
+    abstract = jax.eval_shape(lambda: model.init({"params": key, "dropout": key},
+                                                 jnp.zeros((1, *image_shape), jnp.float32),
+                                                 train=False))
+    return model, dict(abstract)
+
+
+def state_from_variables(model, variables: dict, sharding):
+    """A TrainState holding `variables` (replicated by `sharding`) for the evaluation step; its
+    optimizer is the identity, as nothing is trained. Parameters from any source enter here."""
+    import jax
+    import optax
+
+    from cnnjax.train.state import TrainState
+
+    variables = jax.device_put(variables, sharding)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=optax.identity(),
+                             batch_stats=variables.get("batch_stats") or None)
+
+
+def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
+    """The model's variables saved at `step` (the optimizer state is not needed and not read back
+    onto the devices) as a TrainState.
+
+    Raises CheckpointMismatchError (one line, the arrays that differ) when the checkpoint does not
+    fit the config's model, and UserError when the checkpoint cannot be read.
+    """
+    from cnnjax.train.checkpoint import CheckpointMismatchError, shape_mismatches
+
+    try:
+        arrays = run.checkpoints.read_arrays(step)
+    except UserError:  # e.g. CheckpointDamagedError: it fails its checksums (one line, which file)
+        raise
+    except Exception as e:  # a damaged checkpoint surfaces as many error types
+        raise UserError(f"the checkpoint at step {step} in {run.workdir} cannot be read "
+                        f"({type(e).__name__}); other steps: "
+                        f"{', '.join(str(s) for s in run.steps if s != step) or 'none'}") from None
+    variables = {"params": arrays.get("params", {})}
+    if arrays.get("batch_stats") or "batch_stats" in abstract:
+        variables["batch_stats"] = arrays.get("batch_stats") or {}
+    problems = shape_mismatches(variables, abstract)
+    if problems:
+        raise CheckpointMismatchError(
+            f"checkpoint at step {step} in {run.workdir} does not match the config: "
+            + "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
+    variables = {k: _cast_like(v, abstract[k]) for k, v in variables.items()}
+    return state_from_variables(model, variables, sharding)
+
+
+def _cast_like(tree: dict, like: dict) -> dict:
+    return {k: _cast_like(v, like[k]) if isinstance(v, dict) else np.asarray(v, like[k].dtype)
+            for k, v in tree.items()}
