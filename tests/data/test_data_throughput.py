@@ -8,7 +8,7 @@ import threading
 import jax
 import numpy as np
 import pytest
-from data_helpers import idx_config
+from helpers.data import idx_config
 from jax.sharding import NamedSharding, PartitionSpec
 
 import cnnjax.data as D

@@ -15,7 +15,7 @@ from cnnjax.train import config_io, evaluation
 from cnnjax.train.evaluation import EvalCache, padded_batch_size
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "train" / "tiny_config.py"
+TINY = REPO / "tests" / "helpers" / "tiny_config.py"
 
 
 def test_padded_batch_size_rounds_up_to_the_devices():

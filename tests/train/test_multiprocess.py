@@ -20,7 +20,7 @@ from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.distributed import launch_arguments
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "train" / "tiny_config.py"
+TINY = REPO / "tests" / "helpers" / "tiny_config.py"
 TIMING = {"time", "train/steps_per_sec", "train/images_per_sec", "compile_seconds"}
 
 SCRIPT = """

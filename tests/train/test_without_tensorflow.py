@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "train" / "tiny_config.py"
+TINY = REPO / "tests" / "helpers" / "tiny_config.py"
 
 SCRIPT = textwrap.dedent("""
     import json, sys
