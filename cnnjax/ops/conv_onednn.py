@@ -4,7 +4,8 @@ The three maps of y = conv(x, w) (forward, gradient with respect to the input, g
 respect to the kernel) are oneDNN primitives in `onednn/conv.cc`, called as typed XLA custom
 calls (`jax.ffi.ffi_call`) on NHWC / HWIO arrays without layout changes. `jax.custom_vjp` ties
 them together, so the op composes with jax.grad and jax.jit (reverse mode only, as the explicit
-implementation). Under `jax.vmap` the calls run once per batch element ("sequential").
+implementation). Under `jax.vmap` the vmapped axis is folded into the batch (`custom_vmap`), or
+the calls run once per element where the kernel is vmapped.
 
 Where it runs: only on the CPU (`lax.platform_dependent` lowers XLA's convolution on every other
 platform), only for float32 and bfloat16 (other dtypes use XLA's convolution), and only when
@@ -21,6 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_batching import custom_vmap
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from cnnjax.ops import onednn
 from cnnjax.ops.conv_explicit import output_size
@@ -40,21 +45,90 @@ def supported(dtype) -> bool:
     return jnp.dtype(dtype) in DTYPES and onednn.load()
 
 
-def _geom(stride: Ints, padding: Pads, dilation: Ints, groups: int) -> np.ndarray:
+def _geom(stride: Ints, padding: Pads, dilation: Ints, groups: int) -> Ints:
     (pt, pb), (pl, pr) = padding
-    return np.array([*stride, *dilation, pt, pb, pl, pr, groups, WEIGHTS_ANY], np.int64)
+    return (*stride, *dilation, pt, pb, pl, pr, groups, WEIGHTS_ANY)
 
 
-def _call(target: str, shape: Ints, dtype, a: jax.Array, b: jax.Array, geom: np.ndarray):
-    return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, dtype),
-                            vmap_method="sequential")(a, b, geom=geom)
+# Einsum-like sharding rules (Shardy) of the three maps: the batch n may be sharded, every other
+# dimension is replicated; n is summed over by the kernel gradient.
+_RULES = {
+    "cnnjax_onednn_conv_fwd": "n h w c, kh kw ci co -> n ho wo o",
+    "cnnjax_onednn_conv_bwd_data": "n ho wo o, kh kw ci co -> n h w c",
+    "cnnjax_onednn_conv_bwd_weights": "n h w c, n ho wo o -> kh kw ci co",
+}
+
+
+def _result_shape(target: str, a, b, geom: Ints, fixed: Ints) -> Ints:
+    """Output shape of one map: forward from x and w; input gradient (N, *fixed) from dy;
+    kernel gradient `fixed` (the kernel's shape)."""
+    if target == "cnnjax_onednn_conv_fwd":
+        sh, sw, dh, dw, pt, pb, pl, pr = geom[:8]
+        out = output_size((a.shape[1] + pt + pb, a.shape[2] + pl + pr), b.shape[:2], (sh, sw),
+                          (dh, dw))
+        return (a.shape[0], *out, b.shape[-1])
+    if target == "cnnjax_onednn_conv_bwd_data":
+        return (a.shape[0], *fixed)
+    return fixed
+
+
+def _batch_axes(sharding) -> str | tuple | None:
+    spec = getattr(sharding, "spec", ())
+    return spec[0] if len(spec) else None
+
+
+@functools.cache
+def _op(target: str, geom: Ints, fixed: Ints):
+    """The FFI call `target`, wrapped so that it (1) runs per device on its shard of a batch
+    sharded over a mesh and (2) batches under jax.vmap by folding the vmapped axis into the
+    batch (sequentially where the kernel or both activations are vmapped)."""
+    reduces_batch = target == "cnnjax_onednn_conv_bwd_weights"
+
+    def call(a, b):
+        shape = _result_shape(target, a, b, geom, fixed)
+        return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, a.dtype))(
+            a, b, geom=np.array(geom, np.int64))
+
+    def shardings(mesh, arg_shapes):
+        axes = _batch_axes(arg_shapes[0].sharding)
+        batch, whole = NamedSharding(mesh, P(axes)), NamedSharding(mesh, P())
+        args = (batch, batch) if reduces_batch else (batch, whole)
+        return axes, args, whole if reduces_batch else batch
+
+    def infer(mesh, arg_shapes, result_shape):
+        return shardings(mesh, arg_shapes)[2]
+
+    def partition(mesh, arg_shapes, result_shape):
+        axes, args, result = shardings(mesh, arg_shapes)
+
+        def per_shard(a, b):
+            out = call(a, b)
+            return lax.psum(out, axes) if reduces_batch and axes is not None else out
+
+        return mesh, per_shard, result, args
+
+    partitioned = custom_partitioning(call)
+    partitioned.def_partition(
+        partition, infer_sharding_from_operands=infer, sharding_rule=_RULES[target],
+        reduction_factors=("n",) if reduces_batch else (),
+        need_replication_factors=tuple(f for f in _RULES[target].replace(",", " ").split()
+                                       if f not in ("n", "->")))
+    batched = custom_vmap(lambda a, b: partitioned(a, b))
+
+    @batched.def_vmap
+    def _vmap_rule(axis_size, in_batched, a, b):
+        if in_batched == [True, False] and not reduces_batch:
+            out = batched(a.reshape(-1, *a.shape[2:]), b)
+            return out.reshape(axis_size, -1, *out.shape[1:]), True
+        a, b = (v if bat else jnp.broadcast_to(v, (axis_size, *v.shape))
+                for v, bat in zip((a, b), in_batched, strict=True))
+        return lax.map(lambda ab: batched(*ab), (a, b)), True
+
+    return batched
 
 
 def _forward(x, w, stride, padding, dilation, groups):
-    spatial = tuple(m + lo + hi for m, (lo, hi) in zip(x.shape[1:3], padding, strict=True))
-    out = output_size(spatial, w.shape[:2], stride, dilation)
-    return _call("cnnjax_onednn_conv_fwd", (x.shape[0], *out, w.shape[-1]), x.dtype, x, w,
-                 _geom(stride, padding, dilation, groups))
+    return _op("cnnjax_onednn_conv_fwd", _geom(stride, padding, dilation, groups), ())(x, w)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
@@ -69,8 +143,8 @@ def _conv_cpu_fwd(x, w, stride, padding, dilation, groups):
 def _conv_cpu_bwd(stride, padding, dilation, groups, res, dy):
     x, w = res
     geom = _geom(stride, padding, dilation, groups)
-    dx = _call("cnnjax_onednn_conv_bwd_data", x.shape, x.dtype, dy, w, geom)
-    dw = _call("cnnjax_onednn_conv_bwd_weights", w.shape, w.dtype, x, dy, geom)
+    dx = _op("cnnjax_onednn_conv_bwd_data", geom, x.shape[1:])(dy, w)
+    dw = _op("cnnjax_onednn_conv_bwd_weights", geom, w.shape)(x, dy)
     return dx, dw
 
 
