@@ -50,11 +50,12 @@ def load() -> bool:
 
 def _load() -> str | None:
     # Imported here so that `python -m cnnjax.ops.onednn.build` does not import itself twice.
-    from cnnjax.ops.onednn.build import LIBRARY, onednn_prefix, unavailable_reason
+    from cnnjax.ops.onednn.build import FAILED, LIBRARY, onednn_prefix, unavailable_reason
 
     if not LIBRARY.is_file():
-        return unavailable_reason() or ("the extension is not built; run "
-                                        "`python -m cnnjax.ops.onednn.build`")
+        if FAILED.is_file():
+            return f"not built: {FAILED.read_text().strip()}"
+        return unavailable_reason() or ("not built; run `python -m cnnjax.ops.onednn.build`")
     prefix = onednn_prefix()
     if prefix is not None:
         _point_opencl_at_intel_cpu_runtime(prefix)
