@@ -26,7 +26,7 @@ export PATH="$VENV/bin:$PATH"
 # oneDNN convolutions (impl='onednn', cnnjax/ops/onednn): compiled here against the installed
 # headers, again only when conv.cc or the toolchain changed. If it cannot be built, cnnjax says so
 # in one line when a oneDNN convolution is asked for, and uses XLA's.
-"$VENV/bin/python" -m cnnjax.ops.onednn.build --quiet || true
+"$VENV/bin/python" "$ROOT/cnnjax/ops/onednn/build.py" --quiet || true
 # TensorFlow is used only for tf.data on the host: keep it off any GPU and quiet.
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 # XLA:CPU: convolutions on Eigen instead of YNNPACK (its other fusions stay on). Measured on the
