@@ -8,6 +8,9 @@ is the adjoint of `conv2d`'s linear map in x. Two interchangeable implementation
 from the definition with a hand-written backward pass). A third, `impl='onednn'`
 (cnnjax.ops.conv_onednn), runs oneDNN's kernels on the CPU through the XLA FFI; where it cannot
 (another platform, a dtype other than float32/bfloat16, the extension not built) it is XLA's.
+`impl='auto'` is 'onednn' on the CPU when the extension is loaded, since it measured faster than
+XLA's convolution on every layer shape and training step benchmarked (benchmarks/README.md), and
+'xla' everywhere else.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from cnnjax.ops import conv_explicit as _explicit
 from cnnjax.ops import conv_onednn as _onednn
 from cnnjax.ops.padding import Padding, as_tuple, effective_kernel_size, resolve_padding
 
-IMPLS = ("xla", "explicit", "onednn")
+IMPLS = ("xla", "explicit", "onednn", "auto")
 _DIMENSION_NUMBERS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
 _LAYOUT = {1: ("(N, L, Cin)", "(k, Cin/groups, Cout)"),
            2: ("(N, H, W, Cin)", "(kh, kw, Cin/groups, Cout)")}
@@ -126,6 +129,8 @@ def _conv(x, kernel, bias, nd, *, stride, padding, dilation, groups, impl, preci
     spec = validate_conv(x, kernel, bias, nd, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, impl=impl, op=op)
     x, kernel = _promote(x, kernel)
+    if impl == "auto":
+        impl = "onednn"  # falls to XLA's below where oneDNN cannot run; XLA's on GPU/TPU
     if flip:
         kernel = jnp.flip(kernel, axis=tuple(range(nd)))
     if impl == "onednn" and _onednn.supported(x.dtype):
@@ -163,7 +168,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
     stride, dilation: int or (sh, sw). Returns (N, Ho, Wo, Cout) with Ho = conv_output_size(H, kh,
     sh, padding, dh). x and kernel are promoted to a common dtype, which the output keeps.
     impl: 'xla', 'explicit' (definition-based, hand-written backward; reverse-mode only) or
-    'onednn' (oneDNN on the CPU through the XLA FFI, reverse-mode only; XLA's conv elsewhere).
+    'onednn' (oneDNN on the CPU through the XLA FFI, reverse-mode only; XLA's conv elsewhere) or
+    'auto' ('onednn' where it runs, else 'xla').
     """
     return _conv(x, kernel, bias, 2, stride=stride, padding=padding, dilation=dilation,
                  groups=groups, impl=impl, precision=precision, flip=False, op="conv2d")
@@ -284,7 +290,7 @@ def conv_transpose2d(y: jax.Array, kernel: jax.Array, *, stride: IntOrSeq = 1,
         in_size.append(m)
         pads.append(pad)
     y, kernel = _promote(y, kernel)
-    if impl == "xla":
+    if impl in ("xla", "onednn", "auto"):  # the transpose has no oneDNN path: XLA's
         # Full convolution of the stride-dilated y (lhs_dilation) with the flipped kernel.
         pads_t = _transpose_padding(in_size, y.shape[1:3], kernel.shape[:2], stride_t, dilation_t,
                                     pads)
