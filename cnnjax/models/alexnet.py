@@ -50,7 +50,7 @@ class AlexNet(layers.HasLayerOptions, nn.Module):
     activation: str = "relu"
     norm: str = "lrn"
     pool: str = "max"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: str = "float32"
     dropout_rate: float = 0.5
 

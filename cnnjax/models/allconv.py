@@ -29,7 +29,7 @@ class AllConvNet(layers.HasLayerOptions, nn.Module):
     activation: str = "relu"
     norm: str = "none"
     pool: str = "strided_conv"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: str = "float32"
     dropout_rate: float = 0.5
     input_dropout_rate: float = 0.2

@@ -145,7 +145,7 @@ class GoogLeNet(layers.HasLayerOptions, nn.Module):
     activation: str = "relu"
     norm: str = "lrn"
     pool: str = "max"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: str = "float32"
     dropout_rate: float = 0.4
     aux_heads: bool = True

@@ -101,7 +101,7 @@ class LayerOptions:
 
     activation: str = "relu"
     norm: str = "none"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: str = "float32"
 
     def validate(self, owner: str, norms: Sequence[str] = NORMS) -> None:

@@ -29,7 +29,7 @@ class LeNet5(layers.HasLayerOptions, nn.Module):
     activation: str = "tanh"
     norm: str = "none"
     pool: str = "avg"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: str = "float32"
     dropout_rate: float = 0.0
 

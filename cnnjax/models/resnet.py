@@ -133,7 +133,7 @@ class ResNet(layers.HasLayerOptions, nn.Module):
     activation: str = "relu"
     norm: str = "batch"
     pool: str = "max"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: str = "float32"
     dropout_rate: float = 0.0
 

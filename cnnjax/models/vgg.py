@@ -53,7 +53,7 @@ class VGG(layers.HasLayerOptions, nn.Module):
     activation: str = "relu"
     norm: str = "none"
     pool: str = "max"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: str = "float32"
     dropout_rate: float = 0.5
 
