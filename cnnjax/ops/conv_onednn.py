@@ -33,7 +33,6 @@ from cnnjax.ops.conv_explicit import output_size
 Ints = tuple[int, ...]
 Pads = tuple[tuple[int, int], ...]
 
-DTYPES = (jnp.float32, jnp.bfloat16)
 # Let oneDNN choose its blocked kernel layout and reorder the (small) kernel on every call,
 # instead of reading HWIO directly: measured faster in benchmarks/README.md ("oneDNN").
 WEIGHTS_ANY = 1
@@ -42,7 +41,10 @@ WEIGHTS_ANY = 1
 def supported(dtype) -> bool:
     """Whether the oneDNN kernels take operands of this dtype (float32 or bfloat16) and the
     extension is loaded."""
-    return jnp.dtype(dtype) in DTYPES and onednn.load()
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.bfloat16:
+        return onednn.supports_bfloat16()
+    return dtype == jnp.float32 and onednn.load()
 
 
 def _geom(stride: Ints, padding: Pads, dilation: Ints, groups: int) -> Ints:

@@ -193,3 +193,13 @@ def test_onednn_on_a_two_device_mesh_convolves_each_shard():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=False)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_bfloat16_is_supported_where_the_cpu_has_bf16_instructions():
+    """With AVX512-BF16 or AMX-BF16 oneDNN has bf16 convolutions (it may emulate them on other
+    AVX-512 CPUs too, so only this direction is a property)."""
+    with open("/proc/cpuinfo") as f:
+        flags = f.read().split()
+    if not ("avx512_bf16" in flags or "amx_bf16" in flags):
+        pytest.skip("this CPU has no bf16 instructions")
+    assert onednn.supports_bfloat16()

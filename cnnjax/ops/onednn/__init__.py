@@ -48,6 +48,20 @@ def load() -> bool:
     return failure() is None
 
 
+_BF16: list[bool] = []
+
+
+@functools.cache
+def supports_bfloat16() -> bool:
+    """Whether oneDNN has bfloat16 convolution kernels for this CPU (AVX512-BF16 or AMX); where
+    not, cnnjax says so once and keeps bfloat16 convolutions on XLA."""
+    ok = load() and bool(_BF16 and _BF16[0])
+    if load() and not ok:
+        _log.warning("cnnjax: oneDNN has no bfloat16 convolutions on this CPU; bfloat16 "
+                     "convolutions use XLA's")
+    return ok
+
+
 def _load() -> str | None:
     # Imported here so that `python -m cnnjax.ops.onednn.build` does not import itself twice.
     from cnnjax.ops.onednn.build import FAILED, LIBRARY, onednn_prefix, unavailable_reason
@@ -66,6 +80,7 @@ def _load() -> str | None:
     message = ctypes.create_string_buffer(512)
     if lib.cnnjax_onednn_probe(message, ctypes.c_size_t(len(message))) != 0:
         return f"oneDNN has no CPU engine: {message.value.decode(errors='replace')}"
+    _BF16.append(lib.cnnjax_onednn_supports_bf16() == 1)
     for name in TARGETS:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     return None

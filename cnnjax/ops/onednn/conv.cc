@@ -269,3 +269,21 @@ extern "C" __attribute__((visibility("default"))) int cnnjax_onednn_probe(char* 
     return 1;
   }
 }
+
+// 1 when this CPU has oneDNN kernels for bfloat16 convolutions (forward and both gradients),
+// 0 when not: cnnjax then keeps bfloat16 convolutions on XLA.
+extern "C" __attribute__((visibility("default"))) int cnnjax_onednn_supports_bf16() {
+  try {
+    const int64_t x_dims[4] = {2, 8, 8, 16}, w_dims[4] = {3, 3, 16, 16}, y_dims[4] = {2, 6, 6, 16};
+    const ffi::AnyBuffer::Dimensions xd(x_dims, 4), wd(w_dims, 4), yd(y_dims, 4);
+    const Geometry g{1, 1, 1, 1, 0, 0, 0, 0, 1, true};
+    for (Kind kind : {Kind::kFwd, Kind::kBwdData, Kind::kBwdWeights}) {
+      Build(kind, ActivationDesc(xd, memory::data_type::bf16),
+            KernelDesc(wd, 1, memory::data_type::bf16), ActivationDesc(yd, memory::data_type::bf16),
+            g);
+    }
+    return 1;
+  } catch (const dnnl::error&) {
+    return 0;
+  }
+}
