@@ -67,8 +67,9 @@ def cases(scale: float) -> list[Case]:
     ]
 
 
-def interleaved_ms(fns: dict, repeats: int) -> dict:
-    """Median ms of each blocking fn(), warmed up twice, timed in turn `repeats` times."""
+def interleaved_ms(fns: dict, repeats: int, stat=statistics.median) -> dict:
+    """`stat` (median) of the ms of each blocking fn(), warmed up twice, timed in turn `repeats`
+    times."""
     for fn in fns.values():
         fn(), fn()  # compile and warm up
     times = {name: [] for name in fns}
@@ -78,7 +79,7 @@ def interleaved_ms(fns: dict, repeats: int) -> dict:
             t0 = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: stat(ts) for name, ts in times.items()}
 
 
 def jax_fns(case: Case, impls: tuple[str, ...], dtype) -> dict:
@@ -124,6 +125,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 repeats and quarter batches")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="", help="substring filter on layer names")
+    parser.add_argument("--min", action="store_true",
+                        help="report the fastest repeat instead of the median (on a loaded machine "
+                             "PyTorch's OpenMP barriers suffer most from descheduled threads)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--compare-torch", action="store_true",
                         help="also PyTorch eager (CPU, float32) on the same shapes and cores")
@@ -132,7 +136,7 @@ def main() -> None:
     scale = 0.25 if args.quick else 1.0
     dtype = jnp.dtype(args.dtype)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), dtype {dtype.name}, "
-          f"median of {repeats}")
+          f"{'min' if args.min else 'median'} of {repeats}")
     impls = ("xla", "explicit", "onednn") if onednn.load() else ("xla", "explicit")
     header = (f"{'layer':18} {'x shape -> kernel':36} {'xla fwd':>8} {'expl fwd':>9} {'ratio':>6} "
               f"{'xla f+b':>8} {'expl f+b':>9} {'ratio':>6}")
@@ -151,7 +155,7 @@ def main() -> None:
         fns = jax_fns(case, impls, dtype)
         if args.compare_torch:
             fns.update(torch_fns(case))
-        t = interleaved_ms(fns, repeats)
+        t = interleaved_ms(fns, repeats, min if args.min else statistics.median)
         xf, ef, xb, eb = t["xla", "fwd"], t["explicit", "fwd"], t["xla", "fb"], t["explicit", "fb"]
         line = (f"{case.name:18} {shape:36} {xf:8.2f} {ef:9.2f} {ef / xf:6.2f} {xb:8.2f} {eb:9.2f} "
                 f"{eb / xb:6.2f}")
