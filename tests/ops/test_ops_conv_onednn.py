@@ -20,6 +20,7 @@ import pytest
 
 from cnnjax import ops
 from cnnjax.ops import conv_onednn, onednn
+from cnnjax.ops.onednn import build
 
 pytestmark = pytest.mark.skipif(not onednn.load(), reason=f"oneDNN extension unavailable: "
                                                          f"{onednn.failure()}")
@@ -120,8 +121,9 @@ def test_onednn_under_vmap_matches_xla():
 
 
 def test_onednn_is_not_lowered_for_gpu():
-    """The platform guard: exported for CUDA, the program holds XLA's conv, no oneDNN call."""
-    f = jax.jit(lambda x, w: ops.conv2d(x, w, impl="onednn"))
+    """The platform guard: exported for CUDA, the training-step-like program (forward and both
+    gradients) holds XLA's convolutions and no oneDNN call."""
+    f = jax.jit(jax.grad(lambda x, w: (ops.conv2d(x, w, impl="auto") ** 2).sum(), (0, 1)))
     exported = jax.export.export(f, platforms=["cuda"])(
         jax.ShapeDtypeStruct((2, 8, 8, 3), jnp.float32), jax.ShapeDtypeStruct((3, 3, 3, 4),
                                                                               jnp.float32))
@@ -203,3 +205,11 @@ def test_bfloat16_is_supported_where_the_cpu_has_bf16_instructions():
     if not ("avx512_bf16" in flags or "amx_bf16" in flags):
         pytest.skip("this CPU has no bf16 instructions")
     assert onednn.supports_bfloat16()
+
+
+def test_build_skips_an_up_to_date_library_and_names_other_architectures(monkeypatch):
+    before = build.LIBRARY.stat().st_mtime_ns
+    assert build.build() is None
+    assert build.LIBRARY.stat().st_mtime_ns == before  # the hash stamp matched: no recompile
+    monkeypatch.setattr(build.platform, "machine", lambda: "aarch64")
+    assert "x86-64" in build.unavailable_reason()
