@@ -41,6 +41,10 @@ else
   PY="$VENV/bin/python"
   export PATH="$VENV/bin:$PATH"
 fi
+# oneDNN convolutions (impl='onednn', cnnjax/ops/onednn): compiled here against the installed
+# headers, again only when conv.cc or the toolchain changed. If it cannot be built, cnnjax says so
+# in one line when a oneDNN convolution is asked for, and uses XLA's.
+"$PY" "$ROOT/cnnjax/ops/onednn/build.py" --quiet || true
 # TensorFlow is used only for tf.data on the host: keep it off any GPU and quiet.
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 

@@ -2,12 +2,15 @@
 
     ./launch.sh bench train_step                  # lenet5, resnet20, resnet50
     ./launch.sh bench train_step --models lenet5,resnet20 --compare-torch
+    ./launch.sh bench train_step --models lenet5,resnet20 --conv-impl xla,onednn --compare-torch
     ./launch.sh bench train_step --models resnet50 --batch 256 --dtype bfloat16   # on a GPU
     ./launch.sh bench train_step --models resnet50 --batch 256 --compile-only     # memory, no run
 
 Times the jitted SGD-momentum step of cnnjax.train.steps (normalisation, forward, backward, update) after
-warm-up, median over repetitions. With --compare-torch (CPU), the same model and optimizer step in
-PyTorch eager on the same cores, and the ratio. On a GPU it prints model FLOPs utilisation: XLA's cost
+warm-up, median (and min) over repetitions. With --compare-torch (CPU), the same model and optimizer
+step in PyTorch eager on the same cores, and the ratio. Several --conv-impl (comma-separated) and
+PyTorch are timed interleaved, one repetition of each in turn, so that load from other jobs on a
+shared machine falls on all of them alike. On a GPU it prints model FLOPs utilisation: XLA's cost
 analysis of the compiled step divided by the step time, against the device's peak (bfloat16: the bf16
 tensor-core peak; float32: the TF32 peak, since XLA computes f32 convolutions in TF32 on GPUs).
 Memory: 'step GiB' is XLA's memory analysis of the compiled step (inputs + outputs + scratch - donated
@@ -43,16 +46,6 @@ PEAK_FLOPS = {"H100": {"bfloat16": 989e12, "float32": 495e12},
               "H200": {"bfloat16": 989e12, "float32": 495e12},
               "A100": {"bfloat16": 312e12, "float32": 156e12}}
 DEFAULT_BATCH = {"cpu": {"resnet50": 16, "vgg16": 8, "alexnet": 32, "googlenet": 16}, "gpu": {}}
-
-
-def _timed(fn, repeats: int) -> float:
-    """Median seconds of fn() over `repeats` calls (fn must block until its work is done)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int, conv_impl: str,
@@ -94,11 +87,28 @@ def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int, conv_
         holder["state"] = s
 
     run()  # warm-up
-    step_s = _timed(run, repeats) / steps
     peak = jax.devices()[0].memory_stats() or {}
-    return {"step_ms": step_s * 1e3, "images_per_s": batch / step_s, "compile_s": compile_s,
-            "flops": flops, "step_s": step_s, "step_bytes": step_bytes,
+    return {"run": run, "compile_s": compile_s, "flops": flops, "step_bytes": step_bytes,
             "peak_bytes": peak.get("peak_bytes_in_use", 0)}
+
+
+def interleaved(runs: dict, repeats: int, steps: int, batch: int) -> dict:
+    """Time each run() `repeats` times, taking the runs in turn; per name: step ms (median, min)."""
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            # Let the previous runner's idle threads (XLA's pool, OpenMP, TBB) stop spinning first:
+            # without the pause PyTorch ran up to 10x slower right after an XLA run on 2 cores.
+            time.sleep(0.2)
+            t0 = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - t0) / steps)
+    out = {}
+    for name, ts in times.items():
+        step_s = statistics.median(ts)
+        out[name] = {"step_ms": step_s * 1e3, "min_ms": min(ts) * 1e3, "step_s": step_s,
+                     "images_per_s": batch / step_s}
+    return out
 
 
 def bench_torch(name: str, batch: int, steps: int, repeats: int) -> dict | None:
@@ -127,9 +137,7 @@ def bench_torch(name: str, batch: int, steps: int, repeats: int) -> dict | None:
             opt.step()
 
     run()
-    step_s = _timed(run, repeats) / steps
-    return {"step_ms": step_s * 1e3, "images_per_s": batch / step_s,
-            "threads": torch.get_num_threads()}
+    return run
 
 
 def peak_flops(dtype: str) -> float | None:
@@ -145,7 +153,8 @@ def main() -> None:
     parser.add_argument("--models", default="lenet5,resnet20,resnet50")
     parser.add_argument("--batch", type=int, default=0, help="0: 128, or less for big models on CPU")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--conv-impl", default="xla", choices=("xla", "explicit"))
+    parser.add_argument("--conv-impl", default="xla",
+                        help="conv implementation(s), comma-separated: xla, explicit, onednn")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed repetition")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-materialize", action="store_true",
@@ -163,37 +172,47 @@ def main() -> None:
           f"jax {jax.__version__}; dtype {args.dtype}; conv {args.conv_impl}"
           f"{'; materialize off' if args.no_materialize else ''}")
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    header = f"{'model':<12} {'batch':>5} {'step ms':>9} {'img/s':>9} {'compile s':>9}"
-    header += "  torch ms  torch img/s  jax/torch time" if args.compare_torch else ""
+    impls = args.conv_impl.split(",")
+    header = (f"{'model':<12} {'conv':<8} {'batch':>5} {'step ms':>9} {'min ms':>8} {'img/s':>9} "
+              f"{'compile s':>9}")
+    header += "  torch ms  torch min  torch img/s  jax/torch time" if args.compare_torch else ""
     header += "   GFLOP/step   MFU" if platform == "gpu" else ""
     header += "  step GiB  peak GiB"
     if args.compile_only:
-        header = f"{'model':<12} {'batch':>5} {'compile s':>9}  step GiB (inputs + outputs + scratch)"
+        header = (f"{'model':<12} {'conv':<8} {'batch':>5} {'compile s':>9}  "
+                  "step GiB (inputs + outputs + scratch)")
     print(header)
     for name in args.models.split(","):
         kind = "gpu" if platform == "gpu" else "cpu"
         batch = args.batch or DEFAULT_BATCH[kind].get(name, 128)
-        r = bench_jax(name, batch, args.dtype, args.steps, args.repeats, args.conv_impl,
-                      args.compile_only)
+        results = {impl: bench_jax(name, batch, args.dtype, args.steps, args.repeats, impl,
+                                   args.compile_only) for impl in impls}
         if args.compile_only:
-            print(f"{name:<12} {batch:>5} {r['compile_s']:>9.1f}  {r['step_bytes'] / 2**30:>8.2f}",
-                  flush=True)
+            for impl, r in results.items():
+                print(f"{name:<12} {impl:<8} {batch:>5} {r['compile_s']:>9.1f}  "
+                      f"{r['step_bytes'] / 2**30:>8.2f}", flush=True)
             continue
-        line = (f"{name:<12} {batch:>5} {r['step_ms']:>9.2f} {r['images_per_s']:>9.0f} "
-                f"{r['compile_s']:>9.1f}")
-        if args.compare_torch:
-            t = bench_torch(name, batch, args.steps, args.repeats)
-            if t is None:
+        runs = {impl: r["run"] for impl, r in results.items()}
+        torch_run = bench_torch(name, batch, args.steps, args.repeats) if args.compare_torch else None
+        if torch_run is not None:
+            runs["torch"] = torch_run
+        timing = interleaved(runs, args.repeats, args.steps, batch)
+        for impl, r in results.items():
+            t = timing[impl]
+            line = (f"{name:<12} {impl:<8} {batch:>5} {t['step_ms']:>9.2f} {t['min_ms']:>8.2f} "
+                    f"{t['images_per_s']:>9.0f} {r['compile_s']:>9.1f}")
+            if args.compare_torch and torch_run is None:
                 line += "  (no torch reference)"
-            else:
-                line += (f"  {t['step_ms']:>8.2f}  {t['images_per_s']:>11.0f}  "
-                         f"{r['step_ms'] / t['step_ms']:>14.2f}")
-        if platform == "gpu":
-            peak = peak_flops(args.dtype)
-            mfu = r["flops"] / r["step_s"] / peak if peak and r["flops"] else float("nan")
-            line += f"   {r['flops'] / 1e9:>10.1f}   {mfu:.1%}"
-        line += f"  {r['step_bytes'] / 2**30:>8.2f}  {r['peak_bytes'] / 2**30:>8.2f}"
-        print(line, flush=True)
+            elif args.compare_torch:
+                tt = timing["torch"]
+                line += (f"  {tt['step_ms']:>8.2f}  {tt['min_ms']:>9.2f}  {tt['images_per_s']:>11.0f}  "
+                         f"{t['step_ms'] / tt['step_ms']:>14.2f}")
+            if platform == "gpu":
+                peak = peak_flops(args.dtype)
+                mfu = r["flops"] / t["step_s"] / peak if peak and r["flops"] else float("nan")
+                line += f"   {r['flops'] / 1e9:>10.1f}   {mfu:.1%}"
+            line += f"  {r['step_bytes'] / 2**30:>8.2f}  {r['peak_bytes'] / 2**30:>8.2f}"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

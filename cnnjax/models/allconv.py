@@ -34,7 +34,7 @@ class AllConvNet(layers.HasLayerOptions, nn.Module):
     activation: str = "relu"
     norm: str = "none"
     pool: str = "strided_conv"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
     dtype: str = "float32"
     dropout_rate: float = 0.5

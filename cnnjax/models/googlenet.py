@@ -154,7 +154,7 @@ class GoogLeNet(layers.HasLayerOptions, nn.Module):
     activation: str = "relu"
     norm: str = "lrn"
     pool: str = "max"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
     dtype: str = "float32"
     dropout_rate: float = 0.4

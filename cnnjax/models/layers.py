@@ -138,7 +138,7 @@ class LayerOptions:
 
     activation: str = "relu"
     norm: str = "none"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: str = "float32"
     bn_stats: str = "global"
 

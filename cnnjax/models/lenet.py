@@ -34,7 +34,7 @@ class LeNet5(layers.HasLayerOptions, nn.Module):
     activation: str = "tanh"
     norm: str = "none"
     pool: str = "avg"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
     dtype: str = "float32"
     dropout_rate: float = 0.0

@@ -56,7 +56,7 @@ class VGG(layers.HasLayerOptions, nn.Module):
     activation: str = "relu"
     norm: str = "none"
     pool: str = "max"
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
     dtype: str = "float32"
     dropout_rate: float = 0.5

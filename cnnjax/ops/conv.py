@@ -5,7 +5,12 @@
 (Goodfellow, Bengio & Courville, Deep Learning, Sec. 9.1, eqs. 9.4 and 9.6). `conv_transpose2d`
 is the adjoint of `conv2d`'s linear map in x. Two interchangeable implementations:
 `impl='xla'` (lax.conv_general_dilated) and `impl='explicit'` (cnnjax.ops.conv_explicit, written
-from the definition with a hand-written backward pass).
+from the definition with a hand-written backward pass). A third, `impl='onednn'`
+(cnnjax.ops.conv_onednn), runs oneDNN's kernels on the CPU through the XLA FFI; where it cannot
+(another platform, a dtype other than float32/bfloat16, the extension not built) it is XLA's.
+`impl='auto'` is 'onednn' on the CPU when the extension is loaded, since it measured faster than
+XLA's convolution on every layer shape and training step benchmarked (benchmarks/README.md), and
+'xla' everywhere else.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from cnnjax.ops import conv_explicit as _explicit
+from cnnjax.ops import conv_onednn as _onednn
 from cnnjax.ops.errors import OpError
 from cnnjax.ops.padding import Padding, as_tuple, effective_kernel_size, resolve_padding
 
-IMPLS = ("xla", "explicit")
+IMPLS = ("xla", "explicit", "onednn", "auto")
 _DIMENSION_NUMBERS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
 _LAYOUT = {1: ("(N, L, Cin)", "(k, Cin/groups, Cout)"),
            2: ("(N, H, W, Cin)", "(kh, kw, Cin/groups, Cout)")}
@@ -124,9 +130,18 @@ def _conv(x, kernel, bias, nd, *, stride, padding, dilation, groups, impl, preci
     spec = validate_conv(x, kernel, bias, nd, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, impl=impl, op=op)
     x, kernel = _promote(x, kernel)
+    if impl == "auto":
+        impl = "onednn"  # falls to XLA's below where oneDNN cannot run; XLA's on GPU/TPU
     if flip:
         kernel = jnp.flip(kernel, axis=tuple(range(nd)))
-    if impl == "xla":
+    if impl == "onednn" and _onednn.supported(x.dtype):
+        x2, k2 = (x, kernel) if nd == 2 else (x[:, None], kernel[None])
+        spec2 = spec if nd == 2 else ConvSpec((1, *spec.stride), (1, *spec.dilation),
+                                              ((0, 0), *spec.padding), groups)
+        y = _onednn.conv_onednn(x2, k2, spec2.stride, spec2.padding, spec2.dilation, groups,
+                                precision)
+        y = y if nd == 2 else y[:, 0]
+    elif impl in ("xla", "onednn"):
         y = lax.conv_general_dilated(
             x, kernel, window_strides=spec.stride, padding=spec.padding,
             rhs_dilation=spec.dilation, dimension_numbers=_DIMENSION_NUMBERS[nd],
@@ -153,7 +168,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
     x: (N, H, W, Cin); kernel: (kh, kw, Cin/groups, Cout) HWIO; bias: (Cout,) or None.
     stride, dilation: int or (sh, sw). Returns (N, Ho, Wo, Cout) with Ho = conv_output_size(H, kh,
     sh, padding, dh). x and kernel are promoted to a common dtype, which the output keeps.
-    impl: 'xla' or 'explicit' (definition-based, hand-written backward; reverse-mode only).
+    impl: 'xla', 'explicit' (definition-based, hand-written backward; reverse-mode only) or
+    'onednn' (oneDNN on the CPU through the XLA FFI, reverse-mode only; XLA's conv elsewhere) or
+    'auto' ('onednn' where it runs, else 'xla').
     """
     return _conv(x, kernel, bias, 2, stride=stride, padding=padding, dilation=dilation,
                  groups=groups, impl=impl, precision=precision, flip=False, op="conv2d")
@@ -274,7 +291,7 @@ def conv_transpose2d(y: jax.Array, kernel: jax.Array, *, stride: IntOrSeq = 1,
         in_size.append(m)
         pads.append(pad)
     y, kernel = _promote(y, kernel)
-    if impl == "xla":
+    if impl in ("xla", "onednn", "auto"):  # the transpose has no oneDNN path: XLA's
         # Full convolution of the stride-dilated y (lhs_dilation) with the flipped kernel.
         pads_t = _transpose_padding(in_size, y.shape[1:3], kernel.shape[:2], stride_t, dilation_t,
                                     pads)

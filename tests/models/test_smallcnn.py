@@ -74,7 +74,7 @@ def test_widths_set_depth_and_classifier(param_count):
 def test_knobs_are_the_fields():
     assert models.knobs("smallcnn") == {
         "widths": (32, 32, 64, 64), "activation": "relu", "norm": "none", "pool": "max",
-        "conv_impl": "xla", "bn_stats": "global", "dtype": "float32", "dropout_rate": 0.0}
+        "conv_impl": "auto", "bn_stats": "global", "dtype": "float32", "dropout_rate": 0.0}
     assert models.natural_input("smallcnn") == ((32, 32, 1), 10)
 
 

@@ -29,7 +29,7 @@ W = jnp.zeros((3, 3, 4, 6))
     (dict(padding=((1, 1),)), r"padding must hold 2 \(lo, hi\) pairs"),
     (dict(kernel=jnp.zeros((9, 3, 4, 6))), r"kernel extent 9 .* exceeds the padded input 8\+0\+0"),
     (dict(dilation=4), r"kernel extent 9 \(size 3, dilation 4\) exceeds"),
-    (dict(impl="cudnn"), r"impl must be one of \('xla', 'explicit'\)"),
+    (dict(impl="cudnn"), r"impl must be one of \('xla', 'explicit', 'onednn', 'auto'\)"),
     (dict(bias=jnp.zeros((4,))), r"bias must have shape \(6,\).*got \(4,\)"),
     (dict(bias=jnp.zeros((1, 6))), r"bias must have shape \(6,\)"),
 ])
