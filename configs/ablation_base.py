@@ -11,9 +11,9 @@ no weight decay, seed 0, train/top1 logged every 10 steps, test accuracy every 5
 comma-separated subset of ARGS: 'cifar10' trains on tfds:cifar10 (3 channels, pad-crop-flip, CIFAR
 mean/std), 'smoke' runs 20 steps.
 
-This file changes only on purpose: every experiment built on it records the hash of its resolved
-configs in experiments/NAME/config.sha256, and tests/experiments/test_config_hashes.py fails until
-those are re-recorded (python tests/experiments/test_config_hashes.py --write) with the results.
+This file changes only on purpose: every experiment built on it records its resolved configs in
+experiments/NAME/resolved_configs.json, and tests/experiments/test_config_records.py fails until
+those are re-recorded (python tests/experiments/test_config_records.py --write) with the results.
 """
 
 from cnnjax.data.presets import data_config

@@ -15,7 +15,7 @@ torchvision's GoogLeNet) because without it the network learned too slowly for t
 (README.md). The data (Fashion-MNIST from ../shared, padded to 32x32) and the switches come from
 configs/ablation_base.py: ARG 'cifar10' trains on tfds:cifar10 (3 channels, pad-crop-flip),
 'smoke' runs 20 steps per point. Timings and results: README.md beside this file; the resolved
-configs' hashes: config.sha256.
+configs: resolved_configs.json.
 """
 
 import pathlib

@@ -12,7 +12,7 @@ top-5 error by 1.4% / 1.2% (and CIFAR-10 test error from 13% to 11%); VGG (Simon
 The base is configs/ablation_base.py (smallcnn 16-16-32-32, ReLU, max pooling, SGD with
 momentum 0.9 at the rate relu_vs_tanh tuned for ReLU), run for MAIN_STEPS. ARG as there: 'cifar10'
 switches the data to tfds:cifar10, 'smoke' runs 20 steps per point. Timings and results:
-README.md beside this file; the resolved configs' hashes: config.sha256.
+README.md beside this file; the resolved configs: resolved_configs.json.
 """
 
 import pathlib

@@ -11,7 +11,7 @@ ordinary convolutions, two seeds each, on Fashion-MNIST.
 The base is configs/ablation_base.py (smallcnn 16-16-32-32, ReLU, SGD with momentum
 0.9), at learning rate 0.01, run for MAIN_STEPS. ARG as there: 'cifar10' switches the
 data to tfds:cifar10, 'smoke' runs 20 steps per point. Timings and results: README.md beside
-this file; the resolved configs' hashes: config.sha256.
+this file; the resolved configs: resolved_configs.json.
 """
 
 import pathlib

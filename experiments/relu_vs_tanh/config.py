@@ -14,7 +14,7 @@ ARG is a comma-separated list of: 'tune' (the learning-rate grid, short runs), '
 (tfds:cifar10, 3 channels, pad-crop-flip, CIFAR mean/std in place of Fashion-MNIST), 'smoke'
 (20 steps per point). The network, data and recipe are configs/ablation_base.py's (shared with
 lrn, pooling_vs_strided and googlenet_aux); this file adds the sweeps. Timings and results:
-README.md beside this file; the resolved configs' hashes: config.sha256.
+README.md beside this file; the resolved configs: resolved_configs.json.
 """
 
 import pathlib
