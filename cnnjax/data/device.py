@@ -90,5 +90,6 @@ def _prefetch(batches, sharding, size):
             if isinstance(item, BaseException):
                 raise item
             yield item
-    finally:  # the consumer stopped early (or finished): let the worker go
-        stop.set()
+    finally:  # the consumer stopped early (or finished): let the worker go, and wait for it, since a
+        stop.set()  # daemon thread still inside TensorFlow's C++ at interpreter exit aborts the process
+        worker.join(timeout=30)

@@ -237,6 +237,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     batches = data.device_train_batches(config.data, global_batch_size=config.batch_size,
                                         seed=config.seed, start_step=start_step,
                                         sharding=batch_sharding, skipped=skipped)
+    close_batches = getattr(batches, "close", lambda: None)
 
     # -- compile ------------------------------------------------------------------------------------
     final: dict[str, float] = {}
@@ -277,6 +278,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                     summary = _mean_metrics(pending)
                     pending = []
                     if summary.pop("finite") < 1.0:
+                        close_batches()  # stop the prefetch thread before the interpreter exits
                         ckpts.close()
                         raise TrainingDivergedError(
                             f"loss is {summary['loss']} (or the parameters are no longer finite) at "
@@ -313,6 +315,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                                "examples_seen": done * config.batch_size},
                                metrics=last_eval if eval_now else None)
             if preempted and not is_last:
+                close_batches()  # stop the prefetch thread before the interpreter exits
                 ckpts.close()
                 writer.say(f"SIGTERM: saved the checkpoint at step {done}; "
                            "run the same command to resume")
@@ -321,6 +324,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                 final.preempted = True
                 return final
 
+    close_batches()  # stop the prefetch thread before the interpreter exits
     ckpts.close()
     if skipped.summary():
         writer.say(f"warning: {skipped.summary()}")

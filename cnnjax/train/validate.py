@@ -165,6 +165,7 @@ def _check_run(c: _Checker) -> None:
     c.integer("seed", 0, MAX_SEED)
     c.integer("batch_size", 1)
     c.integer("eval_batch_size", 1)
+    c.number("eval_cache_gb", 0.0)
     num_steps = c.integer("num_steps", 1, allowed=(-1,))
     if num_steps == -1 or c.get("num_steps") is _MISSING:
         c.number("num_epochs", 0.0, low_open=True)
@@ -281,13 +282,13 @@ def config_problems(config: ml_collections.ConfigDict, *, device_count: int | No
     _check_optimizer(c)
     if isinstance(c.get("data"), ml_collections.ConfigDict | Mapping):
         _check_data(c)
-    batch, eval_batch = (c.get(k) for k in ("batch_size", "eval_batch_size"))
-    for key, value in (("batch_size", batch), ("eval_batch_size", eval_batch)):
-        if not (_is_int(value) and value > 0):
-            continue
+    # The evaluation batch is padded up to the devices (cnnjax.train.evaluation); the training
+    # batch is not, so it must split evenly.
+    batch = c.get("batch_size")
+    if _is_int(batch) and batch > 0:
         for count, what in ((device_count, "devices"), (process_count, "processes")):
-            if count and count > 1 and value % count:
-                c.fail(key, value, f"a multiple of the {count} {what} (each takes an equal share)")
+            if count and count > 1 and batch % count:
+                c.fail("batch_size", batch, f"a multiple of the {count} {what} (each takes an equal share)")
     if num_train_examples is not None and _is_int(batch) and batch > num_train_examples:
         c.fail("batch_size", batch, f"at most the {num_train_examples} examples of the training split")
     return c.problems

@@ -86,8 +86,8 @@ def test_a_local_sweep_with_a_failing_point_exits_1_and_names_it(tmp_path, capsy
     assert cli.main(["train", str(config), "--sweep", "--workdir", str(sweep_dir)]) == 1
     out = capsys.readouterr().out
     log = sweep_dir / "data.source=idx_nonexistent" / "log.txt"
-    reason = ("user error (exit status 2) before logging any metrics: error: idx source: directory "
-              "'/nonexistent' does not exist")
+    reason = ("user error (exit status 2) before logging any metrics: error: config.data.source: idx "
+              "source: directory '/nonexistent' does not exist")
     assert "[1/1] data.source=idx_nonexistent: FAILED after" in out and reason in out
     assert "sweep done: 1 run (0 finished, 1 failed)" in out
     assert f"  FAILED data.source=idx_nonexistent: {reason}" in out and f"[see {log}]" in out

@@ -101,7 +101,7 @@ def test_a_second_round_of_overrides_switches_model_like_one_round():
 
 @pytest.mark.parametrize("override,message", [
     ("model.activaton=relu", "model 'lenet5' has no knob 'activaton'; valid knobs: activation, "
-     "conv_impl, dropout_rate, dtype, norm, pool"),
+     "bn_stats, conv_impl, dropout_rate, dtype, norm, pool"),
     ("model.norm=lrn2", "lenet5: norm must be one of 'none', 'lrn', 'batch'; got 'lrn2'"),
     ("model.dropout_rate=1.5", "dropout_rate must be a number in [0, 1)"),
     ("model.name=lenet6", "unknown model 'lenet6'; valid names: alexnet,"),

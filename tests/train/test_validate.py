@@ -21,6 +21,7 @@ CASES = {
     "seed": ([-1, 2**31, 1.5, True], [0, 2**31 - 1]),
     "batch_size": ([0, -5, 2.0, True], [1]),
     "eval_batch_size": ([0, -1], [1]),
+    "eval_cache_gb": ([-1.0, math.nan], [0.0, 8.0]),
     "num_steps": ([0, -3, -2, 1.5], [-1, 1]),
     "num_epochs": ([0.0, -1.0, math.inf, math.nan], [1e-3]),
     "log_every_steps": ([0, -1, 1.0], [1]),
@@ -103,7 +104,9 @@ def test_relations_with_devices_processes_and_dataset_size():
     config = tiny()  # batch 16, eval batch 64
     assert validate.config_problems(config, device_count=8, num_train_examples=16) == []
     problems = validate.config_problems(config, device_count=3)
-    assert len(problems) == 2 and "multiple of the 3 devices" in problems[0]
+    # the evaluation batch (64) is padded up to the devices: only the training batch must divide
+    assert len(problems) == 1 and problems[0].startswith("config.batch_size=16 ")
+    assert "multiple of the 3 devices" in problems[0]
     assert "multiple of the 3 processes" in validate.config_problems(config, process_count=3)[0]
     (line,) = validate.config_problems(config, num_train_examples=15)
     assert line.startswith("config.batch_size=16 ") and "at most the 15 examples" in line
