@@ -75,7 +75,8 @@ def build(force: bool = False) -> str | None:
     if reason is None and include is None:
         reason = "jaxlib is not installed"
     if reason:
-        FAILED.write_text(reason)
+        if not LIBRARY.is_file():  # a library built earlier (e.g. by another interpreter) is kept
+            FAILED.write_text(reason)
         return reason
     prefix = onednn_prefix()
     tmp = LIBRARY.with_suffix(f".so.tmp{os.getpid()}")
@@ -88,14 +89,17 @@ def build(force: bool = False) -> str | None:
         if FAILED.is_file():
             return FAILED.read_text()
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    STAMP.write_text(digest)
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
-        LIBRARY.unlink(missing_ok=True)
         first = next((ln for ln in result.stderr.splitlines() if "error" in ln),
                      result.stderr.strip()[:200])
-        FAILED.write_text(f"g++ failed: {first}")
-        return FAILED.read_text()
+        reason = f"g++ failed: {first}"
+        if LIBRARY.is_file():  # built from other inputs (another interpreter's jaxlib): keep it
+            return reason
+        STAMP.write_text(digest)
+        FAILED.write_text(reason)
+        return reason
+    STAMP.write_text(digest)
     os.replace(tmp, LIBRARY)  # write, then rename: a running job never sees half a library
     FAILED.unlink(missing_ok=True)
     return None
