@@ -340,9 +340,8 @@ class BasicConv2d(nn.Module):
         x = layers.Conv(self.features, self.kernel_size, stride=self.stride, padding=self.padding,
                         use_bias=False, impl=opts.conv_impl, dtype=opts.dtype,
                         kernel_init=layers.caffe_xavier, name="conv")(x)
-        x = nn.BatchNorm(momentum=layers.BN_MOMENTUM, epsilon=TORCHVISION_BN_EPSILON,
-                         dtype=opts.compute_dtype, param_dtype=jnp.float32,
-                         name="bn")(x, use_running_average=not train)
+        x = layers.BatchNorm(bn_stats=opts.bn_stats, dtype=opts.dtype,
+                             epsilon=TORCHVISION_BN_EPSILON, name="bn")(x, use_running_average=not train)
         return opts.act(x)
 
 

@@ -298,28 +298,26 @@ def batch_norm(options: LayerOptions, name: str, *, zero_scale: bool = False) ->
     """Batch norm over the channel axis (Ioffe & Szegedy 2015) with torch's momentum and epsilon.
 
     Called as bn(x, use_running_average=not train). zero_scale starts the scale gamma at 0
-    (Goyal et al. 2017: the last BN of each residual block, so blocks start as identities).
-    options.bn_stats picks the examples the training statistics run over (BN_STATS); the variables
-    are the same in every mode, so checkpoints and imported weights fit all of them."""
-    scale_init = nn.initializers.zeros if zero_scale else nn.initializers.ones
-    if options.bn_stats == "global":
-        return nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=options.compute_dtype,
-                            param_dtype=jnp.float32, scale_init=scale_init, name=name)
-    return GroupBatchNorm(bn_stats=options.bn_stats, dtype=options.dtype, scale_init=scale_init,
-                          name=name)
+    (Goyal et al. 2017: the last BN of each residual block, so blocks start as identities)."""
+    return BatchNorm(bn_stats=options.bn_stats, dtype=options.dtype,
+                     scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones,
+                     name=name)
 
 
-class GroupBatchNorm(nn.Module):
-    """Batch norm whose training statistics are taken over groups of the batch (bn_group_size).
+class BatchNorm(nn.Module):
+    """Batch norm (N, ..., C) -> (N, ..., C) on `ops.batch_norm`, with flax's variables.
 
-    (N, ..., C) -> (N, ..., C). Each group of consecutive examples is normalised by its own mean and
-    (biased) variance over all axes but the channels, computed in float32. The running averages
-    (flax's 'mean' and 'var' in 'batch_stats', like nn.BatchNorm's) move towards the mean of the
-    groups' statistics, which no output of the step depends on. Evaluation uses the running averages.
-    """
+    Training normalises by the batch's mean and biased variance (float32) over all axes but the
+    channels; bn_stats picks which examples (BN_STATS, bn_group_size): the whole global batch, each
+    device's, or groups of N consecutive examples, each group by its own statistics. The running
+    averages ('mean' and 'var' in 'batch_stats', as nn.BatchNorm's, so checkpoints and imported
+    weights fit every mode) move by 1 - BN_MOMENTUM towards the mean of the groups' statistics,
+    which no output of the step depends on. Evaluation uses the running averages. The output has
+    the compute dtype."""
 
-    bn_stats: str = "device"
+    bn_stats: str = "global"
     dtype: str = "float32"
+    epsilon: float = BN_EPSILON
     scale_init: Initializer = nn.initializers.ones
 
     @nn.compact
@@ -329,23 +327,16 @@ class GroupBatchNorm(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
-        xf = x.astype(jnp.float32)
+        x = x.astype(DTYPES[self.dtype])
         if use_running_average:
-            mean, var = ra_mean.value, ra_var.value
-        else:
-            size = bn_group_size(self.bn_stats, x.shape[0])
-            xf = xf.reshape(x.shape[0] // size, size, *x.shape[1:])   # (G, N/G, ..., C)
-            axes = tuple(range(1, xf.ndim - 1))
-            mean = xf.mean(axes, keepdims=True)
-            var = jnp.maximum((xf * xf).mean(axes, keepdims=True) - mean * mean, 0.0)
-            if not self.is_initializing():
-                flat = (-1, features)
-                ra_mean.value = (BN_MOMENTUM * ra_mean.value
-                                 + (1 - BN_MOMENTUM) * mean.reshape(flat).mean(0))
-                ra_var.value = (BN_MOMENTUM * ra_var.value
-                                + (1 - BN_MOMENTUM) * var.reshape(flat).mean(0))
-        y = (xf - mean) * (lax.rsqrt(var + BN_EPSILON) * scale) + bias
-        return y.reshape(x.shape).astype(DTYPES[self.dtype])
+            k = lax.rsqrt(ra_var.value + self.epsilon) * scale
+            return ((x.astype(jnp.float32) - ra_mean.value) * k + bias).astype(x.dtype)
+        groups = x.shape[0] // bn_group_size(self.bn_stats, x.shape[0])
+        y, mean, var = ops.batch_norm(x, scale, bias, epsilon=self.epsilon, groups=groups)
+        if not self.is_initializing():
+            ra_mean.value = BN_MOMENTUM * ra_mean.value + (1 - BN_MOMENTUM) * mean.mean(0)
+            ra_var.value = BN_MOMENTUM * ra_var.value + (1 - BN_MOMENTUM) * var.mean(0)
+        return y
 
 
 def conv_norm_act(x: jax.Array, options: LayerOptions, features: int, kernel_size: int, *,

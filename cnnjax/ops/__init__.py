@@ -1,11 +1,13 @@
 """cnnjax.ops: pure functions on jax arrays (NHWC inputs, HWIO kernels).
 
 Convolution (cross-correlation and true convolution, 1-D and 2-D, transposed), pooling, local
-response normalisation and the arithmetic of output sizes and receptive fields. Convolutions take
+response normalisation, batch normalisation (training mode, hand-written backward pass)
+and the arithmetic of output sizes and receptive fields. Convolutions take
 `impl='xla'` (lax.conv_general_dilated) or `impl='explicit'` (from the definition, hand-written
 backward pass).
 """
 
+from cnnjax.ops.batch_norm import batch_norm
 from cnnjax.ops.conv import (
     IMPLS,
     conv1d,
@@ -33,6 +35,7 @@ __all__ = [
     "Padding",
     "ReceptiveField",
     "avg_pool",
+    "batch_norm",
     "conv1d",
     "conv2d",
     "conv_output_size",
