@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ops as conv_bench  # benchmarks/ops.py beside this script: its interleaved timing
 from jax import lax
 
 from cnnjax import ops
@@ -26,6 +26,7 @@ from cnnjax import ops
 SHAPES = {"resnet20.stage1": (128, 32, 32, 16), "resnet20.stage2": (128, 16, 16, 32),
           "resnet20.stage3": (128, 8, 8, 64)}
 EPS = 1e-5
+CALLS = 10
 
 
 def flax_bn(x, scale, bias):
@@ -75,21 +76,6 @@ def torch_fns(shape: tuple[int, ...]) -> dict:
     return {"torch fwd": fwd, "torch f+b": fb}
 
 
-def interleaved_ms(fns: dict, repeats: int, calls: int = 10) -> dict:
-    """Per name: (median, min) ms per call over `repeats` runs of `calls` calls, taken in turn."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            time.sleep(0.05)   # let the previous runner's idle threads stop spinning
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times[name].append((time.perf_counter() - t0) / calls * 1e3)
-    return {name: (statistics.median(ts), min(ts)) for name, ts in times.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -102,7 +88,10 @@ def main() -> None:
         fns = jax_fns(shape)
         if args.compare_torch:
             fns.update(torch_fns(shape))
-        timing = interleaved_ms(fns, args.repeats)
+        # Each timed call runs the op CALLS times; per call: the median and the min of the repeats.
+        batched = {name: lambda fn=fn: [fn() for _ in range(CALLS)] for name, fn in fns.items()}
+        timing = conv_bench.interleaved_ms(
+            batched, args.repeats, stat=lambda ts: (statistics.median(ts) / CALLS, min(ts) / CALLS))
         row = "  ".join(f"{name} {med:.2f} ({low:.2f})" for name, (med, low) in timing.items())
         print(f"{layer:<16} {shape!s:<18} {row}", flush=True)
 
