@@ -289,6 +289,12 @@ def config_problems(config: ml_collections.ConfigDict, *, device_count: int | No
         for count, what in ((device_count, "devices"), (process_count, "processes")):
             if count and count > 1 and batch % count:
                 c.fail("batch_size", batch, f"a multiple of the {count} {what} (each takes an equal share)")
+        # Batch norm's groups of N examples (model.bn_stats='group:N') must tile the global batch;
+        # the model would say so only when it is first traced, after the workdir has been written.
+        kind, _, size = str(c.get("model.bn_stats")).partition(":")
+        if (kind == "group" and size.isdigit() and int(size) > 0 and batch % int(size)
+                and c.get("model.norm") in ("batch", _MISSING)):
+            c.fail("batch_size", batch, f"a multiple of the groups of model.bn_stats='group:{size}'")
     if num_train_examples is not None and _is_int(batch) and batch > num_train_examples:
         c.fail("batch_size", batch, f"at most the {num_train_examples} examples of the training split")
     return c.problems

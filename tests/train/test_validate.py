@@ -112,6 +112,22 @@ def test_relations_with_devices_processes_and_dataset_size():
     assert line.startswith("config.batch_size=16 ") and "at most the 15 examples" in line
 
 
+def test_batch_norm_groups_must_tile_the_batch_before_anything_is_written():
+    """bn_stats='group:N' with a batch that N does not divide fails here, not when the model is
+    traced (after the workdir holds a config.json that then refuses the corrected value)."""
+    config = tiny()  # batch 16
+    config.model.norm = "batch"
+    for ok in ("group:16", "group:4", "group:1", "device", "global"):
+        config.model.bn_stats = ok
+        assert validate.config_problems(config) == [], ok
+    config.model.bn_stats = "group:3"
+    (line,) = validate.config_problems(config)
+    assert line == ("config.batch_size=16 is not accepted: a multiple of the groups of "
+                    "model.bn_stats='group:3'")
+    config.model.norm = "none"   # no batch norm: the knob does nothing, so nothing to refuse
+    assert validate.config_problems(config) == []
+
+
 def test_several_problems_give_one_line_each():
     config = tiny()
     config.batch_size, config.log_every_steps, config.schedule.base_lr = 0, 0, -1.0
