@@ -2,7 +2,7 @@
 
 Imported only when a 'tfds:' source is used, since it imports TensorFlow Datasets (and TensorFlow).
 Downloading follows TFDS's own rules (`download_and_prepare`); a dataset that needs a manual download
-raises TFDS's instructions as one DataError.
+raises TFDS's instructions as one DataError, and a download that fails (no network) one line.
 """
 
 from __future__ import annotations
@@ -59,6 +59,11 @@ def load_tfds(name: str, split: str, data_dir: str = "") -> ArraySource | TfdsSt
     except ImportError as e:
         raise DataError(f"tfds source {name!r}: TFDS needs the Python module {e.name!r} to prepare "
                         "it; install it into the environment") from None
+    except OSError as e:  # no network (requests' ConnectionError is one), a full disk
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(f"tfds source {name!r} is not prepared in {builder.data_dir} and preparing "
+                        f"it failed ({type(e).__name__}: {first}); without network, prepare it "
+                        "where there is one and point data.data_dir at a copy") from None
     info = builder.info
     try:
         split_info = info.splits[split]

@@ -7,7 +7,8 @@ was validated. The order at start-up (cnnjax.train.loop.train_and_evaluate):
 2. create the folder and take the lock (`run.lock`, fcntl.flock): a second run refuses at once and
    names the holder; the kernel releases the lock on any exit, kill -9 included, so a stale lock file
    never blocks a resume;
-3. write config.json on the first start only (temporary file, fsync, rename); a resumed run appends
+3. write config.json on the first start only (temporary file, fsync, rename), or again while the
+   workdir records no run (no checkpoint, no metric: an earlier start failed); a resumed run appends
    its allowed changes to config_history.jsonl instead, so config.json always describes the
    checkpoints beside it.
 
@@ -32,6 +33,7 @@ import ml_collections
 
 from cnnjax.errors import UserError
 from cnnjax.train import config_io, validate
+from cnnjax.train.metrics import METRICS_FILE
 
 LOCK_FILE = "run.lock"
 CONFIG_FILE = config_io.CONFIG_FILE
@@ -194,13 +196,28 @@ def effective_config(workdir: str | pathlib.Path, saved: dict) -> dict:
     return flat
 
 
+def records_a_run(workdir: str | pathlib.Path) -> bool:
+    """Whether `workdir` holds a checkpoint (kept or set aside) or a metric: what its config.json
+    describes. A start that failed before its first step (a bad batch-norm group, a dataset that
+    could not be downloaded) leaves neither, and its config.json binds nothing."""
+    workdir = pathlib.Path(workdir)
+    for folder in (workdir / "checkpoints", workdir / "checkpoints_damaged"):
+        if folder.is_dir() and any(folder.iterdir()):
+            return True
+    metrics = workdir / METRICS_FILE
+    return metrics.is_file() and metrics.stat().st_size > 0
+
+
 def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
                  ) -> dict[str, list] | None:
-    """The allowed changes of `config` against the workdir's saved config (None for a new workdir).
+    """The allowed changes of `config` against the workdir's saved config (None for a new workdir, or
+    one that `records_a_run` says holds no run).
 
     Raises ResumeMismatchError (one line, every refused key) when the change touches what the
     checkpoints depend on; nothing is written either way.
     """
+    if not records_a_run(workdir):
+        return None
     saved = read_saved_config(workdir)
     if saved is None:
         return None
@@ -272,7 +289,8 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     lock = WorkdirLock(workdir).acquire()
     try:
         allowed = check_resume(config, workdir)  # again under the lock: another run may have written
-        if allowed is None:
+        if allowed is None:  # a new workdir, or one that records no run: this config describes it
+            (workdir / HISTORY_FILE).unlink(missing_ok=True)
             config_io.save_config(config, workdir)
         elif allowed:
             append_line(workdir / HISTORY_FILE, {

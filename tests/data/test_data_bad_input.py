@@ -166,3 +166,24 @@ def test_tfds_unknown_name_and_manual_download_are_one_clear_error(tmp_path, mon
         D.dataset_info(config(source="tfds:imagenet2012", data_dir=str(tmp_path)), "train")
     assert "ILSVRC2012_img_train.tar" in str(err.value)  # TFDS's own instructions
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_tfds_download_without_network_is_one_clear_error(tmp_path, monkeypatch):
+    """An unprepared TFDS dataset on a machine without network (CI, a cluster node): requests'
+    ConnectionError (an OSError) inside download_and_prepare becomes one line, not a traceback."""
+    import tensorflow_datasets as tfds
+
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("HTTPSConnectionPool(host='www.cs.toronto.edu', port=443): Max "
+                              "retries exceeded\nsecond line")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    tfds_source.load_tfds.cache_clear()
+    with pytest.raises(ValueError) as err:
+        D.dataset_info(config(source="tfds:mnist", data_dir=str(tmp_path)), "train")
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("tfds source 'mnist' is not prepared in ")
+    assert "(ConnectionError: HTTPSConnectionPool(host='www.cs.toronto.edu'" in line
+    assert "point data.data_dir at a copy" in line
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    tfds_source.load_tfds.cache_clear()

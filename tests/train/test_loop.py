@@ -125,6 +125,27 @@ def test_restoring_into_a_different_model_names_the_parameters(tmp_path):
         train_and_evaluate(config, tmp_path)
 
 
+def test_a_start_that_failed_before_its_first_step_binds_nothing(tmp_path):
+    """config.json of a workdir with no checkpoint and no metric describes no run: a corrected
+    command may change what a real run's checkpoints would depend on, and its config replaces it
+    (and the stale history). Once a metric is written, the same change is refused."""
+    from cnnjax.train import workdir as wd
+
+    first = tiny("num_steps=2")
+    wd.open_workdir(first, tmp_path).release()          # as a start that then failed
+    (tmp_path / wd.HISTORY_FILE).write_text('{"changed": {"seed": [0, 1]}}\n')
+    (tmp_path / "checkpoints").mkdir()                  # created, still empty
+    second = tiny("num_steps=2")
+    second.data.num_classes = 7
+    assert wd.check_resume(second, tmp_path) is None
+    wd.open_workdir(second, tmp_path).release()
+    assert config_io.load_saved_config(tmp_path).data.num_classes == 7
+    assert not (tmp_path / wd.HISTORY_FILE).exists()
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.3}\n')
+    with pytest.raises(ResumeMismatchError, match=r"data.num_classes 7 -> 10"):
+        wd.check_resume(tiny("num_steps=2"), tmp_path)
+
+
 def _cli(workdir, *overrides, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "cnnjax.cli", "train", TINY, "--workdir", str(workdir), *overrides],
