@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -213,30 +214,96 @@ def test_cli_config_errors_are_one_line(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+# Float32 error bounds for the 1- vs 8-device comparison (u = 2**-24, the unit roundoff).
+# The two runs compute the same sums in different orders: one device sums over the whole batch, eight
+# devices form partial sums of 2 examples each and all-reduce them, and XLA picks different conv
+# kernels for different per-device batch sizes, so no CPU gives bit-equal results. Rounding a K-term
+# sum in another order moves it by at most lambda * sqrt(K) * u * sum|t_k| with probability
+# 1 - 2 exp(-lambda**2 / 2) (Higham & Mary 2019, probabilistic rounding error analysis); lambda = 6.
+# The largest reductions are the stem's batch-norm and kernel-gradient sums over B*H*W = 16*32*32 =
+# 16384 positions, and such errors compound through the L = 20 layers of resnet20:
+#   relative to sum|t|:  L * lambda * sqrt(16384) * u = 20 * 6 * 128 * 6.0e-8 = 9.2e-4.
+# The loss (a sum of positive cross-entropy terms) has no cancellation: rtol 1e-3.
+# Gradient entries cancel: back-propagation through each batch norm gives cotangents with zero mean
+# per channel, so a channel's sum behaves like a sum of random signs, |sum t| ~ sqrt(K) * |t| against
+# sum|t| ~ K * |t|: a ratio of sqrt(16384) = 128, which makes the bound 128 * 9.2e-4 = 0.12 relative to
+# the gradient itself (a batch-norm bias is where this bites). Arrays are therefore compared in the L2
+# norm, relative, at 0.125. That is still 50x below what a data-parallel bug does: a gradient summed
+# instead of averaged over 8 devices is off by 7 (700%), batch-norm statistics per device instead of
+# global change the first loss by more than 1e-3 (checked with bn_stats='device'), and devices fed the
+# same examples give unrelated gradients.
+MULTI_DEVICE_LOSS_RTOL = 1e-3
+MULTI_DEVICE_ARRAY_RTOL = 0.125
+
+
+def _relative_l2(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.finfo(np.float32).tiny))
+
+
+def assert_same_training(one: dict, many: dict, rtol: float = MULTI_DEVICE_ARRAY_RTOL) -> None:
+    """The gradient information of two checkpoints after the same steps agrees array by array: SGD's
+    momentum traces (sums of the gradients), and what the batch-norm running statistics moved from
+    their initial values (mean 0, var 1). Parameters themselves are not compared: their initial values
+    dominate them and would hide an error in the updates."""
+    flat = {side: dict(jax.tree_util.tree_leaves_with_path(tree)) for side, tree in
+            (("one", one), ("many", many))}
+    assert flat["one"].keys() == flat["many"].keys()
+    compared = 0
+    for path, a in flat["one"].items():
+        name = jax.tree_util.keystr(path)
+        if "trace" in name:
+            a, b = a, flat["many"][path]
+        elif "batch_stats" in name:
+            start = 1.0 if "var" in name else 0.0
+            a, b = a - start, flat["many"][path] - start
+        else:
+            continue
+        error = _relative_l2(a, b)
+        assert error <= rtol, f"{name}: relative L2 difference {error:.3g} > {rtol}"
+        compared += 1
+    assert compared > 0
+
+
+def _train_on_devices(tmp_path: pathlib.Path, devices: int, *overrides: str) -> tuple[dict, list]:
+    workdir = tmp_path / f"d{devices}{'-'.join(overrides)}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnjax.cli", "train", f"{TINY}:resnet20", "--workdir", str(workdir),
+         "--config.num_steps=2", "--config.eval_every_steps=2", "--config.log_every_steps=1",
+         "--config.schedule.base_lr=0.01", *overrides],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{devices} cpu device(s)" in proc.stdout
+    losses = [r["train/loss"] for r in read_metrics(workdir) if "train/loss" in r]
+    state = final_params(workdir)
+    return {"opt_state": state["opt_state"], "batch_stats": state["batch_stats"]}, losses
+
+
 @pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_multi_device_run_equals_single_device_run(tmp_path):
-    """8 simulated CPU devices (batch split 8 ways, BN statistics over the global batch) vs one.
+    """8 simulated CPU devices (batch split 8 ways, BN statistics over the global batch) vs one:
+    equal up to float32 reduction order (the bounds above)."""
+    one, one_losses = _train_on_devices(tmp_path, 1)
+    many, many_losses = _train_on_devices(tmp_path, 8)
+    np.testing.assert_allclose(many_losses[0], one_losses[0], rtol=MULTI_DEVICE_LOSS_RTOL)
+    assert_same_training(one, many)
 
-    Equal up to float32 reduction order: the first loss to 1e-5, the parameters after two steps to
-    1e-3 of each array's scale (different per-device batch sizes take different CPU conv kernels).
-    """
-    outs, losses = {}, {}
-    for devices in (1, 8):
-        workdir = tmp_path / f"d{devices}"
-        proc = subprocess.run(
-            [sys.executable, "-m", "cnnjax.cli", "train", f"{TINY}:resnet20", "--workdir", str(workdir),
-             "--config.num_steps=2", "--config.eval_every_steps=2", "--config.log_every_steps=1",
-             "--config.schedule.base_lr=0.01"],
-            cwd=REPO, capture_output=True, text=True, timeout=300,
-            env={**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert f"{devices} cpu device(s)" in proc.stdout
-        outs[devices] = final_params(workdir)
-        losses[devices] = [r["train/loss"] for r in read_metrics(workdir) if "train/loss" in r]
-    np.testing.assert_allclose(losses[1][0], losses[8][0], rtol=1e-5)
-    for tree in ("params", "batch_stats"):
-        for (key, a), (_, b) in zip(_flatten(outs[1][tree]), _flatten(outs[8][tree]), strict=True):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 * np.abs(a).max() + 1e-5, err_msg=key)
+
+def test_multi_device_comparison_catches_a_gradient_scaled_by_the_device_count():
+    """The comparison is not vacuous: momentum traces 8x too large (a sum over devices instead of a
+    mean) fail it, and so does one array off by 20%."""
+    rng = np.random.default_rng(0)
+    one = {"opt_state": ({"trace": {"conv": {"kernel": rng.normal(size=(3, 3, 1, 16))},
+                                    "bn": {"bias": rng.normal(size=16)}}},),
+           "batch_stats": {"bn": {"mean": rng.normal(size=16), "var": 1 + rng.random(16)}}}
+    assert_same_training(one, jax.tree.map(lambda x: x * (1 + 1e-3), one))
+    with pytest.raises(AssertionError, match="trace"):
+        assert_same_training(one, {**one, "opt_state": jax.tree.map(lambda x: 8 * x, one["opt_state"])})
+    off = jax.tree.map(np.copy, one)
+    off["opt_state"][0]["trace"]["bn"]["bias"] *= 1.2
+    with pytest.raises(AssertionError, match="bias"):
+        assert_same_training(one, off)
 
 
 @pytest.mark.slow  # > 5 s on the 2-core CPU
