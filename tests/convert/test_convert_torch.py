@@ -83,10 +83,15 @@ def test_every_supported_torchvision_name_has_a_reference():
 
 
 def randomised(name: str, num_classes: int, x: torch.Tensor, seed: int = 0,
-               **kwargs) -> tuple[torch.nn.Module, np.ndarray]:
+               preserve_signal: bool = False, **kwargs) -> tuple[torch.nn.Module, np.ndarray]:
     """(model, its logits for x): the reference model (built with kwargs) in eval mode with random
     biases and BN statistics and scales (the weights keep torchvision's initialisation), its head
-    rescaled so that the logits have std 1."""
+    rescaled so that the logits have std 1.
+
+    preserve_signal: convolutions drawn N(0, 2 / fan_in) instead (He et al. 2015), which keeps the
+    activations' variance through ReLUs. PyTorch's default initialisation, which GoogLeNet's
+    reference keeps, shrinks it layer by layer, so that its logits hardly depend on x (by 1e-5,
+    the rest is bias) and a test would not see an error in how the input is read."""
     g = torch.Generator().manual_seed(seed)
     model = torch_models.build_torch_model(name, num_classes, **kwargs)
     with torch.no_grad():
@@ -95,6 +100,8 @@ def randomised(name: str, num_classes: int, x: torch.Tensor, seed: int = 0,
                 t.copy_(torch.rand(t.shape, generator=g) + 0.5)
             elif key.endswith(("bias", "running_mean")):
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+            elif preserve_signal and t.ndim == 4:
+                t.copy_(torch.randn(t.shape, generator=g) * math.sqrt(2 / t[0].numel()))
         logits = model.eval()(x)
         scale = logits.std()
         head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
@@ -190,11 +197,17 @@ def test_googlenet_imports_and_exports_with_torchs_logits(tmp_path, transform_in
     load into the model they fit with no knob."""
     name = "googlenet_torchvision"
     x = torch.randn((2, 3, 72, 72), generator=torch.Generator().manual_seed(5))
-    model, expected = randomised(name, 1000, x, seed=5, transform_input=transform_input)
+    model, expected = randomised(name, 1000, x, seed=5, preserve_signal=True,
+                                 transform_input=transform_input)
     variables = torch_to_variables(model, name)
-    assert expected.std() > 0.5
+    # Logits of order one whose input-dependent part is far above GOOGLENET_ATOL, so that it is a
+    # real bound on how the input is read:
+    assert expected.std() > 0.5 and (expected[0] - expected[1]).std() > 100 * GOOGLENET_ATOL
     np.testing.assert_allclose(apply(name, variables, x, transform_input=transform_input),
                                expected, rtol=0, atol=GOOGLENET_ATOL)
+    # and the model built with the other setting (the defect: a silent default) is far off.
+    wrong = apply(name, variables, x, transform_input=not transform_input)
+    assert np.abs(wrong - expected).max() > 0.1
 
     torch.save(model.state_dict(), tmp_path / "googlenet.pth")
     assert main(["import", str(tmp_path / "googlenet.pth"), "--model", name, "--knob",
