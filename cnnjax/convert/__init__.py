@@ -2,23 +2,28 @@
 
     state = load_state_dict("resnet50-0676ba61.pth")   # or .safetensors / .npz (no torch needed)
     variables = torch_to_variables(state, "resnet50")   # for models.build("resnet50", ...)
+    variables = torch_to_variables(torch_module, "googlenet_torchvision")  # knobs read from it
     module, variables = load_weights("vgg16_bn.safetensors", "vgg16_bn")
+    module, variables = load_weights("imported.npz")    # model and knobs from its record
     save_state_dict(variables_to_torch(variables, "resnet50"), "exported.safetensors")
 
 Supported: resnet18/34/50/101/152, vgg11/13/16/19 and vgg*_bn (built as vgg_a/b/d/e with
 norm 'none' or 'batch'), alexnet_torchvision, googlenet_torchvision (with or without its auxiliary
-heads; transform_input on, as torchvision's pretrained builder sets it), and, with the reference
-implementations of cnnjax.convert.torch_models, lenet5 and the CIFAR resnet20/32/44/56/110.
-The paper-true alexnet and googlenet are refused in one line that names the variant to use.
-num_classes is read from the last linear layer. Inputs: torchvision's weights expect RGB in
-[0, 1] normalised by the ImageNet mean and std; VGG and AlexNet, which have no adaptive pooling
-in cnnjax, need inputs whose last feature map is the one the weights were trained on (224x224
-for torchvision's 7x7 and 6x6), while the ResNets and GoogLeNet, which pool globally, take any
-size.
+heads; transform_input, which a state dict does not show, read from a torch module or passed as a
+knob), and, with the reference implementations of cnnjax.convert.torch_models, lenet5 and the CIFAR
+resnet20/32/44/56/110. The paper-true alexnet and googlenet are refused in one line that names the
+variant to use. num_classes is read from the last linear layer. An imported .npz records the model
+and its knobs (cnnjax.convert.record), so loading it needs neither. Inputs: torchvision's weights
+expect RGB in [0, 1] normalised by the ImageNet mean and std; VGG and AlexNet, which have no
+adaptive pooling in cnnjax, need inputs whose last feature map is the one the weights were trained
+on (224x224 for torchvision's 7x7 and 6x6), while the ResNets and GoogLeNet, which pool globally,
+take any size.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import pathlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,67 +33,135 @@ from cnnjax.convert.io import ConvertError, load_state_dict, save_state_dict
 from cnnjax.convert.mapping import spec_for, supported_models
 
 
-def _model_and_template(state: Mapping[str, Any], model_name: str, knobs: dict) -> tuple[Any, dict]:
-    """The module for `state` (num_classes from its last linear layer) and its abstract variables."""
-    import jax
-    import jax.numpy as jnp
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """Weights read into a cnnjax model.
 
-    from cnnjax import models
-    from cnnjax.convert import mapping
+    model: the converter model name; knobs: what models.build(spec model, **knobs) took,
+    num_classes included; module: that flax module; variables: {'params', ['batch_stats']} of
+    float32 numpy leaves; buffers: torch's entries with no cnnjax variable (num_batches_tracked),
+    as the source had them; record: what an imported .npz writes to say what it is."""
 
-    spec = spec_for(model_name)
+    model: str
+    knobs: dict[str, Any]
+    module: Any
+    variables: dict
+    buffers: dict[str, np.ndarray]
+
+    @property
+    def record(self) -> dict:
+        from cnnjax.convert import record
+        from cnnjax.models import registry
+
+        return record.make_record(self.model, self.knobs, registry.knobs(spec_for(self.model).model))
+
+
+def read_weights(source: Any, model_name: str | None = None, **knobs: Any) -> Weights:
+    """`source` read into a cnnjax model: a weights file (.pth/.pt, .safetensors, a state-dict .npz,
+    or an .npz of `convert import` with its record), a state dict (name -> array or tensor), or a
+    torch nn.Module (its state dict, and the knobs of spec.unstated read from its attributes).
+
+    The model is `model_name`, or the one the file records; knobs are what the source determines
+    (its record, or num_classes from the last linear layer and the auxiliary heads it holds),
+    then `knobs`. One-line ConvertError for an unknown model, a requested knob or model that
+    contradicts the source, a knob the source cannot tell and `knobs` does not give, and missing
+    keys, unexpected keys and shape mismatches (naming the first few)."""
+    from cnnjax.convert import mapping, record
+
+    state, recorded, label, from_module = _state_of(source, model_name)
+    name = record.model_name_of(recorded, model_name, label)
+    spec = spec_for(name)
     for knob, fixed in spec.knobs.items():
         if knob in knobs and knobs[knob] != fixed:
-            raise ConvertError(f"{model_name} has {knob}={fixed!r} in torchvision; got {knob}="
+            raise ConvertError(f"{name} has {knob}={fixed!r} in torchvision; got {knob}="
                                f"{knobs[knob]!r} (pick the matching model name, e.g. vgg11 or vgg11_bn)")
     head = f"{mapping.module_to_torch((spec.head,))}.weight"
     if head not in state or np.ndim(state[head]) != 2:
         held = ", ".join(sorted(state)[:4]) + (", ..." if len(state) > 4 else "")
-        raise ConvertError(f"state dict does not fit {model_name}: it needs a 2-D {head!r} "
+        raise ConvertError(f"state dict does not fit {name}: it needs a 2-D {head!r} "
                            f"(num_classes x features) to infer the number of classes; it holds "
                            f"{len(state)} entries ({held or 'none'})")
-    if spec.optional_heads and "aux_heads" not in knobs:
-        # torchvision's GoogLeNet saved with aux_logits=False has no aux1.*/aux2.* entries.
-        knobs["aux_heads"] = any(k.startswith(spec.optional_heads) for k in state)
-    module = models.build(spec.model, num_classes=int(np.shape(state[head])[0]),
-                          **{**knobs, **spec.knobs})
+    if recorded is not None:
+        determined = {k: (v, "recorded at import") for k, v in recorded["knobs"].items()}
+    else:
+        where = "read from the state dict"
+        determined = {"num_classes": (int(np.shape(state[head])[0]), where)}
+        if spec.optional_heads:
+            # torchvision's GoogLeNet saved with aux_logits=False has no aux1.*/aux2.* entries.
+            determined["aux_heads"] = (any(k.startswith(spec.optional_heads) for k in state), where)
+        for knob, (attribute, _) in spec.unstated.items():
+            if from_module is not None and hasattr(from_module, attribute):
+                determined[knob] = (getattr(from_module, attribute), "read from the torch module")
+    built = {**record.resolve_knobs(name, spec, determined, knobs, label), **spec.knobs}
+    module, template = _model_and_template(spec, built)
+    variables = mapping.from_torch(state, template, spec, name)
+    buffers = {k: np.asarray(v) for k, v in state.items()
+               if k.endswith(f".{mapping.NUM_BATCHES_TRACKED}")}
+    return Weights(name, built, module, variables, buffers)
+
+
+def torch_to_variables(state_dict: Any, model_name: str, **knobs: Any) -> dict:
+    """cnnjax variables {'params', 'batch_stats'} (float32 numpy leaves) for
+    models.build(spec model, num_classes=rows of the last linear weight, **knobs) from a torch
+    state dict with torchvision's names, or a torch nn.Module; see read_weights for the knobs and
+    the errors. BN num_batches_tracked entries are left out (read_weights keeps them)."""
+    return read_weights(state_dict, model_name, **knobs).variables
+
+
+def variables_to_torch(variables: Mapping[str, Any], model_name: str,
+                       num_batches_tracked: int | Mapping[str, Any] = 0) -> dict[str, np.ndarray]:
+    """The torch state dict (torchvision names, OIHW convolutions, (out, in) linear weights) of a
+    supported model's cnnjax variables; the exact inverse of torch_to_variables. Every batch
+    norm's num_batches_tracked is `num_batches_tracked` (the training steps taken), or its entry
+    in that mapping of torch names (Weights.buffers)."""
+    from cnnjax.convert import mapping
+
+    return mapping.to_torch(variables, spec_for(model_name), num_batches_tracked)
+
+
+def load_weights(path: Any, model_name: str | None = None, **knobs: Any) -> tuple[Any, dict]:
+    """(flax module, variables) for the weights file `path` (.pth/.pt, .safetensors, .npz) loaded
+    into `model_name` (default: the model an imported .npz records); apply as
+    module.apply(variables, x, train=False) with x NHWC. See read_weights."""
+    weights = read_weights(pathlib.Path(path), model_name, **knobs)
+    return weights.module, weights.variables
+
+
+def _state_of(source: Any, model_name: str | None) -> tuple[dict, dict | None, str, Any]:
+    """(torch state dict of numpy arrays, the record or None, a label for messages, the torch
+    module or None) of a file, a state dict or a torch module."""
+    from cnnjax.convert import io, record
+
+    if hasattr(source, "state_dict") and hasattr(source, "named_buffers"):  # a torch nn.Module
+        return io.tensors_to_numpy(source.state_dict()), None, "the torch module", source
+    if not isinstance(source, Mapping):
+        path = pathlib.Path(source)
+        arrays, label = load_state_dict(path), str(path)
+    else:
+        arrays, label = dict(source), "the state dict"
+        if any(hasattr(v, "detach") for v in arrays.values()):
+            arrays = io.tensors_to_numpy(arrays)
+    if not record.is_imported(arrays):
+        return arrays, None, label, None
+    recorded, variables, buffers = record.split_imported(arrays, label)
+    name = record.model_name_of(recorded, model_name, label)
+    # The variables back in torch names (exact transposes), so one path checks every source.
+    state = {**variables_to_torch(variables, name), **buffers}
+    return state, recorded, label, None
+
+
+def _model_and_template(spec: Any, knobs: dict) -> tuple[Any, dict]:
+    """The module models.build(spec.model, **knobs) and its abstract variables."""
+    import jax
+    import jax.numpy as jnp
+
+    from cnnjax import models
+
+    module = models.build(spec.model, **knobs)
     shape, _ = models.natural_input(spec.model)
     x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
     template = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), x)
     return module, template
-
-
-def torch_to_variables(state_dict: Mapping[str, Any], model_name: str, **knobs: Any) -> dict:
-    """cnnjax variables {'params', 'batch_stats'} (float32 numpy leaves) for
-    models.build(spec model, num_classes=rows of the last linear weight, **knobs) from a torch
-    state dict with torchvision's names.
-
-    One-line ConvertError for an unknown model, a knob that contradicts the model (vgg11 with
-    norm='batch'), or missing keys, unexpected keys and shape mismatches (naming the first few).
-    BN num_batches_tracked entries are ignored."""
-    from cnnjax.convert import mapping
-
-    _, template = _model_and_template(state_dict, model_name, dict(knobs))
-    return mapping.from_torch(state_dict, template, spec_for(model_name), model_name)
-
-
-def variables_to_torch(variables: Mapping[str, Any], model_name: str) -> dict[str, np.ndarray]:
-    """The torch state dict (torchvision names, OIHW convolutions, (out, in) linear weights,
-    num_batches_tracked = 0) of a supported model's cnnjax variables; the exact inverse of
-    torch_to_variables."""
-    from cnnjax.convert import mapping
-
-    return mapping.to_torch(variables, spec_for(model_name))
-
-
-def load_weights(path: Any, model_name: str, **knobs: Any) -> tuple[Any, dict]:
-    """(flax module, variables) for the weights file `path` (.pth/.pt, .safetensors, .npz) loaded
-    into `model_name`; apply as module.apply(variables, x, train=False) with x NHWC."""
-    from cnnjax.convert import mapping
-
-    state = load_state_dict(path)
-    module, template = _model_and_template(state, model_name, dict(knobs))
-    return module, mapping.from_torch(state, template, spec_for(model_name), model_name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,5 +171,5 @@ def main(argv: list[str] | None = None) -> int:
     return cli.main(argv)
 
 
-__all__ = ["load_state_dict", "load_weights", "main", "save_state_dict", "supported_models",
-           "torch_to_variables", "variables_to_torch"]
+__all__ = ["Weights", "load_state_dict", "load_weights", "main", "read_weights", "save_state_dict",
+           "supported_models", "torch_to_variables", "variables_to_torch"]

@@ -1,11 +1,17 @@
 """Command line of the weight converter (also `python -m cnnjax.convert ...`).
 
     ./launch.sh convert export --workdir DIR [--step N] --out FILE.safetensors|.npz|.pth
-        a cnnjax run's checkpoint (the latest, or step N) as a torchvision-named state dict
-    ./launch.sh convert import FILE.pth|.safetensors|.npz --model NAME [--knob K=V ...]
+        a cnnjax run's checkpoint (the latest, or step N) as a torchvision-named state dict; each
+        batch norm's num_batches_tracked is the checkpoint's step
+    ./launch.sh convert export --weights IMPORTED.npz --out FILE.safetensors|.npz|.pth
+        weights `convert import` wrote, back in torch names, with the buffers they came with
+    ./launch.sh convert import FILE.pth|.safetensors|.npz [--model NAME] [--knob K=V ...]
             --out FILE.npz
         checks that a torch state dict fits model NAME and writes its cnnjax variables, one array
-        per 'params/conv1/kernel'-style path
+        per 'params/conv1/kernel'-style path, with a record of the model and its knobs (see
+        cnnjax.convert.record); knobs a state dict cannot show (googlenet_torchvision's
+        transform_input) must be passed. An imported .npz without a record (written before
+        records) re-imports into one with --model and those knobs.
     ./launch.sh convert models
         the supported model names
 
@@ -19,15 +25,12 @@ import ast
 import pathlib
 import sys
 import traceback
-from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 from cnnjax.convert.io import ConvertError
 
 
-def _parse_knob(text: str) -> tuple[str, Any]:
+def parse_knob(text: str) -> tuple[str, Any]:
     """'dtype=bfloat16' -> ('dtype', 'bfloat16'); values are Python literals where they parse."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -38,19 +41,9 @@ def _parse_knob(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def _flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}/"))
-        else:
-            out[name] = np.asarray(value)
-    return out
-
-
 def export(workdir: pathlib.Path, out: pathlib.Path, step: int | None) -> str:
-    """Writes the checkpoint of `workdir` at `step` (default: the latest) to `out` in torch names."""
+    """Writes the checkpoint of `workdir` at `step` (default: the latest) to `out` in torch names;
+    num_batches_tracked is the step (one batch-norm update per training step)."""
     from cnnjax.convert import save_state_dict, variables_to_torch
     from cnnjax.train.checkpoint import Checkpoints
     from cnnjax.train.config_io import load_saved_config
@@ -68,36 +61,59 @@ def export(workdir: pathlib.Path, out: pathlib.Path, step: int | None) -> str:
     variables = {"params": arrays["params"]}
     if arrays.get("batch_stats"):
         variables["batch_stats"] = arrays["batch_stats"]
-    state = variables_to_torch(variables, config.model.name)
+    state = variables_to_torch(variables, config.model.name, num_batches_tracked=step)
     save_state_dict(state, out)
     return f"wrote {len(state)} tensors of {config.model.name} (step {step}) to {out}"
 
 
-def import_(path: pathlib.Path, model: str, knobs: dict[str, Any], out: pathlib.Path) -> str:
-    """Converts the torch state dict in `path` for `model` and writes the variables to `out`."""
-    from cnnjax.convert import load_state_dict, torch_to_variables
+def export_weights(path: pathlib.Path, out: pathlib.Path) -> str:
+    """Writes the weights `convert import` wrote to `path` to `out` in torch names, with the
+    num_batches_tracked they were imported with."""
+    from cnnjax.convert import load_state_dict, read_weights, record, save_state_dict, variables_to_torch
+
+    if record.RECORD_KEY not in load_state_dict(path):
+        raise ConvertError(f"{path} does not record its model (a state dict, or imported before "
+                           f"records): run convert import {path} --model NAME --out NEW.npz first")
+    weights = read_weights(path)
+    state = variables_to_torch(weights.variables, weights.model, weights.buffers)
+    save_state_dict(state, out)
+    return f"wrote {len(state)} tensors of {weights.model} to {out}"
+
+
+def import_(path: pathlib.Path, model: str | None, knobs: dict[str, Any],
+            out: pathlib.Path) -> str:
+    """Converts the torch state dict in `path` for `model` and writes the variables, with the
+    record of the model and knobs they fit and torch's buffers, to `out`."""
+    from cnnjax.convert import read_weights, record, spec_for
 
     if out.suffix.lower() != ".npz":
         raise ConvertError(f"--out must name an .npz file for the cnnjax variables; got {str(out)!r}")
-    variables = _flatten(torch_to_variables(load_state_dict(path), model, **knobs))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as f:
-        np.savez(f, **variables)
-    return f"wrote {len(variables)} arrays of {model} to {out}"
+    weights = read_weights(path, model, **knobs)
+    written = weights.record
+    record.write_imported(out, written, weights.variables, weights.buffers)
+    stated = ", ".join(f"{k}={v!r}" for k, v in written["knobs"].items()
+                       if k == "num_classes" or k in spec_for(weights.model).unstated
+                       or k in knobs)
+    return (f"wrote {len(record.flatten(weights.variables))} arrays of {weights.model} ({stated}) "
+            f"to {out}")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="./launch.sh convert",
                                      description="Convert weights between PyTorch and cnnjax.")
     sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("export", help="a run's checkpoint as a torchvision state dict")
-    ex.add_argument("--workdir", required=True, type=pathlib.Path)
+    ex = sub.add_parser("export", help="a run's checkpoint, or imported weights, as a torchvision "
+                        "state dict")
+    source = ex.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", type=pathlib.Path)
+    source.add_argument("--weights", type=pathlib.Path, help="an .npz written by convert import")
     ex.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     ex.add_argument("--out", required=True, type=pathlib.Path,
                     help="output file: .safetensors, .npz, or .pth (needs torch)")
     im = sub.add_parser("import", help="a torch state dict as cnnjax variables (.npz)")
     im.add_argument("file", type=pathlib.Path)
-    im.add_argument("--model", required=True, help="supported model name (see 'models')")
+    im.add_argument("--model", help="supported model name (see 'models'); may be left out for an "
+                    "imported .npz, which records it")
     im.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
                     help="model knob, e.g. dtype=bfloat16 (repeatable)")
     im.add_argument("--out", required=True, type=pathlib.Path)
@@ -111,10 +127,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        if args.command == "export":
+        if args.command == "export" and args.weights:
+            if args.step is not None:
+                raise ConvertError("--step goes with --workdir; imported weights have one state")
+            message = export_weights(args.weights, args.out)
+        elif args.command == "export":
             message = export(args.workdir, args.out, args.step)
         elif args.command == "import":
-            knobs = dict(_parse_knob(k) for k in args.knob)
+            knobs = dict(parse_knob(k) for k in args.knob)
             message = import_(args.file, args.model, knobs, args.out)
         else:
             from cnnjax.convert import supported_models

@@ -10,12 +10,15 @@ raw little-endian data. .npz is numpy's own archive, one array per name.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
+import os
 import pathlib
 import struct
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -71,20 +74,41 @@ def load_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
 
 
 def save_state_dict(state: Mapping[str, Any], path: str | pathlib.Path) -> pathlib.Path:
-    """Writes `state` (name -> array) to `path` in the format its suffix names; returns the path."""
+    """Writes `state` (name -> array) to `path` in the format its suffix names, whole or not at
+    all (write, then rename); returns the path."""
     path = pathlib.Path(path)
     suffix = _suffix(path)
     arrays = {str(name): np.asarray(value) for name, value in state.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".safetensors":
-        write_safetensors(arrays, path)
+        write = functools.partial(write_safetensors, arrays)
     elif suffix == ".npz":
-        with open(path, "wb") as f:  # a file object, so numpy does not append '.npz' to the name
+        def write(f: BinaryIO) -> None:  # a file object, so numpy does not append '.npz' to the name
             np.savez(f, **arrays)
     else:
         torch = _import_torch(path)
-        # np.array copies into a contiguous array and, unlike ascontiguousarray, keeps 0-d arrays 0-d.
-        torch.save({name: torch.from_numpy(np.array(a)) for name, a in arrays.items()}, path)
+
+        def write(f: BinaryIO) -> None:
+            # np.array copies into a contiguous array and, unlike ascontiguousarray, keeps 0-d
+            # arrays 0-d.
+            torch.save({name: torch.from_numpy(np.array(a)) for name, a in arrays.items()}, f)
+    return write_then_rename(path, write)
+
+
+def write_then_rename(path: pathlib.Path, write: Callable[[BinaryIO], None]) -> pathlib.Path:
+    """Calls write(f) on a temporary file beside `path`, then renames it over `path`: a reader, or a
+    run killed half-way, never sees part of a weights file. On any error `path` is untouched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     return path
 
 
@@ -115,15 +139,24 @@ def _read_torch(path: pathlib.Path) -> dict[str, np.ndarray]:
             raise ConvertError(f"{path} holds no state dict: expected a mapping of names to tensors, "
                                f"or one under {', '.join(repr(k) for k in _WRAPPER_KEYS)}")
         obj = inner[0]
-    state = {}
-    for name, tensor in obj.items():
-        tensor = tensor.detach().cpu()
-        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
-            tensor = tensor.float()
-        state[str(name)] = tensor.numpy()
+    state = tensors_to_numpy(obj)
     # nn.DataParallel saves every name under 'module.'.
     if all(name.startswith("module.") for name in state):
         state = {name[len("module."):]: value for name, value in state.items()}
+    return state
+
+
+def tensors_to_numpy(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """torch tensors (a state dict) as numpy arrays on the host; bfloat16, which numpy lacks, is
+    widened to float32 (exactly)."""
+    import torch
+
+    state = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu()
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.float()
+        state[str(name)] = tensor.numpy()
     return state
 
 
@@ -168,8 +201,9 @@ def read_safetensors(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     return state
 
 
-def write_safetensors(state: Mapping[str, np.ndarray], path: str | pathlib.Path) -> None:
-    """Writes name -> array as a .safetensors file (metadata {'format': 'pt'}, as torch's writer)."""
+def write_safetensors(state: Mapping[str, np.ndarray], f: BinaryIO) -> None:
+    """Writes name -> array in the .safetensors format to the binary file `f` (metadata
+    {'format': 'pt'}, as torch's writer)."""
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
     chunks, offset = [], 0
     for name, value in state.items():
@@ -185,8 +219,7 @@ def write_safetensors(state: Mapping[str, np.ndarray], path: str | pathlib.Path)
         offset += len(data)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the reference writer does
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for data in chunks:
-            f.write(data)
+    f.write(struct.pack("<Q", len(text)))
+    f.write(text)
+    for data in chunks:
+        f.write(data)

@@ -8,7 +8,7 @@ layer2.0, downsample_1 -> downsample.1, features_28 -> features.28), and its lea
     params/<m>/kernel (I, O)                 <->  <m>.weight (O, I)                     linear
     params/<m>/scale, bias                   <->  <m>.weight, <m>.bias                  batch norm
     batch_stats/<m>/mean, var                <->  <m>.running_mean, <m>.running_var
-    (nothing)                                 ->  <m>.num_batches_tracked () int64    written as 0
+    (nothing)                                 ->  <m>.num_batches_tracked () int64    as given
 
 The first linear layer after a convolution stack reads flattened maps, and torch flattens (C, H, W)
 where NHWC flattens (H, W, C): its weight's input axis is permuted between the two orders (so is
@@ -44,7 +44,9 @@ class Spec:
     nested_flatten: further such linear layers inside submodules, as {'aux1/fc1': 'aux1/conv/conv'}
     (the linear layer's module path: the path of the convolution that feeds it). optional_heads:
     the name prefix of auxiliary heads a state dict may leave out (the model is then built with
-    aux_heads=False).
+    aux_heads=False). unstated: knobs that change the computation but leave no trace in a state
+    dict, as {knob: (the torch module's attribute that holds it, which value fits which weights)}:
+    read from a torch module when one is given, required from the caller otherwise.
     """
 
     model: str
@@ -54,6 +56,7 @@ class Spec:
     flatten_from: str | None = None
     nested_flatten: Mapping[str, str] = dataclasses.field(default_factory=dict)
     optional_heads: str | None = None
+    unstated: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def _specs() -> dict[str, Spec]:
@@ -70,7 +73,11 @@ def _specs() -> dict[str, Spec]:
                                         flatten="classifier_1", flatten_from="features")
     specs["googlenet_torchvision"] = Spec(
         "googlenet_torchvision", head="fc", optional_heads="aux",
-        nested_flatten={f"aux{i}/fc1": f"aux{i}/conv/conv" for i in (1, 2)})
+        nested_flatten={f"aux{i}/fc1": f"aux{i}/conv/conv" for i in (1, 2)},
+        # torchvision's pretrained builder turns transform_input on, googlenet(weights=None) leaves
+        # it off; the logits differ (up to 6.5x) and the weights do not tell which.
+        unstated={"transform_input": ("transform_input", "True for torchvision's pretrained "
+                                      "weights, False for googlenet(weights=None)'s default")})
     specs["lenet5"] = Spec("lenet5", head="output", flatten="f6", flatten_from="c")
     return specs
 
@@ -226,13 +233,18 @@ def entries(variables: Mapping, spec: Spec) -> dict[str, Entry]:
     return out
 
 
-def to_torch(variables: Mapping, spec: Spec) -> dict[str, np.ndarray]:
-    """cnnjax variables -> torch state dict of numpy arrays (num_batches_tracked: int64 zeros)."""
+def to_torch(variables: Mapping, spec: Spec,
+             num_batches_tracked: int | Mapping[str, Any] = 0) -> dict[str, np.ndarray]:
+    """cnnjax variables -> torch state dict of numpy arrays. Each num_batches_tracked entry is
+    int64: `num_batches_tracked` if an int (the training steps taken), else its value in that
+    mapping of torch names (the buffers an import kept), 0 where the mapping has none."""
     flat = dict(_flat(variables))
     state = {}
     for name, entry in entries(variables, spec).items():
         if entry.path is None:
-            state[name] = np.zeros((), np.int64)
+            count = (num_batches_tracked.get(name, 0) if isinstance(num_batches_tracked, Mapping)
+                     else num_batches_tracked)
+            state[name] = np.array(count, np.int64).reshape(())
         else:
             state[name] = np.ascontiguousarray(entry.to_torch(np.asarray(flat[entry.path])))
     return state

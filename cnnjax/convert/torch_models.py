@@ -11,7 +11,8 @@ side of the benchmarks. Imports torch: import this module only where torch is in
 - AlexNet as torchvision.models.alexnet (the single-tower 64-192-384-256-256 variant).
 - GoogLeNet as torchvision.models.googlenet: BasicConv2d (conv without bias, BN eps 0.001, ReLU),
   3x3 convolutions in the "5x5" branch, ceil-mode max pools (2x2 before 5a), InceptionAux with
-  adaptive 4x4 pooling, transform_input; aux heads run only in training, as torchvision's.
+  adaptive 4x4 pooling, transform_input (off by default, as in torchvision's class: its pretrained
+  builder turns it on); aux heads run only in training, as torchvision's.
 - LeNet-5 as cnnjax's lenet5: c1-s2-c3-s4-c5-f6-output, tanh, 2x2 average pooling, 32x32x1 input.
 
 Initialisation follows torchvision (He normal fan_out convolutions, BN 1 and 0, VGG linear
@@ -286,7 +287,7 @@ class GoogLeNet(nn.Module):
              ("5b", 832, 384, 192, 384, 48, 128, 128))
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = True,
-                 transform_input: bool = True, dropout: float = 0.2) -> None:
+                 transform_input: bool = False, dropout: float = 0.2) -> None:
         super().__init__()
         self.aux_logits, self.transform_input = aux_logits, transform_input
         self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
@@ -356,15 +357,18 @@ def torch_model_names() -> list[str]:
     return sorted(names)
 
 
-def build_torch_model(name: str, num_classes: int) -> nn.Module:
+def build_torch_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     """The PyTorch reference model `name` (cnnjax's name; vgg*_bn with batch norm) with
-    `num_classes` outputs, in training mode as nn.Module constructors leave it."""
+    `num_classes` outputs, in training mode as nn.Module constructors leave it. kwargs go to
+    GoogLeNet (aux_logits, transform_input); other models take none."""
+    if kwargs and name != "googlenet_torchvision":
+        raise ConvertError(f"the torch reference {name} takes no arguments; got {sorted(kwargs)}")
     if name == "lenet5":
         return LeNet5(num_classes)
     if name == "alexnet_torchvision":
         return AlexNet(num_classes)
     if name == "googlenet_torchvision":
-        return GoogLeNet(num_classes)
+        return GoogLeNet(num_classes, **kwargs)
     if name.startswith("resnet") and name[6:].isdigit():
         depth = int(name[6:])
         if depth in _IMAGENET_RESNETS:

@@ -48,7 +48,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     source.add_argument("--weights", help="a weights file (.pth/.pt, .safetensors, .npz in torchvision "
                         "naming) to evaluate instead of a run; needs --model and --data")
     parser.add_argument("--model", help="with --weights: the model the file holds, e.g. resnet50, "
-                        "vgg16_bn, alexnet_torchvision (see python -m cnnjax.convert models)")
+                        "vgg16_bn, alexnet_torchvision (see python -m cnnjax.convert models); an "
+                        ".npz of convert import records it")
+    parser.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --weights: a model knob, e.g. transform_input=False (repeatable); "
+                        "one an imported .npz records must agree with it")
     parser.add_argument("--config", help="with --weights: a config file[:ARG] for the data settings "
                         "(default: ImageNet evaluation, shorter side 256, center 224, ImageNet mean/std)")
     parser.add_argument("--out", help="with --weights: where the results go "
@@ -68,11 +72,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args, rest = parser.parse_known_args(argv)
     overrides = config_io.split_overrides(rest, "--workdir or --weights, --step, --all, --crops, "
                                           "--split, --data, --batch-size and --config.KEY=VALUE")
-    if args.weights and not (args.model and (args.data or args.config)):
-        raise UserError("--weights needs --model NAME and --data SOURCE (or a --config with the data), "
-                        "e.g. --model resnet50 --data folder:/data/imagenet/val")
-    if not args.weights and (args.model or args.config or args.out):
-        raise UserError("--model, --config and --out go with --weights; a --workdir run has its own")
+    if args.weights and not (args.data or args.config):
+        raise UserError("--weights needs --data SOURCE (or a --config with the data) and, unless the "
+                        "file records it, --model NAME, e.g. --model resnet50 --data "
+                        "folder:/data/imagenet/val")
+    if not args.weights and (args.model or args.config or args.out or args.knob):
+        raise UserError("--model, --knob, --config and --out go with --weights; a --workdir run has "
+                        "its own")
     return args, overrides
 
 
@@ -148,10 +154,14 @@ def imagenet_eval_config() -> ml_collections.ConfigDict:
 
 
 def evaluate_weights(args: argparse.Namespace, overrides: Sequence[str]) -> int:
-    """`eval --weights FILE --model NAME`: weights people already have, on any data source."""
+    """`eval --weights FILE [--model NAME] [--knob K=V ...]`: weights people already have, on any
+    data source; an imported .npz brings its model and knobs (cnnjax.convert.record)."""
     import jax
 
     from cnnjax import convert
+    from cnnjax.convert.cli import parse_knob
+
+    knobs = dict(parse_knob(k) for k in args.knob)  # a malformed one fails before any data is read
 
     if args.config:
         config = config_io.resolve_config(args.config, overrides)
@@ -161,7 +171,10 @@ def evaluate_weights(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     if args.data and not args.split and not args.config:
         config.data.eval_split = "validation" if args.data.startswith("tfds:") else "test"
     with jax.default_matmul_precision("highest"):  # keep float32 logits exact where TF32 would round
-        module, variables = convert.load_weights(args.weights, args.model)
+        weights = convert.read_weights(pathlib.Path(args.weights), args.model, **knobs)
+        module, variables = weights.module, weights.variables
+        print(f"{args.weights}: {weights.model} with "
+              + ", ".join(f"{k}={v!r}" for k, v in weights.record["knobs"].items()))
         config.data.num_classes = int(module.num_classes)
         prepared = prepare(config, args, model=module)
         state = state_from_variables(module, variables, prepared.evaluator.replicated)

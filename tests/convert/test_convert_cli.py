@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers.convert import abstract, assert_trees_equal, random_variables
 
-from cnnjax.convert import load_state_dict, main, save_state_dict, variables_to_torch
+from cnnjax.convert import load_state_dict, main, record, save_state_dict, variables_to_torch
 from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.config_io import save_config
 
@@ -35,10 +35,13 @@ def test_export_latest(run, tmp_path, capsys, suffix):
     assert main(["export", "--workdir", str(workdir), "--out", str(out)]) == 0
     assert "step 9" in capsys.readouterr().out
     state = load_state_dict(out)
-    expected = variables_to_torch(saved[9], "resnet20")
+    expected = variables_to_torch(saved[9], "resnet20", num_batches_tracked=9)
     assert sorted(state) == sorted(expected)
     for key in expected:
         assert np.array_equal(state[key], expected[key]), key
+    # Each batch norm was updated once per training step: torch's counter is the checkpoint's step.
+    counters = {k: v for k, v in state.items() if k.endswith("num_batches_tracked")}
+    assert len(counters) == 19 and all(v.dtype == np.int64 and v == 9 for v in counters.values())
 
 
 def test_export_a_step(run, tmp_path):
@@ -79,14 +82,12 @@ def test_import(tmp_path, capsys):
     with np.load(out) as archive:
         flat = {name: archive[name] for name in archive.files}
     assert "params/c1/kernel" in flat
-    rebuilt: dict = {}
-    for name, value in flat.items():
-        *parents, leaf = name.split("/")
-        node = rebuilt
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+    written, rebuilt, buffers = record.split_imported(flat, "variables.npz")
     assert_trees_equal(rebuilt, variables)
+    assert buffers == {}  # lenet5 has no batch norm
+    # The record states every knob that changes the computation; dtype only runs it in bfloat16.
+    assert written == {"format": 1, "model": "lenet5", "knobs": {
+        "num_classes": 10, "activation": "tanh", "norm": "none", "pool": "avg"}}
 
 
 def test_import_errors(tmp_path, capsys):
@@ -138,4 +139,6 @@ def test_torchvision_weights_into_a_paper_model_name_the_variant_in_one_line(tmp
     assert message == (f"error: {paper} is the paper's architecture, which torchvision's weights do "
                        f"not fit; import torchvision's {paper} weights into {variant}")
     assert not out.exists()
-    assert main(["import", str(source), "--model", variant, "--out", str(out)]) == 0
+    # (GoogLeNet's transform_input is not in a state dict: test_convert_record covers its absence.)
+    knob = ["--knob", "transform_input=True"] if variant == "googlenet_torchvision" else []
+    assert main(["import", str(source), "--model", variant, *knob, "--out", str(out)]) == 0

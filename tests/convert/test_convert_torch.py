@@ -12,16 +12,25 @@ covers the convolutions, batch norms, the flattening layer and torchvision's Seq
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers.convert import TORCHVISION, abstract, build, default_classes, random_variables
+from helpers.convert import (
+    TORCHVISION,
+    abstract,
+    assert_trees_equal,
+    build,
+    default_classes,
+    random_variables,
+)
 
 from cnnjax import models
 from cnnjax.convert import (
     load_weights,
+    main,
     mapping,
     save_state_dict,
     torch_to_variables,
@@ -73,19 +82,26 @@ def test_every_supported_torchvision_name_has_a_reference():
         torch_models.build_torch_model("vgg12", 10)
 
 
-def randomised(name: str, num_classes: int, x: torch.Tensor,
-               seed: int = 0) -> tuple[torch.nn.Module, np.ndarray]:
-    """(model, its logits for x): the reference model in eval mode with random biases and BN
-    statistics and scales (the weights keep torchvision's initialisation), its head rescaled so
-    that the logits have std 1."""
+def randomised(name: str, num_classes: int, x: torch.Tensor, seed: int = 0,
+               preserve_signal: bool = False, **kwargs) -> tuple[torch.nn.Module, np.ndarray]:
+    """(model, its logits for x): the reference model (built with kwargs) in eval mode with random
+    biases and BN statistics and scales (the weights keep torchvision's initialisation), its head
+    rescaled so that the logits have std 1.
+
+    preserve_signal: convolutions drawn N(0, 2 / fan_in) instead (He et al. 2015), which keeps the
+    activations' variance through ReLUs. PyTorch's default initialisation, which GoogLeNet's
+    reference keeps, shrinks it layer by layer, so that its logits hardly depend on x (by 1e-5,
+    the rest is bias) and a test would not see an error in how the input is read."""
     g = torch.Generator().manual_seed(seed)
-    model = torch_models.build_torch_model(name, num_classes)
+    model = torch_models.build_torch_model(name, num_classes, **kwargs)
     with torch.no_grad():
         for key, t in model.state_dict().items():
             if key.endswith("running_var") or (t.ndim == 1 and key.endswith("weight")):
                 t.copy_(torch.rand(t.shape, generator=g) + 0.5)
             elif key.endswith(("bias", "running_mean")):
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+            elif preserve_signal and t.ndim == 4:
+                t.copy_(torch.randn(t.shape, generator=g) * math.sqrt(2 / t[0].numel()))
         logits = model.eval()(x)
         scale = logits.std()
         head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
@@ -94,16 +110,17 @@ def randomised(name: str, num_classes: int, x: torch.Tensor,
     return model, (logits / scale).numpy()
 
 
-def apply(name: str, variables: dict, x: torch.Tensor) -> np.ndarray:
-    """cnnjax logits for the NCHW batch x (jitted: compiling once beats op-by-op dispatch; the
-    jitted function is cached per model, so a second call with other variables reuses it)."""
+def apply(name: str, variables: dict, x: torch.Tensor, **knobs) -> np.ndarray:
+    """cnnjax logits for the NCHW batch x of model `name` built with knobs (jitted: compiling once
+    beats op-by-op dispatch; the jitted function is cached per model and knobs, so a second call
+    with other variables reuses it)."""
     with jax.default_matmul_precision("highest"):  # no TF32 where a GPU runs the suite
-        return np.asarray(_jitted_apply(name)(variables, nhwc(x)))
+        return np.asarray(_jitted_apply(name, tuple(sorted(knobs.items())))(variables, nhwc(x)))
 
 
 @functools.cache
-def _jitted_apply(name: str):
-    return jax.jit(build(name).apply)
+def _jitted_apply(name: str, knobs: tuple = ()):
+    return jax.jit(build(name).clone(**dict(knobs)).apply)
 
 
 def nhwc(x: torch.Tensor) -> jnp.ndarray:
@@ -163,28 +180,53 @@ def test_exported_weights_give_cnnjaxs_logits_in_torch(name, shape):
 # torchvision's GoogLeNet (googlenet_torchvision): import and export to 1e-5, aux heads included
 # ---------------------------------------------------------------------------------------------------
 
-GOOGLENET_ATOL = 1e-5
+# Both sides compute the same float32 function in other summation orders. Blocked and pairwise
+# summation leave a relative error of about eps * log2(K) per layer (eps = 2^-23, K <= 1728 terms:
+# the 3x3x192 convolutions), independent from layer to layer along the 22 layers of the deepest path
+# and between the two implementations: sqrt(2 * 22) * log2(1728) * eps = 9e-6 of the logits' unit
+# std, and four times that for the largest of the 2 x 1000 logits (a 3.5-sigma draw, with margin).
+GOOGLENET_ATOL = 4 * math.sqrt(2 * 22) * math.log2(1728) * float(np.finfo(np.float32).eps)
 
 
-def test_googlenet_imports_and_exports_with_torchs_logits():
+@pytest.mark.parametrize("transform_input", [False, True])
+def test_googlenet_imports_and_exports_with_torchs_logits(tmp_path, transform_input):
     """72x72 inputs: the 9x9 maps before maxpool3 are odd, so torch's ceil-mode pooling (4x4, not
-    'SAME''s 5x5) is exercised; transform_input is on in both models."""
+    'SAME''s 5x5) is exercised. transform_input off (torchvision's GoogLeNet class, and
+    googlenet(weights=None)) and on (its pretrained builder) is read from the torch module, and
+    recorded by `convert import` (given as a knob: a state dict does not show it), so the weights
+    load into the model they fit with no knob."""
     name = "googlenet_torchvision"
     x = torch.randn((2, 3, 72, 72), generator=torch.Generator().manual_seed(5))
-    model, expected = randomised(name, 1000, x, seed=5)
-    variables = torch_to_variables({k: v.numpy() for k, v in model.state_dict().items()}, name)
-    assert expected.std() > 0.5
-    np.testing.assert_allclose(apply(name, variables, x), expected, rtol=0, atol=GOOGLENET_ATOL)
+    model, expected = randomised(name, 1000, x, seed=5, preserve_signal=True,
+                                 transform_input=transform_input)
+    variables = torch_to_variables(model, name)
+    # Logits of order one whose input-dependent part is far above GOOGLENET_ATOL, so that it is a
+    # real bound on how the input is read:
+    assert expected.std() > 0.5 and (expected[0] - expected[1]).std() > 100 * GOOGLENET_ATOL
+    np.testing.assert_allclose(apply(name, variables, x, transform_input=transform_input),
+                               expected, rtol=0, atol=GOOGLENET_ATOL)
+    # and the model built with the other setting (the defect: a silent default) is far off.
+    wrong = apply(name, variables, x, transform_input=not transform_input)
+    assert np.abs(wrong - expected).max() > 0.1
+
+    torch.save(model.state_dict(), tmp_path / "googlenet.pth")
+    assert main(["import", str(tmp_path / "googlenet.pth"), "--model", name, "--knob",
+                 f"transform_input={transform_input}", "--out", str(tmp_path / "g.npz")]) == 0
+    module, loaded = load_weights(tmp_path / "g.npz")  # the model the logits above came from
+    assert module == build(name).clone(transform_input=transform_input)
+    assert_trees_equal(loaded, variables)
 
     mine = random_variables(abstract(name), seed=6)
-    scale = apply(name, mine, x).std()  # the head rescaled for logits of std 1, as `randomised` does
+    # the head rescaled for logits of std 1, as `randomised` does
+    scale = apply(name, mine, x, transform_input=transform_input).std()
     mine["params"]["fc"] = {k: v / scale for k, v in mine["params"]["fc"].items()}
-    reference = torch_models.build_torch_model(name, 1000)
+    reference = torch_models.build_torch_model(name, 1000, transform_input=transform_input)
     reference.load_state_dict({k: torch.from_numpy(np.array(v))
                                for k, v in variables_to_torch(mine, name).items()}, strict=True)
     with torch.no_grad():
         theirs = reference.eval()(x).numpy()
-    np.testing.assert_allclose(theirs, apply(name, mine, x), rtol=0, atol=GOOGLENET_ATOL)
+    np.testing.assert_allclose(theirs, apply(name, mine, x, transform_input=transform_input),
+                               rtol=0, atol=GOOGLENET_ATOL)
 
 
 def test_googlenet_aux_heads_give_torchs_aux_logits_in_training():
@@ -193,14 +235,14 @@ def test_googlenet_aux_heads_give_torchs_aux_logits_in_training():
     order, which the import permutes; reading fc1 as a plain transpose gives other logits."""
     name = "googlenet_torchvision"
     x = torch.randn((2, 3, 224, 224), generator=torch.Generator().manual_seed(7))
-    model, _ = randomised(name, 10, x, seed=7)
+    model, _ = randomised(name, 10, x, seed=7, transform_input=True)
     for dropout in (model.dropout, model.aux1.dropout, model.aux2.dropout):
         dropout.p = 0.0
     with torch.no_grad():
         logits, aux2, aux1 = (t.numpy() for t in model.train()(x))
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     module = models.build(name, num_classes=10, dropout_rate=0.0, aux_dropout_rate=0.0)
-    variables = torch_to_variables(state, name)
+    variables = torch_to_variables(state, name, transform_input=True)
 
     def train_logits(variables):
         with jax.default_matmul_precision("highest"):
@@ -230,8 +272,9 @@ def test_googlenet_without_aux_heads_imports_into_a_model_without_them(tmp_path)
     assert mapping.parameter_count(state) == 6_624_904
     assert not any(k.startswith("aux") for k in state)
     save_state_dict(state, tmp_path / "googlenet.safetensors")
-    module, variables = load_weights(tmp_path / "googlenet.safetensors", name)
-    assert module.aux_heads is False
+    module, variables = load_weights(tmp_path / "googlenet.safetensors", name,
+                                     transform_input=False)  # torchvision's class default
+    assert module.aux_heads is False and module.transform_input is False
     assert sum(np.size(a) for a in jax.tree.leaves(variables["params"])) == 6_624_904
     x = torch.randn((1, 3, 64, 64), generator=torch.Generator().manual_seed(8))
     with torch.no_grad():

@@ -49,7 +49,7 @@ def test_torch_lenet5_weights_score_what_torch_scores(tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--weights", "w.pth"], "--weights needs --model"),
+    (["--weights", "w.pth"], "--weights needs --data"),
     (["--workdir", "w", "--model", "resnet50"], "go with --weights"),
 ])
 def test_weights_argument_errors(argv, message):
