@@ -12,12 +12,13 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from cnnjax import cli
+from cnnjax import cli, evaluate
+from cnnjax.errors import UserError
+from cnnjax.evaluate.restore import VANISHED_TRIES
 from cnnjax.train import checkpoint, config_io
 from cnnjax.train.checkpoint import (
     REMOVED_DIR,
@@ -163,6 +164,21 @@ def test_predict_reads_the_newest_step_that_still_exists(workdir, tmp_path, monk
     assert code == 0 and err == [] and out[0] == f"{workdir} at step 4:", (out, err)
 
 
+def test_a_reader_that_keeps_losing_the_race_gives_up_in_one_line(workdir, monkeypatch):
+    """A training that removes every step before it can be read: a bounded number of tries, then
+    one line that is not a damage claim."""
+    run = evaluate.open_run(workdir)
+    tried = []
+
+    def always_gone(self, step):
+        tried.append(step)
+        raise CheckpointVanishedError(self.directory, step, [])
+    monkeypatch.setattr(Checkpoints, "read_arrays", always_gone)
+    with pytest.raises(UserError, match=f"removed {VANISHED_TRIES} checkpoints in a row") as caught:
+        evaluate.restore_step(run, "latest", None, {}, None)
+    assert tried == [6] * VANISHED_TRIES and "\n" not in str(caught.value)
+
+
 def test_the_clean_up_removes_whole_steps_by_renaming_them(tmp_path, monkeypatch):
     """Each step the keep_checkpoints clean-up removes leaves the listing whole (it still verifies
     against its manifest in REMOVED_DIR), and REMOVED_DIR is emptied after each save."""
@@ -184,16 +200,18 @@ def test_the_clean_up_removes_whole_steps_by_renaming_them(tmp_path, monkeypatch
 
 def test_eval_in_a_loop_beside_a_training_that_keeps_2(tmp_path, capfd):
     """A real race: every eval either evaluates a step or says there is no checkpoint yet."""
-    workdir = tmp_path / "run"
-    train = subprocess.Popen(
-        [sys.executable, "-m", "cnnjax.cli", "train", TINY, "--workdir", str(workdir),
-         "--config.num_steps=20", "--config.checkpoint_every_steps=1", "--config.keep_checkpoints=2",
-         "--config.keep_best=0", "--config.log_every_steps=10", "--config.eval_every_steps=1000",
-         "--config.async_checkpoints=true"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workdir, log = tmp_path / "run", tmp_path / "train.log"
+    with open(log, "w") as stderr:  # a file, not a pipe that nobody reads while the loop runs
+        train = subprocess.Popen(
+            [sys.executable, "-m", "cnnjax.cli", "train", TINY, "--workdir", str(workdir),
+             "--config.num_steps=20", "--config.checkpoint_every_steps=1",
+             "--config.keep_checkpoints=2", "--config.keep_best=0", "--config.log_every_steps=10",
+             "--config.eval_every_steps=1000", "--config.async_checkpoints=true"],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     outcomes = []
+    deadline = time.monotonic() + 600
     try:
-        while train.poll() is None:
+        while train.poll() is None and time.monotonic() < deadline:
             if not (workdir / "config.json").is_file():
                 time.sleep(0.1)
                 continue
@@ -203,8 +221,9 @@ def test_eval_in_a_loop_beside_a_training_that_keeps_2(tmp_path, capfd):
             assert code == 0 or "no checkpoints in" in err or "no complete checkpoints" in err, err
             assert err == "" or code != 0, err  # no noise beside a success
     finally:
-        train.wait(timeout=120)
-    assert train.returncode == 0, train.stderr.read()[-2000:]
+        if train.poll() is None:
+            train.kill()
+        train.wait()
+    assert train.returncode == 0, log.read_text()[-2000:]
     assert sum(code == 0 for code, _ in outcomes) >= 3, outcomes  # the race was actually run
     assert not (workdir / "checkpoints_damaged").exists()
-    jax.clear_caches()
