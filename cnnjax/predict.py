@@ -109,8 +109,8 @@ def main(argv: list[str]) -> int:
     args, overrides = parse_args(argv)
     run = evaluate.open_run(args.workdir, overrides)
     config = run.config
-    step = evaluate.resolve_step(args.step, run.steps, read_metrics(run.workdir), config.best_metric,
-                                 config.best_mode)
+    evaluate.resolve_step(args.step, run.steps, read_metrics(run.workdir), config.best_metric,
+                          config.best_mode)  # a wrong --step is refused before any work
     images = np.stack([load_image(path, config.data) for path in args.images])  # all read first
 
     from jax.sharding import NamedSharding
@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
         raise UserError("the run's config has data.num_classes=0 and its dataset is not on hand to "
                         "say how many classes the model has; pass --config.data.num_classes=N")
     model, abstract = evaluate.abstract_variables(config, images.shape[1:], num_classes)
-    state = evaluate.restore_checkpoint(run, step, model, abstract, replicated)
+    step, state = evaluate.restore_step(run, args.step, model, abstract, replicated)
     probabilities = predict_probabilities(state, config, images)
     class_names = info.class_names if info else None
     print(f"{run.workdir} at step {step}:")

@@ -34,6 +34,7 @@ from cnnjax.evaluate.restore import (
     open_run,
     resolve_step,
     restore_checkpoint,
+    restore_step,
     state_from_variables,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "report_lines",
     "resolve_step",
     "restore_checkpoint",
+    "restore_step",
     "result_stem",
     "state_from_variables",
     "summarize_counts",

@@ -34,6 +34,7 @@ from cnnjax.evaluate.restore import (
     open_run,
     resolve_step,
     restore_checkpoint,
+    restore_step,
     state_from_variables,
 )
 from cnnjax.train import config_io
@@ -193,16 +194,29 @@ def main(argv: list[str]) -> int:
     from cnnjax.train.workdir import check_writable
 
     check_writable(run.workdir, "write the evaluation's results into")  # before, not after, evaluating
-    steps = run.steps if args.all else [resolve_step(
-        args.step, run.steps, read_metrics(run.workdir), run.config.best_metric,
-        run.config.best_mode)]
+    if not args.all:  # a wrong --step is refused before the model is built
+        resolve_step(args.step, run.steps, read_metrics(run.workdir), run.config.best_metric,
+                     run.config.best_mode)
     prepared = prepare(run.config, args)
+    restore_args = (prepared.model, prepared.abstract, prepared.evaluator.replicated)
+    if not args.all:
+        step, state = restore_step(run, args.step, *restore_args)
+        evaluate_and_report(prepared, state, step, run.workdir, args)
+        return 0
+    from cnnjax.train.checkpoint import CheckpointVanishedError
+
     rows = []
-    for step in steps:
-        state = restore_checkpoint(run, step, prepared.model, prepared.abstract,
-                                   prepared.evaluator.replicated)
+    for step in run.steps:  # those that existed when the run was opened
+        try:
+            state = restore_checkpoint(run, step, *restore_args)
+        except CheckpointVanishedError:
+            print(f"step {step}: removed by the running training's clean-up (keep_checkpoints="
+                  f"{run.config.keep_checkpoints}) before it was read; skipped")
+            continue
         rows.append(evaluate_and_report(prepared, state, step, run.workdir, args))
-    if args.all:
-        written = write_table(run.workdir, result_stem("all", args.crops, args.split, args.data), rows)
-        print("wrote " + ", ".join(str(p) for p in written))
+    if not rows:  # every listed step removed meanwhile: the newest one that exists now
+        step, state = restore_step(run, "latest", *restore_args)
+        rows.append(evaluate_and_report(prepared, state, step, run.workdir, args))
+    written = write_table(run.workdir, result_stem("all", args.crops, args.split, args.data), rows)
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -1,7 +1,10 @@
-"""Which checkpoint, and its variables as a state: open_run, resolve_step, restore_checkpoint.
+"""Which checkpoint, and its variables as a state: open_run, resolve_step, restore_checkpoint,
+restore_step.
 
 Parameters from any source enter through `state_from_variables`; `restore_checkpoint` reads them from a
 checkpoint and checks them against the model's shapes (`abstract_variables`, via jax.eval_shape).
+`restore_step` reads the step that --step names among those that exist when it is read, so that eval
+and predict work beside a training whose clean-up (keep_checkpoints) removes steps as it goes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ import numpy as np
 
 from cnnjax.errors import UserError
 from cnnjax.train import config_io
+from cnnjax.train.metrics import read_metrics
+
+# How many steps in a row a reader lets a running training remove under it before giving up (each
+# try reads the newest step afresh; a training would have to save faster than a step can be read).
+VANISHED_TRIES = 20
 
 
 def best_step(records: Sequence[dict], steps: Sequence[int], metric: str, mode: str) -> int:
@@ -117,18 +125,12 @@ def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
     onto the devices) as a TrainState.
 
     Raises CheckpointMismatchError (one line, the arrays that differ) when the checkpoint does not
-    fit the config's model, and UserError when the checkpoint cannot be read.
+    fit the config's model, CheckpointDamagedError when it fails its checksums or cannot be read, and
+    CheckpointVanishedError when a running training's clean-up removed it meanwhile.
     """
     from cnnjax.train.checkpoint import CheckpointMismatchError, shape_mismatches
 
-    try:
-        arrays = run.checkpoints.read_arrays(step)
-    except UserError:  # e.g. CheckpointDamagedError: it fails its checksums (one line, which file)
-        raise
-    except Exception as e:  # a damaged checkpoint surfaces as many error types
-        raise UserError(f"the checkpoint at step {step} in {run.workdir} cannot be read "
-                        f"({type(e).__name__}); other steps: "
-                        f"{', '.join(str(s) for s in run.steps if s != step) or 'none'}") from None
+    arrays = run.checkpoints.read_arrays(step)
     variables = {"params": arrays.get("params", {})}
     if arrays.get("batch_stats") or "batch_stats" in abstract:
         variables["batch_stats"] = arrays.get("batch_stats") or {}
@@ -139,6 +141,30 @@ def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
             + "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
     variables = {k: _cast_like(v, abstract[k]) for k, v in variables.items()}
     return state_from_variables(model, variables, sharding)
+
+
+def restore_step(run: Run, spec: str, model, abstract: dict, sharding) -> tuple[int, object]:
+    """(step, state) for --step `spec` ('latest', 'best' or a number), resolved against the steps
+    that exist when it is read. A step that a running training's clean-up removes while it is read is
+    not damage: 'latest' and 'best' resolve again among the steps that exist then; a number is
+    reported in one line naming them."""
+    from cnnjax.train.checkpoint import CheckpointVanishedError
+
+    for _ in range(VANISHED_TRIES):
+        steps = run.checkpoints.all_steps()
+        records = read_metrics(run.workdir) if spec == "best" else []
+        step = resolve_step(spec, steps, records, run.config.best_metric, run.config.best_mode)
+        try:
+            return step, restore_checkpoint(run, step, model, abstract, sharding)
+        except CheckpointVanishedError as e:
+            if spec not in ("latest", "best"):
+                raise UserError(
+                    f"the checkpoint at step {step} in {run.workdir} was removed by the running "
+                    f"training's clean-up (keep_checkpoints={run.config.keep_checkpoints}) while it "
+                    f"was read; steps now: {', '.join(map(str, e.steps)) or 'none'}") from None
+    raise UserError(f"the running training in {run.workdir} removed {VANISHED_TRIES} checkpoints in a "
+                    "row before they could be read; evaluate a --step that its keep_checkpoints "
+                    "keeps, or after it has finished")
 
 
 def _cast_like(tree: dict, like: dict) -> dict:

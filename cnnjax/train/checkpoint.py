@@ -5,17 +5,28 @@ step) and a small JSON record of the data position. Orbax writes every checkpoin
 and renames it when complete, so a run killed mid-save leaves no half checkpoint behind; a checkpoint that
 is damaged afterwards is detected on restore, reported, and the previous one is used instead.
 
-Checksums. Every checkpoint folder carries `cnnjax_sha256.json`, the SHA-256 of each of its files. It is
-written into Orbax's temporary folder after Orbax has finished writing the arrays and before the rename
-that commits it (Orbax's post-finalization callback), so a committed checkpoint has its manifest from the
-first instant: a kill -9 right after the commit leaves a verifiable checkpoint. That first manifest
-leaves out the two bookkeeping files Orbax touches after the callback (the commit time in
-_CHECKPOINT_METADATA, commit_success.txt); the run adds them once the commit is done (next save, wait
-or close). Restoring checks every
-file against it; a changed, missing or extra file sets the checkpoint aside (CHECKPOINTS_damaged/) and
-the previous one is tried. A checkpoint without a manifest is accepted unverified only when no newer
-checkpoint has one (a workdir written before checksums existed); otherwise its manifest was lost and it
-is set aside like any other damage.
+Checksums. Every checkpoint folder carries `cnnjax_sha256.json`, the SHA-256 of each of its files
+(Orbax's _CHECKPOINT_METADATA, commit_success.txt and the `meta` item included). It is written into
+Orbax's temporary folder after Orbax has finished writing the arrays and before the rename that commits
+it (Orbax's post-finalization callback), so a committed checkpoint has its manifest from the first
+instant: a kill -9 right after the commit leaves a verifiable checkpoint. That first manifest leaves out
+the two bookkeeping files Orbax touches after the callback (the commit time in _CHECKPOINT_METADATA,
+commit_success.txt); the run adds them once the commit is done (next save, wait or close). Restoring
+checks every file against it; a changed, missing or extra file sets the checkpoint aside
+(CHECKPOINTS_damaged/) and the previous one is tried.
+
+Which steps must have a manifest. The first time a run writes a manifest it also writes
+`checkpoints/cnnjax_checksums.json` ({"manifests_since_step": N}, once, write-then-rename): from step N
+on, a step without a manifest lost it and is set aside like any other damage, whichever steps still have
+theirs. Deleting the newest manifest, or every manifest, leaves that record; only a workdir with neither
+the record nor any manifest is one written before checksums existed, whose steps are accepted unverified
+(a workdir of the version that wrote manifests but no record counts from its oldest manifested step).
+
+Readers beside a running training. The training's clean-up (keep_checkpoints) does not delete a step in
+place, which a reader would see half gone, but has Orbax rename it into `checkpoints/cnnjax_removed/`
+(one atomic rename) and then deletes that folder. A step folder is therefore whole or absent: a reader
+whose read fails looks again, and a step that no longer exists was removed, not damaged
+(CheckpointVanishedError); readers open Orbax read-only and never set anything aside.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +53,8 @@ from cnnjax.errors import UserError
 log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "cnnjax_sha256.json"
+MARKER_FILE = "cnnjax_checksums.json"  # in the checkpoints folder: the run's first manifested step
+REMOVED_DIR = "cnnjax_removed"  # where Orbax renames the steps the clean-up removes, then deleted
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # where Orbax writes a step before renaming it to its number
 STRAY_PREFIX = "stray-"
 # Files Orbax writes into a step folder after its post-finalization callback: the commit time in the
@@ -54,6 +68,17 @@ class CheckpointMismatchError(UserError):
 
 class CheckpointDamagedError(UserError):
     """A checkpoint that fails its checksums or cannot be read (evaluation does not fall back)."""
+
+
+class CheckpointVanishedError(UserError):
+    """A step that a running training's clean-up (keep_checkpoints) removed while it was being read:
+    not damage. `step` is the step, `steps` those that exist now."""
+
+    def __init__(self, directory: pathlib.Path, step: int, steps: list[int]):
+        self.step, self.steps = step, steps
+        super().__init__(f"the checkpoint at step {step} in {directory} was removed while it was read "
+                         "(by the running training's clean-up, keep_checkpoints); steps now: "
+                         f"{', '.join(map(str, steps)) or 'none'}")
 
 
 class NoReadableCheckpointError(UserError):
@@ -89,9 +114,9 @@ def file_digests(folder: str | pathlib.Path, skip: tuple[str, ...] = ()) -> dict
     return digests
 
 
-def _write_json(folder: pathlib.Path, record: dict) -> None:
-    """Writes the manifest through a temporary file, fsynced and renamed: never half a manifest."""
-    path, tmp = folder / MANIFEST_FILE, folder / f".{MANIFEST_FILE}.tmp"
+def _write_json(folder: pathlib.Path, record: dict, name: str = MANIFEST_FILE) -> None:
+    """Writes folder/name through a temporary file, fsynced and renamed: never half a manifest."""
+    path, tmp = folder / name, folder / f".{name}.tmp"
     with open(tmp, "w") as f:
         f.write(json.dumps(record, indent=0, sort_keys=True))
         f.flush()
@@ -122,6 +147,28 @@ def complete_manifest(folder: str | pathlib.Path) -> None:
             record["sha256"][name] = _digest(folder / name)
     record["complete"] = True
     _write_json(folder, record)
+
+
+def manifests_since(directory: str | pathlib.Path) -> int | None:
+    """The step from which on every checkpoint of the run in `directory` must have a manifest (the
+    run-level record; without one, the oldest step that has a manifest), or None for a workdir written
+    before checksums existed: no record and no manifest anywhere."""
+    directory = pathlib.Path(directory)
+    try:
+        return int(json.loads((directory / MARKER_FILE).read_text())["manifests_since_step"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0  # a damaged record: every step must prove itself
+    return min((int(p.parent.name) for p in directory.glob(f"*/{MANIFEST_FILE}")
+                if p.parent.name.isdigit()), default=None)
+
+
+def mark_manifests(directory: str | pathlib.Path, step: int) -> None:
+    """Records, once, that the run writes manifests from `step` on (see `manifests_since`)."""
+    directory = pathlib.Path(directory)
+    if not (directory / MARKER_FILE).exists():
+        _write_json(directory, {"manifests_since_step": int(step)}, MARKER_FILE)
 
 
 def manifest_problem(folder: str | pathlib.Path) -> str | None:
@@ -230,19 +277,35 @@ class Checkpoints:
                 n=keep_best, keep_checkpoints_without_metrics=False))
         # Always Orbax's asynchronous checkpointer: only it runs the callback that writes the
         # manifest before the commit. use_async=False waits for each save to finish (`save`).
-        with quiet_orbax():  # it reads every step's metadata: a damaged one is reported by restore
-            options = ocp.CheckpointManagerOptions(
-                preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
-                enable_async_checkpointing=not read_only, cleanup_tmp_directories=not read_only,
-                read_only=read_only,
-                async_options=None if read_only else ocp.AsyncOptions(
-                    post_finalization_callback=self._before_commit))
-            self.manager = ocp.CheckpointManager(
-                self.directory, options=options,
-                item_handlers={"state": ocp.StandardCheckpointHandler(),
-                               "meta": ocp.JsonCheckpointHandler()})
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+            enable_async_checkpointing=not read_only, cleanup_tmp_directories=not read_only,
+            read_only=read_only, todelete_subdir=None if read_only else REMOVED_DIR,
+            async_options=None if read_only else ocp.AsyncOptions(
+                post_finalization_callback=self._before_commit))
+        # Orbax reads every step's metadata here: a damaged one is reported by restore, and a
+        # reader retries when a running training removes a step meanwhile (`_retry_listing`).
+        self.manager = self._retry_listing(lambda: ocp.CheckpointManager(
+            self.directory, options=options,
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "meta": ocp.JsonCheckpointHandler()}))
+
+    def _retry_listing(self, read: Callable):
+        """read(), retried a few times on a read-only view: a step that the running training's
+        clean-up removes between Orbax's listing and its reading of the step's metadata fails it."""
+        for attempt in range(10):
+            try:
+                with quiet_orbax():
+                    return read()
+            except Exception:
+                if not self.read_only or attempt == 9:
+                    raise
 
     def all_steps(self) -> list[int]:
+        """The committed steps; a read-only view lists them afresh each time (a training may be
+        saving and removing steps beside it)."""
+        if self.read_only:
+            self._retry_listing(self.manager.reload)
         with quiet_orbax():
             return sorted(self.manager.all_steps())
 
@@ -255,6 +318,7 @@ class Checkpoints:
         in the temporary folder, which is renamed right after; the manifest goes in first."""
         tmp = self.directory / f"{self._saving}{TMP_SUFFIX}"
         if self._is_main and self._saving is not None and tmp.is_dir():
+            mark_manifests(self.directory, self._saving)  # before the manifest: never one unrecorded
             write_manifest(tmp, complete=False)
 
     def _after_commit(self) -> None:
@@ -265,8 +329,16 @@ class Checkpoints:
             if (final / MANIFEST_FILE).exists():
                 complete_manifest(final)
             else:
+                mark_manifests(self.directory, self._saving)
                 write_manifest(final)
         self._saving = None
+        self._purge_removed()
+
+    def _purge_removed(self) -> None:
+        """Deletes the steps Orbax's clean-up renamed into REMOVED_DIR (by this save or a run killed
+        before it could): readers only ever see a step whole or gone."""
+        if self._is_main and not self.read_only:
+            shutil.rmtree(self.directory / REMOVED_DIR, ignore_errors=True)
 
     def save(self, step: int, items: dict, meta: dict, metrics: dict | None = None) -> None:
         """Starts an asynchronous save (use_async) or saves and waits; a later save or `wait`
@@ -346,18 +418,16 @@ class Checkpoints:
                                 f"{self.directory / entry.name} is a {kind} named like a checkpoint "
                                 "step but is not a checkpoint", warn)
 
-    def verify(self, step: int, newer_manifest: bool) -> str | None:
-        """Why checkpoint `step` cannot be trusted, or None. `newer_manifest`: a newer step has a
-        manifest, so this one must have one too."""
+    def verify(self, step: int, since: int | None) -> str | None:
+        """Why checkpoint `step` cannot be trusted, or None. `since`: the run's first manifested step
+        (`manifests_since`); from it on a step without a manifest has lost it."""
         try:
             return manifest_problem(self.directory / str(step))
         except FileNotFoundError:
-            if newer_manifest:
-                return f"has lost its checksum manifest ({MANIFEST_FILE})"
+            if since is not None and step >= since:
+                return (f"has lost its checksum manifest ({MANIFEST_FILE}; the run has written one "
+                        f"with every step since step {since})")
             return None
-
-    def has_manifest(self, step: int) -> bool:
-        return (self.directory / str(step) / MANIFEST_FILE).is_file()
 
     def earlier_damage(self) -> list[str]:
         """Checkpoints set aside by this or an earlier run (not counting stray entries)."""
@@ -370,14 +440,24 @@ class Checkpoints:
         """The saved state of `step` as a tree of numpy arrays, with no model or config needed.
 
         The checkpoint is verified first (no fallback: evaluation reads exactly the step it was
-        asked for); raises CheckpointDamagedError in one line when it fails its checksums.
+        asked for). When it fails its checksums or cannot be read, the folder is looked at again: a
+        step that no longer exists was removed by a running training's clean-up
+        (CheckpointVanishedError), one that is still there is damaged (CheckpointDamagedError);
+        either is one line, and nothing is moved or deleted.
         """
-        newer = any(self.has_manifest(s) for s in self.all_steps() if s > step)
-        problem = self.verify(step, newer)
-        if problem:
-            raise CheckpointDamagedError(
-                f"the checkpoint at step {step} in {self.directory} {problem}; other steps: "
-                f"{', '.join(str(s) for s in self.all_steps() if s != step) or 'none'}")
+        try:
+            problem = self.verify(step, manifests_since(self.directory))
+            if not problem:
+                return self._read_state(step)
+        except Exception as e:  # a damaged or vanishing checkpoint surfaces as many error types
+            problem = f"cannot be read ({_short(e)})"
+        if not (self.directory / str(step)).is_dir():
+            raise CheckpointVanishedError(self.directory, step, self.all_steps())
+        raise CheckpointDamagedError(
+            f"the checkpoint at step {step} in {self.directory} {problem}; other steps: "
+            f"{', '.join(str(s) for s in self.all_steps() if s != step) or 'none'}")
+
+    def _read_state(self, step: int) -> dict:
         # Restore onto this process's first device, whatever topology the run was saved from.
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         with quiet_orbax():
@@ -403,6 +483,7 @@ class Checkpoints:
         finally:
             with quiet_orbax():
                 self.manager.close()
+            self._purge_removed()
 
     def restore(self, target: dict, step: int | None = None,
                 warn: Callable[[str], None] = log.warning, *,
@@ -415,14 +496,17 @@ class Checkpoints:
         CheckpointMismatchError. When no checkpoint is readable but some were set aside (now or by an
         earlier run), NoReadableCheckpointError is raised unless `restart_if_damaged`.
         """
+        self._purge_removed()
         self._set_aside_strays(warn)
+        since = manifests_since(self.directory)
+        if since is not None and not self.read_only:
+            mark_manifests(self.directory, since)  # e.g. a workdir of the version with no record
         steps = self.all_steps()
         if step is not None:
             if step not in steps:
                 raise UserError(f"no checkpoint at step {step} in {self.directory}; "
                                 f"available steps: {steps or 'none'}")
             steps = [step]
-        manifested = [s for s in steps if self.has_manifest(s)]
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         remaining = list(steps)
         while remaining:
@@ -434,7 +518,7 @@ class Checkpoints:
                 self._set_aside(str(candidate), str(candidate),
                                 f"checkpoint at step {candidate} {why}", warn, then)
 
-            problem = self.verify(candidate, any(s > candidate for s in manifested))
+            problem = self.verify(candidate, since)
             if problem:
                 damaged(problem)
                 continue

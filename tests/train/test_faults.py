@@ -28,6 +28,7 @@ from cnnjax import cli
 from cnnjax.train import config_io, distributed
 from cnnjax.train.checkpoint import (
     MANIFEST_FILE,
+    MARKER_FILE,
     Checkpoints,
     NoReadableCheckpointError,
     manifest_problem,
@@ -203,26 +204,84 @@ def test_truncations_and_deletions_are_caught(damage, trained, target, tmp_path)
     assert good_bytes(workdir) == before
 
 
-def test_a_lost_manifest_is_damage_unless_the_checkpoint_is_the_newest(trained, target, tmp_path):
+def test_a_lost_manifest_is_damage_once_the_run_has_written_one(trained, target, tmp_path):
     workdir = copy_run(trained, tmp_path)
-    before = good_bytes(workdir, (2, 4, 6))
-    # The newest checkpoint without a manifest: the state a workdir of an older cnnjax is in. It is
-    # restored unverified, and nothing is written into it.
+    ckpt_dir = workdir / "checkpoints"
+    before = good_bytes(workdir, (2, 4))
+    assert json.loads((ckpt_dir / MARKER_FILE).read_text()) == {"manifests_since_step": 2}
+    # The newest checkpoint without its manifest is not the state of an older workdir: the run has
+    # written manifests since step 2, so this one lost it.
+    (ckpt_dir / "6" / MANIFEST_FILE).unlink()
+    step, _, warned = restore(workdir, target)
+    assert step == 4 and len(warned) == 1, warned
+    assert "step 6 has lost its checksum manifest" in warned[0] and "since step 2" in warned[0]
+    assert good_bytes(workdir, (2, 4)) == before
+    # Without the run-level record (a workdir of the version that wrote none) the oldest manifested
+    # step stands in for it, and the training writes the record back.
+    workdir = copy_run(trained, tmp_path / "no-record")
+    (workdir / "checkpoints" / MARKER_FILE).unlink()
     (workdir / "checkpoints" / "6" / MANIFEST_FILE).unlink()
     step, _, warned = restore(workdir, target)
-    assert step == 6 and warned == []
-    for step in (2, 4):  # a workdir written before checksums existed: eval reads every step
+    assert step == 4 and len(warned) == 1 and "step 6 has lost its checksum manifest" in warned[0]
+    assert json.loads((workdir / "checkpoints" / MARKER_FILE).read_text()) == \
+        {"manifests_since_step": 2}
+
+
+def test_every_manifest_deleted_is_still_detected(trained, target, tmp_path):
+    workdir = copy_run(trained, tmp_path)
+    for step in (2, 4, 6):
         (workdir / "checkpoints" / str(step) / MANIFEST_FILE).unlink()
-    for step in (2, 4):
+    with pytest.raises(NoReadableCheckpointError):
+        restore(workdir, target, restart_if_damaged=False)
+    aside = sorted(p.name.split("-")[0] for p in (workdir / "checkpoints_damaged").iterdir())
+    assert aside == ["2", "4", "6"]
+
+
+def test_a_workdir_from_before_manifests_resumes_unverified(trained, reference, target, tmp_path,
+                                                           capfd):
+    """No manifest on any step and no run-level record: what a workdir written before checksums
+    existed holds. It resumes as it always did; its first manifested step starts the record."""
+    workdir = copy_run(trained, tmp_path)
+    (workdir / "checkpoints" / MARKER_FILE).unlink()
+    for step in (2, 4, 6):
+        (workdir / "checkpoints" / str(step) / MANIFEST_FILE).unlink()
+    for step in (2, 4, 6):  # eval reads every step
         assert_same_tree(params(workdir, step), params(trained, step))
-    # An older one without its manifest while a newer one has one: its manifest was lost.
-    for step in (2, 6):
-        write_manifest(workdir / "checkpoints" / str(step))
+    before = good_bytes(workdir, (4, 6))
+    code, out, err = run(capfd, workdir)
+    assert code == 0 and err == [] and not any("warning" in line for line in out), out
+    assert "resumed from the checkpoint at step 6" in out
+    assert_same_tree(params(workdir, 8), reference)
+    assert json.loads((workdir / "checkpoints" / MARKER_FILE).read_text()) == \
+        {"manifests_since_step": 8}
+    assert good_bytes(workdir, (4, 6)) == before
+    assert manifest_problem(workdir / "checkpoints" / "8") is None
+    # the unverified steps before the record stay readable; step 8 and later must keep a manifest
+    (workdir / "checkpoints" / "8" / MANIFEST_FILE).unlink()
+    step, _, warned = restore(workdir, target)
+    assert step == 6 and len(warned) == 1 and "step 8 has lost its checksum manifest" in warned[0]
+
+
+def test_an_older_step_without_its_manifest_is_damage(trained, target, tmp_path):
+    workdir = copy_run(trained, tmp_path)
+    before = good_bytes(workdir, (2,))
+    (workdir / "checkpoints" / "4" / MANIFEST_FILE).unlink()
     flip_bit(data_file(workdir / "checkpoints" / "6"), 100)
     step, _, warned = restore(workdir, target)
     assert step == 2 and len(warned) == 2, warned
     assert "step 4 has lost its checksum manifest" in warned[1]
     assert digests(workdir / "checkpoints" / "2") == before[2]
+
+
+def test_the_manifest_covers_every_file_of_the_step(trained):
+    """Orbax's own metadata (_CHECKPOINT_METADATA, commit_success.txt) and the meta item included."""
+    for step in (2, 4, 6):
+        folder = trained / "checkpoints" / str(step)
+        record = json.loads((folder / MANIFEST_FILE).read_text())
+        files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        assert record["complete"] is True
+        assert set(record["sha256"]) == files - {MANIFEST_FILE}
+        assert {"_CHECKPOINT_METADATA", "commit_success.txt", "meta/metadata"} <= set(record["sha256"])
 
 
 def test_kill_right_after_the_commit_leaves_a_verifiable_checkpoint(trained, target, tmp_path):
@@ -307,6 +366,28 @@ def test_bit_flip_run_resumes_bit_identical_in_one_line(trained, reference, tmp_
     assert code == 0 and err == []
     reports = [line for line in out if "step 6" in line and "checkpoints_damaged" in line]
     assert len(reports) == 1 and "resumed from the checkpoint at step 4" in out
+    assert good_bytes(workdir) == before
+    assert_same_tree(params(workdir, 8), reference)
+
+
+def test_newest_manifest_deleted_and_a_byte_flipped_is_set_aside(trained, reference, tmp_path,
+                                                                  capfd):
+    """Issue 20, defect 1: the newest step's manifest deleted and one byte of its largest data file
+    changed. It was resumed from silently; it is set aside in one line and step 4 is used."""
+    workdir = copy_run(trained, tmp_path)
+    before = good_bytes(workdir)
+    (workdir / "checkpoints" / "6" / MANIFEST_FILE).unlink()
+    path = data_file(workdir / "checkpoints" / "6")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    code, out, err = run(capfd, workdir, "--step", "6", command="eval")  # eval: one line, no fallback
+    assert code == 2 and len(err) == 1 and "step 6" in err[0] and "lost its checksum manifest" in err[0]
+    code, out, err = run(capfd, workdir)
+    assert code == 0 and err == []
+    warnings = [line for line in out if line.startswith("warning")]
+    assert len(warnings) == 1 and "step 6 has lost its checksum manifest" in warnings[0], out
+    assert "resumed from the checkpoint at step 4" in out
     assert good_bytes(workdir) == before
     assert_same_tree(params(workdir, 8), reference)
 
