@@ -178,6 +178,7 @@ def main(argv: list[str]) -> int:
         raise UserError("--weights without --data or --config needs --image FILE ...: no evaluation "
                         "split is on hand to take images from")
     shape = images[0].shape if images else (int(data.image_size),) * 2 + (int(data.channels),)
+    _check_fits(loaded, shape)
     table = features.layers(loaded.model, shape)
     chosen = choose_layers(table, args.layers, "--layers")
     deeper = choose_layers(table, args.filters, "--filters") if args.filters else []
@@ -205,6 +206,23 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {out / 'index.html'}")
     return 0
+
+
+def _check_fits(loaded: Loaded, shape: tuple[int, ...]) -> None:
+    """One line when the variables do not take images of `shape` (H, W, C), e.g. an RGB ImageNet
+    config in front of a grayscale model; checked abstractly (jax.eval_shape)."""
+    import flax
+    import jax
+
+    x = jax.ShapeDtypeStruct((1, *shape), jax.numpy.float32)
+    try:
+        jax.eval_shape(lambda v, x: loaded.model.apply(v, x, train=False), loaded.variables, x)
+    except (flax.errors.FlaxError, TypeError, ValueError) as e:
+        detail = str(e).splitlines()[0].split(" (https:")[0] if str(e) else type(e).__name__
+        raise UserError(f"images of {'x'.join(map(str, shape))} (the data settings of "
+                        f"{'the config' if loaded.has_data else 'ImageNet evaluation'}) do not fit "
+                        f"{loaded.label}: {detail}; give --config with the model's data settings"
+                        ) from None
 
 
 def _publish(tmp: pathlib.Path, out: pathlib.Path) -> None:
