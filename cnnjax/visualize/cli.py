@@ -20,6 +20,7 @@ import dataclasses
 import os
 import pathlib
 import shutil
+import signal
 from collections.abc import Sequence
 
 from cnnjax.errors import UserError
@@ -197,12 +198,15 @@ def main(argv: list[str]) -> int:
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    # SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so the partial folder goes too
+    previous = signal.signal(signal.SIGTERM, _exit_on_term)
     try:
         from cnnjax.visualize.run import Job
 
         Job(args, loaded, images, table, chosen, deeper, cam_layer, patch_layers, tmp).run()
         _publish(tmp, out)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {out / 'index.html'}")
     return 0
@@ -223,6 +227,10 @@ def _check_fits(loaded: Loaded, shape: tuple[int, ...]) -> None:
                         f"{'the config' if loaded.has_data else 'ImageNet evaluation'}) do not fit "
                         f"{loaded.label}: {detail}; give --config with the model's data settings"
                         ) from None
+
+
+def _exit_on_term(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _publish(tmp: pathlib.Path, out: pathlib.Path) -> None:

@@ -72,15 +72,8 @@ class Job:
         evaluation split."""
         from cnnjax import data
 
-        seen = 0
-        for batch in data.eval_batches(self.loaded.config.data, global_batch_size=self.args.batch_size):
-            keep = np.asarray(batch["mask"], bool)
-            if limit:
-                keep &= np.cumsum(keep) <= limit - seen
-            if not keep.any():
-                return
-            seen += int(keep.sum())
-            yield np.asarray(batch["image"])[keep], np.asarray(batch["label"])[keep]
+        return take(data.eval_batches(self.loaded.config.data,
+                                      global_batch_size=self.args.batch_size), limit)
 
     def figure(self, section: str, png: str, caption: str) -> None:
         for heading, figures in self.sections:
@@ -258,6 +251,20 @@ class Job:
                      f"the {_rf(t)} receptive field")
             render.patches_png(self.out / png, rows, title)
             self.figure("Top patches", png, title + " (grey: padding outside the image)")
+
+
+def take(batches, limit: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(images, labels) of the real (mask True) examples of `batches`, stopping after `limit` of
+    them (0: all). The batches' arrays are not written to (tf.data's are read-only)."""
+    seen = 0
+    for batch in batches:
+        keep = np.array(batch["mask"], bool)
+        if limit:
+            keep &= np.cumsum(keep) <= limit - seen
+        if not keep.any():
+            return
+        seen += int(keep.sum())
+        yield np.asarray(batch["image"])[keep], np.asarray(batch["label"])[keep]
 
 
 def _occlusion_image(occ: np.ndarray, size: tuple[int, int], patch: int, stride: int) -> np.ndarray:

@@ -228,3 +228,19 @@ def test_large_models_at_224_have_layers_and_shapes_without_compiling(name):
             *features.apply_capturing(model, v, b, [last.name], {last.name: d})),
         x[0], 0, last.output_shape), variables, x)
     assert cam.shape == last.output_shape[:2]
+
+
+def test_take_stops_at_the_limit_skips_padding_and_leaves_read_only_batches_alone():
+    from cnnjax.visualize.run import take
+
+    def batch(start, mask):
+        b = {"image": np.arange(start, start + 4)[:, None, None, None], "label": np.arange(4),
+             "mask": np.array(mask)}
+        for a in b.values():
+            a.flags.writeable = False  # as tf.data's arrays are
+        return b
+
+    batches = [batch(0, [1, 1, 1, 1]), batch(4, [1, 1, 0, 0]), batch(8, [1, 1, 1, 1])]
+    got = [images[:, 0, 0, 0].tolist() for images, _ in take(iter(batches), 5)]
+    assert got == [[0, 1, 2, 3], [4]]
+    assert sum(len(i) for i, _ in take(iter(batches), 0)) == 10  # padding rows never count
