@@ -124,15 +124,20 @@ class Job:
             self.figure("Filters", png, f"{title} ({colour}); each filter stretched to [0, 1] by its "
                         "own minimum and maximum")
         for layer in self.deeper:
-            kernel = self._kernel(layer)[..., :self.args.max_channels]
-            kernel = kernel[:, :, :self.args.max_channels]
-            tiles = filters.per_input_channel(kernel)
-            png = f"filters_{_file_name(layer.name)}.png"
-            title = (f"{layer.name}: {kernel.shape[3]} filters (rows) x {kernel.shape[2]} input "
-                     "channels (columns)" + (f", in {layer.groups} groups" if layer.groups > 1 else ""))
-            render.grid_png(self.out / png, filters.grid(tiles, kernel.shape[2]), title)
-            self.figure("Filters", png, title + "; each filter stretched to [0, 1] over all its "
-                        "input channels together")
+            kernel = self._kernel(layer)
+            per_group = kernel.shape[3] // layer.groups
+            for g in range(layer.groups):  # each group's filters read only its own input channels
+                part = kernel[..., g * per_group:(g + 1) * per_group]
+                part = part[:, :, :self.args.max_channels, :self.args.max_channels]
+                png = (f"filters_{_file_name(layer.name)}"
+                       + (f"_group{g}" if layer.groups > 1 else "") + ".png")
+                title = (f"{layer.name}: {part.shape[3]} filters (rows) x {part.shape[2]} input "
+                         "channels (columns)"
+                         + (f", group {g + 1} of {layer.groups}" if layer.groups > 1 else ""))
+                render.grid_png(self.out / png,
+                                filters.grid(filters.per_input_channel(part), part.shape[2]), title)
+                self.figure("Filters", png, title + "; each filter stretched to [0, 1] over all "
+                            "its input channels together")
 
     def draw_feature_maps(self, image: np.ndarray) -> None:
         names = tuple(t.name for t in self.chosen)
