@@ -112,7 +112,8 @@ def load(args: argparse.Namespace, overrides: Sequence[str]) -> Loaded:
             config = evaluate.imagenet_eval_config()
             config_io.apply_overrides(config, list(overrides))
         if args.data:
-            config.data.eval_source = args.data
+            with config.data.ignore_type():
+                config.data.eval_source = args.data
         module, variables = convert.load_weights(args.weights, args.model)
         return Loaded(module, jax.device_get(variables), config,
                       f"{args.model} from {pathlib.Path(args.weights).name}",
@@ -181,6 +182,9 @@ def main(argv: list[str]) -> int:
     shape = images[0].shape if images else (int(data.image_size),) * 2 + (int(data.channels),)
     _check_fits(loaded, shape)
     table = features.layers(loaded.model, shape)
+    if not table:
+        raise UserError(f"{loaded.label} has no convolution, pooling or block with a spatial output "
+                        "to draw (a multilayer perceptron?)")
     chosen = choose_layers(table, args.layers, "--layers")
     deeper = choose_layers(table, args.filters, "--filters") if args.filters else []
     spatial = [t for t in table if t.output_shape[0] * t.output_shape[1] > 1 and t.kind != "Pool"]
