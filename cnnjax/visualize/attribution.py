@@ -39,9 +39,16 @@ def grad_cam(logits_and_activation: Callable[[jax.Array, jax.Array], tuple[jax.A
     return jax.nn.relu(jnp.einsum("hwc,c->hw", activation[0], alpha))
 
 
-def upsample(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A coarse (h, w) map brought to the image's (H, W) by bilinear interpolation, for overlays."""
-    return np.asarray(jax.image.resize(jnp.asarray(heat, jnp.float32), size, "bilinear"))
+def upsample(heat: np.ndarray, size: tuple[int, int], start: tuple[float, float],
+             jump: tuple[int, int]) -> np.ndarray:
+    """A layer's (h, w) map on the image's (H, W) pixels for overlays: unit (i, j) sits at the
+    centre of its receptive field (start + i * jump, features.Layer), bilinear in between and the
+    edge units' values beyond. (Resizing the map to the image instead would shift it wherever the
+    layers do not pad, e.g. LeNet-5's c3 covers pixels 6.5 to 24.5 of 32.)"""
+    heat = np.asarray(heat, np.float64)
+    rows = [np.arange(n) * jump[a] + start[a] for a, n in enumerate(heat.shape)]
+    along_x = np.stack([np.interp(np.arange(size[1]), rows[1], row) for row in heat])
+    return np.stack([np.interp(np.arange(size[0]), rows[0], col) for col in along_x.T], axis=1)
 
 
 def occlusion_positions(size: int, patch: int, stride: int) -> list[int]:

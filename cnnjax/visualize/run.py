@@ -219,7 +219,7 @@ class Job:
                  f"({probs[cls]:.1%})" + (f", true class {label}" if label is not None else ""))
         render.attribution_png(self.out / png, image / 255.0, [
             ("saliency |d logit / d x|", sal),
-            (f"Grad-CAM at {t.name}", attribution.upsample(cam, size)),
+            (f"Grad-CAM at {t.name}", attribution.upsample(cam, size, t.start, t.jump)),
             (f"occlusion {patch}px/{stride}: drop of p", _occlusion_image(occ, size, patch, stride)),
         ], title)
         self.figure("Attribution", png, title + f"; saliency (Simonyan et al. 2013), Grad-CAM at "

@@ -49,7 +49,7 @@ def log_images(config, model, state, step: int, is_last: bool, workdir: pathlib.
             return logits.astype(np.float32), acts[t.name].astype(np.float32)
 
         cam = attribution.grad_cam(logits_and_activation, x, label, t.output_shape)
-        heat = attribution.upsample(np.asarray(cam), image.shape[:2])
+        heat = attribution.upsample(np.asarray(cam), image.shape[:2], t.start, t.jump)
         written["gradcam"] = _png(folder / f"gradcam_{step}.png", lambda p: render.attribution_png(
             p, image / 255.0, [(f"Grad-CAM at {t.name}", heat)],
             f"step {step}: evaluation image 0, true class {label}"))

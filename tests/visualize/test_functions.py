@@ -244,3 +244,16 @@ def test_take_stops_at_the_limit_skips_padding_and_leaves_read_only_batches_alon
     got = [images[:, 0, 0, 0].tolist() for images, _ in take(iter(batches), 5)]
     assert got == [[0, 1, 2, 3], [4]]
     assert sum(len(i) for i, _ in take(iter(batches), 0)) == 10  # padding rows never count
+
+
+def test_upsample_puts_each_unit_at_its_field_centre():
+    heat = np.array([[0.0, 4.0], [8.0, 12.0]])
+    # units at input rows / columns 1.5 and 3.5 (start 1.5, jump 2), image 6x6
+    up = attribution.upsample(heat, (6, 6), (1.5, 1.5), (2, 2))
+    assert up.shape == (6, 6)
+    # pixel 2 lies a quarter of the way from unit 0 (1.5) to unit 1 (3.5); pixel 0 and 5 take
+    # the edge units' values
+    np.testing.assert_allclose(up[0], [0, 0, 1, 3, 4, 4])
+    np.testing.assert_allclose(up[:, 0], [0, 0, 2, 6, 8, 8])
+    np.testing.assert_allclose(up[2, 2], 0.75 * 0.75 * 0 + 0.25 * 0.75 * 4 + 0.75 * 0.25 * 8
+                               + 0.25 * 0.25 * 12)
