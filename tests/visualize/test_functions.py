@@ -39,6 +39,7 @@ def _box_profile(top_unit: int, sizes: list[int]) -> np.ndarray:
     return np.convolve(g, np.ones(3))[1:1 + sizes[0]]   # c1 (3, padding 1): length 48
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_erf_of_a_linear_box_network_is_the_repeated_box_convolution_and_fills_the_theoretical_field():
     model = LinearBoxNet()
     variables = _init(model, (48, 48, 1))
@@ -157,6 +158,7 @@ def test_grad_cam_on_a_two_layer_net_equals_the_hand_computation():
 
 # ------------------------------------------------------------------------------ top patches ---
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_top_patches_recorded_activation_equals_the_unit_on_its_cropped_field():
     model = ValidNet()
     variables = _init(model, (20, 20, 2), seed=6)
