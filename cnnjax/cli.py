@@ -2,6 +2,7 @@
 
     python -m cnnjax.cli train CONFIG.py[:ARG] [--workdir DIR] [--config.KEY=VALUE ...]
     python -m cnnjax.cli summary MODEL [--input 224x224x3] [--KNOB=VALUE ...]
+    python -m cnnjax.cli visualize --workdir DIR [--step N] [--image FILE ...] [--layers ...] --out DIR
 
 Every user error ends in one line on stderr and exit status 2; nothing is lost or overwritten.
 """
@@ -18,7 +19,7 @@ import warnings
 # Tools that own their argument parsing: command -> module with main(argv) -> int.
 TOOLS = {"summary": "cnnjax.summary", "eval": "cnnjax.evaluate", "predict": "cnnjax.predict",
          "sweep": "cnnjax.sweep.cli", "summarize": "cnnjax.sweep.summarize",
-         "convert": "cnnjax.convert.cli"}
+         "convert": "cnnjax.convert.cli", "visualize": "cnnjax.visualize.cli"}
 COMMANDS = ("train", *TOOLS)
 DECODER_LOG = "decoder_messages.log"  # libjpeg's and libpng's own lines (cnnjax.stderr_filter)
 

@@ -58,6 +58,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.log_every_steps = 100
     c.eval_every_steps = 1000          # also at the end of training
     c.checkpoint_every_steps = 1000    # also at the end, and on SIGTERM
+    c.log_images_every_steps = 0       # >0: filters and a Grad-CAM to TensorBoard and images/
     c.keep_checkpoints = 3             # the latest K ...
     c.keep_best = 1                    # ... and the best by best_metric
     c.best_metric = "eval/top1"

@@ -314,6 +314,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                     ckpts.save(done, checkpoint_items(state), {"data_step": done,
                                "examples_seen": done * config.batch_size},
                                metrics=last_eval if eval_now else None)
+            if config.get("log_images_every_steps", 0) and is_main:  # off by default
+                from cnnjax.visualize.training import log_images  # matplotlib only when asked
+                log_images(config, model, state, done, is_last, workdir, writer)
             if preempted and not is_last:
                 close_batches()  # stop the prefetch thread before the interpreter exits
                 ckpts.close()
