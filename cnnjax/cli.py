@@ -89,6 +89,19 @@ def _check_before_imports(config, workdir_path: pathlib.Path) -> None:
     workdir.probe_lock(workdir_path)
 
 
+def _with_workdir_xla_flags(tool, argv: list[str]) -> int:
+    """tool(argv) under the XLA flags of the workdir's run; XLA_FLAGS is put back afterwards, so
+    that a caller in the same process (a test) does not take them for flags set by hand."""
+    from cnnjax.train import environment
+
+    before = {"xla_flags_by_hand": os.environ.get("XLA_FLAGS")}
+    try:
+        _apply_workdir_xla_flags(argv)
+        return tool(argv)
+    finally:
+        environment.restore_xla_flags(before)
+
+
 def _apply_workdir_xla_flags(argv: list[str]) -> None:
     """XLA_FLAGS as the run in the command's --workdir chose them (config.xla_cpu_conv), before JAX
     starts its backends; nothing when the command names no workdir (the tool then says so)."""
@@ -147,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "train":
             return train(rest)
         if command in WORKDIR_NUMERICS:
-            _apply_workdir_xla_flags(rest)
+            return _with_workdir_xla_flags(importlib.import_module(TOOLS[command]).main, rest)
         return importlib.import_module(TOOLS[command]).main(rest)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -128,8 +128,10 @@ def test_eval_and_predict_use_the_workdirs_choice(tmp_path, monkeypatch):
         config = config_io.load_config(TINY)
         config.xla_cpu_conv = choice
         config_io.save_config(config, workdir)
-        cli._apply_workdir_xla_flags(["--workdir", str(workdir), "--step", "best"])
-        assert os.environ.get("XLA_FLAGS") == expected, choice
+        seen = cli._with_workdir_xla_flags(lambda argv: os.environ.get("XLA_FLAGS"),
+                                           ["--workdir", str(workdir), "--step", "best"])
+        assert seen == expected, choice
+        assert "XLA_FLAGS" not in os.environ  # put back: an in-process caller sees no hand-set flag
 
 
 def test_the_cli_run_records_the_flag_it_set(tmp_path):
