@@ -60,7 +60,7 @@ def train(argv: list[str]) -> int:
     # XLA reads XLA_FLAGS once, when JAX starts its backends: train_and_evaluate sets the config's
     # flags first thing; a hand-set flag that contradicts them fails here, before the heavy imports.
     environment.choose_xla_flags(config.get("xla_cpu_conv", environment.DEFAULT_XLA_CPU_CONV),
-                                 os.environ.get("XLA_FLAGS", ""),
+                                 environment.hand_set_flags(os.environ),
                                  environment.predicted_platform(os.environ) == "cpu", True)
 
     from cnnjax.train.loop import train_and_evaluate  # heavy imports only once the config is valid
@@ -89,27 +89,15 @@ def _check_before_imports(config, workdir_path: pathlib.Path) -> None:
     workdir.probe_lock(workdir_path)
 
 
-def _with_workdir_xla_flags(tool, argv: list[str]) -> int:
-    """tool(argv) under the XLA flags of the workdir's run; XLA_FLAGS is put back afterwards, so
-    that a caller in the same process (a test) does not take them for flags set by hand."""
-    from cnnjax.train import environment
-
-    before = {"xla_flags_by_hand": os.environ.get("XLA_FLAGS")}
-    try:
-        _apply_workdir_xla_flags(argv)
-        return tool(argv)
-    finally:
-        environment.restore_xla_flags(before)
-
-
 def _apply_workdir_xla_flags(argv: list[str]) -> None:
     """XLA_FLAGS as the run in the command's --workdir chose them (config.xla_cpu_conv), before JAX
-    starts its backends; nothing when the command names no workdir (the tool then says so)."""
-    workdir = _workdir_arg(argv)
-    if workdir is None:
-        return
+    starts its backends (in a process where they run already, nothing would change); nothing when
+    the command names no workdir (the tool then says so)."""
     from cnnjax.train import environment
 
+    workdir = _workdir_arg(argv)
+    if workdir is None or environment.backends_started():
+        return
     try:
         choice = environment.xla_choice_of_workdir(workdir)
     except UserError:
@@ -160,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "train":
             return train(rest)
         if command in WORKDIR_NUMERICS:
-            return _with_workdir_xla_flags(importlib.import_module(TOOLS[command]).main, rest)
+            _apply_workdir_xla_flags(rest)
         return importlib.import_module(TOOLS[command]).main(rest)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

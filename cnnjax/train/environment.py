@@ -41,6 +41,7 @@ CPU_CONV_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 XLA_CPU_CONVS = {"eigen": "-individual_convolution", "ynnpack": None}
 DEFAULT_XLA_CPU_CONV = "eigen"
 ENVIRONMENT_FILE = "environment.json"
+FROM_CONFIG = "CNNJAX_XLA_FLAGS_FROM_CONFIG"  # the flags in XLA_FLAGS that a config chose
 CACHE_DIR = pathlib.Path(__file__).resolve().parents[2] / "build" / "xla-flags"
 ACCELERATOR_PLUGINS = ("jax-cuda", "jax_cuda", "jax-rocm", "jax_rocm", "libtpu")
 VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy",
@@ -59,55 +60,61 @@ def apply_xla_flags(config: Mapping, environ: MutableMapping[str, str] | None = 
                     flag_known=None) -> dict[str, Any]:
     """Sets environ['XLA_FLAGS'] (default os.environ) to what `config` chooses on this platform and
     returns what was decided (recorded in environment.json). Idempotent. `flag_known(name) -> bool`
-    defaults to `jaxlib_knows`; it is asked only when a flag would be set."""
+    defaults to `jaxlib_knows`; it is asked only when a flag would be set.
+
+    The flags it adds are listed in environ[FROM_CONFIG], so that a later call (a process started
+    from this one, with its own config) does not take them for flags set by hand."""
     environ = os.environ if environ is None else environ
     choice = config.get("xla_cpu_conv", DEFAULT_XLA_CPU_CONV)
     on_cpu = predicted_platform(environ) == "cpu"
     want = XLA_CPU_CONVS.get(choice) if on_cpu else None
     known = (flag_known or jaxlib_knows)(CPU_CONV_FLAG) if want is not None else True
-    by_hand = environ.get("XLA_FLAGS")
-    flags, record = choose_xla_flags(choice, by_hand or "", on_cpu, known)
-    if flags != (by_hand or ""):
-        environ["XLA_FLAGS"] = flags
-    record["xla_flags_by_hand"] = by_hand  # None: XLA_FLAGS was not set
+    ours = environ.get(FROM_CONFIG, "").split()
+    hand = hand_set_flags(environ).split()
+    flags, record = choose_xla_flags(choice, " ".join(hand), on_cpu, known)
+    added = [t for t in flags.split() if t not in hand]
+    for key, value in (("XLA_FLAGS", flags), (FROM_CONFIG, " ".join(added))):
+        if value:
+            environ[key] = value
+        elif key != "XLA_FLAGS" or ours:  # an empty XLA_FLAGS set by hand stays as it was
+            environ.pop(key, None)
+    record["xla_flags_by_hand"] = " ".join(hand) if hand else None
     return record
 
 
-def restore_xla_flags(record: Mapping[str, Any], environ: MutableMapping[str, str] | None = None,
-                      ) -> None:
-    """Puts XLA_FLAGS back as it was before `apply_xla_flags` (call once JAX's backends exist), so that
-    a process started later from this one (a test, a notebook's next run with another config) does
-    not take this run's flag for one set by hand."""
-    environ = os.environ if environ is None else environ
-    if record.get("xla_flags_by_hand") is None:
-        environ.pop("XLA_FLAGS", None)
-    else:
-        environ["XLA_FLAGS"] = record["xla_flags_by_hand"]
+def hand_set_flags(environ: Mapping[str, str]) -> str:
+    """XLA_FLAGS without the flags a config chose (listed in environ[FROM_CONFIG])."""
+    ours = environ.get(FROM_CONFIG, "").split()
+    return " ".join(t for t in environ.get("XLA_FLAGS", "").split() if t not in ours)
+
+
+def backends_started() -> bool:
+    """Whether JAX's backends exist in this process (they read XLA_FLAGS when they start)."""
+    try:
+        from jax._src import xla_bridge  # no public API says so
+
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):
+        return False
 
 
 def apply_for_run(config: Mapping) -> dict[str, Any]:
-    """`apply_xla_flags` for a run started from Python (train_and_evaluate): where JAX's backends
-    already exist in this process, XLA_FLAGS is left as JAX read it and the record says the
-    choice is not in effect, instead of claiming a flag XLA never saw."""
-    try:
-        from jax._src import xla_bridge  # no public API says whether the backends exist yet
-
-        started = bool(xla_bridge.backends_are_initialized())
-    except (ImportError, AttributeError):
-        started = False
-    if not started:
+    """`apply_xla_flags` for a run that may start in a process where JAX already runs (a test, a
+    notebook): there XLA_FLAGS is left as JAX read it, and the record says whether the config's
+    choice is in effect, instead of claiming a flag XLA never saw."""
+    if not backends_started():
         return apply_xla_flags(config)
     environ = dict(os.environ)
     try:
         record = apply_xla_flags(config, environ)
     except XlaFlagError as e:
         record = {"chosen": config.get("xla_cpu_conv", DEFAULT_XLA_CPU_CONV), "in_effect": False,
-                  "why": str(e), "platform": predicted_platform(environ)}
-    if environ.get("XLA_FLAGS", "") != os.environ.get("XLA_FLAGS", "") or not record["in_effect"]:
-        record.update(in_effect=False, why=record.get("why") or (
-            "JAX had started in this process before the run: XLA_FLAGS could not change"))
-    record.update(xla_flags=os.environ.get("XLA_FLAGS", ""), xla_flags_by_hand=os.environ.get(
-        "XLA_FLAGS"))  # what JAX read, as far as this process can tell; nothing to restore
+                  "why": str(e), "platform": predicted_platform(environ),
+                  "xla_flags_by_hand": os.environ.get("XLA_FLAGS")}
+    if environ.get("XLA_FLAGS", "") != os.environ.get("XLA_FLAGS", "") and record["in_effect"]:
+        record.update(in_effect=False, why="JAX had started in this process before the run with "
+                      "other XLA_FLAGS, which cannot change any more")
+    record["xla_flags"] = os.environ.get("XLA_FLAGS", "")  # what JAX read: only set before it starts
     return record
 
 
@@ -240,13 +247,13 @@ def record_start(workdir: str | pathlib.Path, record: Mapping[str, Any]) -> list
     from cnnjax.train.workdir import atomic_write_text
 
     path = pathlib.Path(workdir) / ENVIRONMENT_FILE
-    starts: list = []
+    starts: Any = []
     if path.is_file():
         try:
             starts = json.loads(path.read_text())
-            if not isinstance(starts, list):
-                raise ValueError("not a list")
         except (OSError, ValueError):
+            starts = None
+        if not isinstance(starts, list):
             os.replace(path, path.with_name(ENVIRONMENT_FILE + ".unreadable"))
             starts = []
     changes = environment_changes(starts[0], record) if starts else []

@@ -176,8 +176,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     """
     xla = environment.apply_for_run(config)  # before JAX's backends start (cnnjax.cli did it too)
     distributed.maybe_initialize()
-    jax.devices()  # the backends start here, reading XLA_FLAGS ...
-    environment.restore_xla_flags(xla)  # ... which processes started later need not inherit
     workdir = pathlib.Path(workdir)
     check_run_config(config)
     lock = workdir_lib.open_workdir(config, workdir, is_main=jax.process_index() == 0)

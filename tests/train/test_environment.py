@@ -119,19 +119,31 @@ def test_the_installed_jaxlib_knows_the_flag_launch_sh_used():
     assert environment.jaxlib_knows(environment.CPU_CONV_FLAG)
 
 
+def test_flags_a_config_chose_are_not_taken_for_hand_set_ones():
+    """A process started from a run (a sweep point, a test's subprocess) inherits its XLA_FLAGS:
+    the flag the parent's config chose must give way to the child's, not be refused as set by hand."""
+    parent, _ = apply("eigen", {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_dump_to=/tmp/x"})
+    child, record = apply("ynnpack", parent)
+    assert child["XLA_FLAGS"] == "--xla_dump_to=/tmp/x"
+    assert record["xla_flags_by_hand"] == "--xla_dump_to=/tmp/x"
+    assert environment.FROM_CONFIG not in child
+    child, _ = apply("ynnpack", {k: v for k, v in parent.items() if k != "XLA_FLAGS"})
+    assert "XLA_FLAGS" not in child
+
+
 def test_eval_and_predict_use_the_workdirs_choice(tmp_path, monkeypatch):
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setattr(environment, "backends_started", lambda: False)  # as in a fresh process
     for choice, expected in (("ynnpack", None), ("eigen", FLAG)):
         monkeypatch.delenv("XLA_FLAGS", raising=False)
+        monkeypatch.delenv(environment.FROM_CONFIG, raising=False)
         workdir = tmp_path / choice
         workdir.mkdir()
         config = config_io.load_config(TINY)
         config.xla_cpu_conv = choice
         config_io.save_config(config, workdir)
-        seen = cli._with_workdir_xla_flags(lambda argv: os.environ.get("XLA_FLAGS"),
-                                           ["--workdir", str(workdir), "--step", "best"])
-        assert seen == expected, choice
-        assert "XLA_FLAGS" not in os.environ  # put back: an in-process caller sees no hand-set flag
+        cli._apply_workdir_xla_flags(["--workdir", str(workdir), "--step", "best"])
+        assert os.environ.get("XLA_FLAGS") == expected, choice
 
 
 def test_the_cli_run_records_the_flag_it_set(tmp_path):
