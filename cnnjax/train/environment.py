@@ -16,7 +16,9 @@ and the convolutions oneDNN cannot run):
 The flag is set only on the CPU platform (never on a GPU/TPU run) and only when the installed jaxlib
 knows it (XLA aborts at start-up on an unknown flag). A value of the same flag set by hand in
 XLA_FLAGS that differs from the config's choice is refused in one line: the config wins or nothing
-runs, so config.json always names the convolution backend of the run.
+runs, so config.json always names the convolution backend of the run. Other hand-set flags are kept
+and recorded. The flags a config added are listed in CNNJAX_XLA_FLAGS_FROM_CONFIG, so that a process
+started from a run (a sweep point, a subprocess) applies its own config instead of refusing them.
 """
 
 from __future__ import annotations
