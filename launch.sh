@@ -48,32 +48,10 @@ fi
 # TensorFlow is used only for tf.data on the host: keep it off any GPU and quiet.
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
-# XLA flags per platform. XLA aborts at start-up on a flag its build does not know, so a CPU flag is
-# set only (a) when the run is on the CPU: JAX_PLATFORMS says cpu, or, when it is unset, no GPU/TPU
-# plugin is installed (JAX would pick that accelerator), and (b) when the installed jaxlib contains
-# the flag's name (grepped once per jaxlib and cached next to it in $cache).
-# XLA:CPU: convolutions on Eigen instead of YNNPACK (its other fusions stay on). Measured on the
-# 2-core CPU, a training step of lenet5 / resnet20 took 1.4-1.8x / 1.3-1.4x less time this way
-# (benchmarks/README.md, "XLA:CPU flags"). Flags already in XLA_FLAGS come later and win.
-CPU_FLAG="xla_cpu_experimental_ynn_fusion_type"
-read -r platform jaxlib_dir < <("$PY" - <<'PYEOF'
-import importlib.metadata as md, importlib.util as u, os
-accelerator = any((d.metadata["Name"] or "").lower().startswith(("jax-cuda", "jax_cuda", "jax-rocm", "libtpu"))
-                  for d in md.distributions())
-want = [p.strip() for p in os.environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
-on_cpu = want[:1] == ["cpu"] if want else not accelerator
-spec = u.find_spec("jaxlib")
-print("cpu" if on_cpu else "accelerator", spec.submodule_search_locations[0] if spec else "-")
-PYEOF
-)
-if [[ "$platform" == cpu && "$jaxlib_dir" != - ]]; then
-  cache="$ROOT/build/xla-flags/$(echo "$jaxlib_dir $CPU_FLAG" | sha256sum | cut -c1-16)"
-  if [[ ! -f "$cache" || "$cache" -ot "$jaxlib_dir" ]]; then
-    mkdir -p "$(dirname "$cache")"
-    if grep -rqaF --include='*.so*' -- "$CPU_FLAG" "$jaxlib_dir"; then echo yes; else echo no; fi > "$cache"
-  fi
-  [[ "$(cat "$cache")" == yes ]] && export XLA_FLAGS="--$CPU_FLAG=-individual_convolution ${XLA_FLAGS:-}"
-fi
+# XLA flags are not set here: each is a config key (config.xla_cpu_conv: convolutions on Eigen or
+# YNNPACK on the CPU), applied by `python -m cnnjax.cli` before JAX starts, only on the CPU and only
+# when the installed jaxlib knows it, and recorded in the workdir (config.json, environment.json).
+# XLA_FLAGS set by hand are passed on as they are (and recorded).
 cd "$ROOT"
 
 cmd="${1:-}"
@@ -93,6 +71,10 @@ case "$cmd" in
     [[ -f "benchmarks/${2:-}.py" ]] || { echo "usage: ./launch.sh bench NAME [args], NAME one of:" \
       $(cd benchmarks && ls *.py | sed 's/\.py$//') >&2; exit 2; }
     name="$2"; shift 2
+    # Benchmarks have no config: they get the default config's XLA flags for this platform (a flag
+    # set by hand in XLA_FLAGS wins, so that flags can be compared).
+    XLA_FLAGS="$("$PY" -m cnnjax.train.environment --xla-flags)"
+    export XLA_FLAGS
     exec "$PY" "benchmarks/$name.py" "$@" ;;
   *.py|*.py:*)
     exec "$PY" -m cnnjax.cli train "$@" ;;

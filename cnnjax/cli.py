@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pathlib
 import sys
 import traceback
 import warnings
+
+from cnnjax.errors import UserError
 
 # Tools that own their argument parsing: command -> module with main(argv) -> int.
 TOOLS = {"summary": "cnnjax.summary", "eval": "cnnjax.evaluate", "predict": "cnnjax.predict",
          "sweep": "cnnjax.sweep.cli", "summarize": "cnnjax.sweep.summarize",
          "convert": "cnnjax.convert.cli", "visualize": "cnnjax.visualize.cli"}
 COMMANDS = ("train", *TOOLS)
+# Tools that compute with a workdir's model: they get the XLA flags its run chose (config.json).
+WORKDIR_NUMERICS = ("eval", "predict")
 DECODER_LOG = "decoder_messages.log"  # libjpeg's and libpng's own lines (cnnjax.stderr_filter)
 
 
@@ -51,6 +56,13 @@ def train(argv: list[str]) -> int:
     config = config_io.resolve_config(args.config, overrides)
     workdir = pathlib.Path(args.workdir) if args.workdir else default_workdir(args.config)
     _check_before_imports(config, workdir)
+    from cnnjax.train import environment
+
+    # XLA reads XLA_FLAGS once, when JAX starts its backends: train_and_evaluate sets the config's
+    # flags first thing; a hand-set flag that contradicts them fails here, before the heavy imports.
+    environment.choose_xla_flags(config.get("xla_cpu_conv", environment.DEFAULT_XLA_CPU_CONV),
+                                 environment.hand_set_flags(os.environ),
+                                 environment.predicted_platform(os.environ) == "cpu", True)
 
     from cnnjax.train.loop import train_and_evaluate  # heavy imports only once the config is valid
 
@@ -76,6 +88,33 @@ def _check_before_imports(config, workdir_path: pathlib.Path) -> None:
     from cnnjax.train import workdir
 
     workdir.probe_lock(workdir_path)
+
+
+def _apply_workdir_xla_flags(argv: list[str]) -> None:
+    """XLA_FLAGS as the run in the command's --workdir chose them (config.xla_cpu_conv), before JAX
+    starts its backends (in a process where they run already, nothing would change); nothing when
+    the command names no workdir (the tool then says so)."""
+    from cnnjax.train import environment
+
+    workdir = _workdir_arg(argv)
+    if workdir is None or environment.backends_started():
+        return
+    try:
+        choice = environment.xla_choice_of_workdir(workdir)
+    except UserError:
+        return  # an unreadable config.json: the tool itself reports it in one line
+    if choice:
+        environment.apply_xla_flags(choice)
+
+
+def _workdir_arg(argv: list[str]) -> pathlib.Path | None:
+    """The value of --workdir DIR or --workdir=DIR in `argv`, if any."""
+    for i, item in enumerate(argv):
+        if item == "--workdir" and i + 1 < len(argv):
+            return pathlib.Path(argv[i + 1])
+        if item.startswith("--workdir="):
+            return pathlib.Path(item.partition("=")[2])
+    return None
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -109,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             return importlib.import_module(TOOLS["sweep"]).main(rest)
         if command == "train":
             return train(rest)
+        if command in WORKDIR_NUMERICS:
+            _apply_workdir_xla_flags(rest)
         return importlib.import_module(TOOLS[command]).main(rest)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -127,11 +168,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _decoder_log(argv: list[str]) -> pathlib.Path | None:
     """Where the image decoders' messages go: DECODER_LOG in the command's workdir, if it names one."""
-    for i, item in enumerate(argv):
-        if item == "--workdir" and i + 1 < len(argv):
-            return pathlib.Path(argv[i + 1]) / DECODER_LOG
-        if item.startswith("--workdir="):
-            return pathlib.Path(item.partition("=")[2]) / DECODER_LOG
+    workdir = _workdir_arg(argv)
+    if workdir is not None:
+        return workdir / DECODER_LOG
     if argv and argv[0] == "train" and len(argv) > 1:
         return default_workdir(argv[1]) / DECODER_LOG
     return None

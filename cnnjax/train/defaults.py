@@ -14,6 +14,10 @@ def default_config() -> ml_collections.ConfigDict:
 
     c = ml_collections.ConfigDict()
     c.seed = 0                         # parameters, data order, augmentation and dropout all follow it
+    # Where XLA:CPU runs convolutions (CPU runs only; set in XLA_FLAGS before JAX starts, see
+    # cnnjax/train/environment.py): 'eigen' (launch.sh's choice since 2026-11-25, faster here) or
+    # 'ynnpack' (jaxlib's default, what results measured before then had).
+    c.xla_cpu_conv = "eigen"
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "lenet5"            # a name from cnnjax.models.list_models()

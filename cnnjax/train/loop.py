@@ -22,7 +22,7 @@ from jax.sharding import PartitionSpec as P
 from cnnjax import data, models
 from cnnjax.data import sources as data_sources
 from cnnjax.errors import TrainingDivergedError, UserError
-from cnnjax.train import distributed, validate
+from cnnjax.train import distributed, environment, validate
 from cnnjax.train import workdir as workdir_lib
 from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.evaluation import EvalCache, evaluation_pass, padded_batch_size
@@ -174,12 +174,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     Nothing is written before the config is validated and, for a resumed run, found compatible with
     the saved one; the workdir is locked for the run (cnnjax.train.workdir).
     """
+    xla = environment.apply_for_run(config)  # before JAX's backends start (cnnjax.cli did it too)
     distributed.maybe_initialize()
     workdir = pathlib.Path(workdir)
     check_run_config(config)
     lock = workdir_lib.open_workdir(config, workdir, is_main=jax.process_index() == 0)
     try:
-        return _train_and_evaluate(config, workdir)
+        return _train_and_evaluate(config, workdir, xla)
     except OSError as e:  # a full disk or a file system gone read-only: one line, not a traceback
         if e.errno not in workdir_lib.ENVIRONMENT_ERRNOS:
             raise
@@ -190,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             lock.release()
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path, xla: dict) -> dict:
     is_main = jax.process_index() == 0
     writer = MetricWriter(workdir, enabled=is_main)
 
@@ -227,6 +228,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
         state = from_checkpoint_items(state, items)
         writer.say(f"resumed from the checkpoint at step {step}")
     start_step = int(jax.device_get(state.step))
+    if is_main:  # what this start ran on, beside config.json (one entry per start)
+        start = environment.start_record(config, start_step, xla)
+        for change in environment.record_start(workdir, start):
+            writer.say(f"warning: this start's environment differs from the run's first: {change}")
+        if not start["xla_cpu_conv"]["in_effect"] and start["platform"] == "cpu":
+            writer.say(f"warning: config.xla_cpu_conv={config.get('xla_cpu_conv')!r} is not in "
+                       f"effect: {start['xla_cpu_conv']['why']} (recorded in "
+                       f"{environment.ENVIRONMENT_FILE})")
 
     train_fn, eval_fn = jit_steps(config.data.mean, config.data.std, config.model.dtype,
                                   config.loss.label_smoothing, config.loss.aux_weight,

@@ -18,6 +18,7 @@ from typing import Any
 import ml_collections
 
 from cnnjax.errors import UserError
+from cnnjax.train.environment import XLA_CPU_CONVS
 
 # Keys a resumed run may not change. model.* and optimizer.* shape the arrays of the checkpoint (the
 # parameters and the optimizer state); schedule.name adds or removes reduce-on-plateau's state; the data
@@ -180,6 +181,7 @@ def _check_run(c: _Checker) -> None:
     c.boolean("async_checkpoints")
     c.boolean("restart_if_damaged")
     c.choice("model.dtype", DTYPES)
+    c.choice("xla_cpu_conv", tuple(XLA_CPU_CONVS))
     name = c.get("model.name")
     if name is not _MISSING and not (isinstance(name, str) and name):
         c.fail("model.name", name, "a model name (see ./launch.sh summary)")

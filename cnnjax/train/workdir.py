@@ -10,7 +10,9 @@ was validated. The order at start-up (cnnjax.train.loop.train_and_evaluate):
 3. write config.json on the first start only (temporary file, fsync, rename), or again while the
    workdir records no run (no checkpoint, no metric: an earlier start failed); a resumed run appends
    its allowed changes to config_history.jsonl instead, so config.json always describes the
-   checkpoints beside it.
+   checkpoints beside it;
+4. once the checkpoint is restored, the loop appends this start's software and machine to
+   environment.json (cnnjax.train.environment).
 
 Multi-host runs: process 0 takes the lock and writes the files; the other processes write nothing.
 """
@@ -32,12 +34,13 @@ from typing import Any
 import ml_collections
 
 from cnnjax.errors import UserError
-from cnnjax.train import config_io, validate
+from cnnjax.train import config_io, environment, validate
 from cnnjax.train.metrics import METRICS_FILE
 
 LOCK_FILE = "run.lock"
 CONFIG_FILE = config_io.CONFIG_FILE
 HISTORY_FILE = "config_history.jsonl"
+ENVIRONMENT_FILE = environment.ENVIRONMENT_FILE
 
 
 # File-system errors that are the environment's, not a bug: reported in one line.
@@ -291,6 +294,7 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         allowed = check_resume(config, workdir)  # again under the lock: another run may have written
         if allowed is None:  # a new workdir, or one that records no run: this config describes it
             (workdir / HISTORY_FILE).unlink(missing_ok=True)
+            (workdir / ENVIRONMENT_FILE).unlink(missing_ok=True)  # its starts ran no step either
             config_io.save_config(config, workdir)
         elif allowed:
             append_line(workdir / HISTORY_FILE, {

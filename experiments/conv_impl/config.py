@@ -30,6 +30,9 @@ def get_config(arg: str | None = None):
         c.log_every_steps = 50
         c.eval_every_steps = 469
         c.checkpoint_every_steps = 469
+    # Measured on 2026-11-25 before launch.sh moved XLA:CPU convolutions to Eigen (commit 44cb7ad):
+    # pinned to YNNPACK, the numerics its results have (README.md, "Numerics").
+    c.xla_cpu_conv = "ynnpack"
     return c
 
 

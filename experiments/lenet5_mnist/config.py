@@ -27,6 +27,9 @@ def get_config(arg: str | None = None):
     c = config_io.load_config(str(BASE))
     c.num_epochs = 12.0
     c.model.conv_impl = "xla"  # measured with XLA's convolution, before 'auto' chose oneDNN on the CPU
+    # Measured on 2026-11-25 before launch.sh moved XLA:CPU convolutions to Eigen (commit 44cb7ad):
+    # pinned to YNNPACK, the numerics its results have (README.md, "Numerics").
+    c.xla_cpu_conv = "ynnpack"
     return c
 
 

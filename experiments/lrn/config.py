@@ -32,6 +32,9 @@ def get_config(arg: str | None = None):
     c.model.activation = "relu"
     c.model.pool = "max"
     c.model.norm = "none"
+    # Measured on 2026-11-25 before launch.sh moved XLA:CPU convolutions to Eigen (commit 44cb7ad):
+    # pinned to YNNPACK, the numerics its results.csv has (README.md, "Numerics").
+    c.xla_cpu_conv = "ynnpack"
     if "smoke" not in words:
         c.num_steps = MAIN_STEPS
     c.log_every_steps = 20

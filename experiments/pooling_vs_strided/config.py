@@ -38,6 +38,9 @@ def get_config(arg: str | None = None):
     c.log_every_steps = 25
     c.eval_every_steps = 250
     c.checkpoint_every_steps = 250
+    # Measured on 2026-11-25 before launch.sh moved XLA:CPU convolutions to Eigen (commit 44cb7ad):
+    # pinned to YNNPACK, the numerics its results have (README.md, "Numerics").
+    c.xla_cpu_conv = "ynnpack"
     return c
 
 

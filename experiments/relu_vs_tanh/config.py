@@ -46,6 +46,9 @@ def get_config(arg: str | None = None):
     if "tune" in words and "smoke" not in words:
         c.num_steps = TUNE_STEPS
     c.schedule.base_lr = TUNED_LR["relu"]
+    # Measured on 2026-11-25 before launch.sh moved XLA:CPU convolutions to Eigen (commit 44cb7ad):
+    # pinned to YNNPACK, the numerics its results have (README.md, "Numerics").
+    c.xla_cpu_conv = "ynnpack"
     return c
 
 

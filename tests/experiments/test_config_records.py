@@ -7,6 +7,9 @@ flattened to dotted keys. The test resolves them again and compares every record
 experiment's config, to configs/ablation_base.py, or to a default that any of them inherits (a model
 knob's, say) makes it fail. Keys added to cnnjax after the recording are not compared: a new key's
 default must keep the old behaviour, and the first change away from it is caught here once recorded.
+The exception is NUMERICS_KEYS, which change the numbers without changing what is trained (the
+XLA:CPU convolution backend): every record must name them, since a result measured before they were
+config keys cannot say which numerics it had (it took whatever launch.sh set that day).
 After re-measuring, re-record on purpose with
 
     .venv/bin/python tests/experiments/test_config_records.py --write
@@ -25,13 +28,14 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 RECORD_FILE = "resolved_configs.json"
+NUMERICS_KEYS = ("xla_cpu_conv",)
 COMMAND = re.compile(r"\./launch\.sh (experiments/(\w+)/config\.py(?::[\w,]+)?) --sweep([^`\n]*)")
 
 
-def readme_commands(name: str) -> list[tuple[str, list[str]]]:
+def readme_commands(name: str, experiments: pathlib.Path = EXPERIMENTS) -> list[tuple[str, list[str]]]:
     """(config spec, --config overrides) of every sweep command of NAME's config in its README."""
     found = []
-    for spec, owner, rest in COMMAND.findall((EXPERIMENTS / name / "README.md").read_text()):
+    for spec, owner, rest in COMMAND.findall((experiments / name / "README.md").read_text()):
         overrides = [t[len("--config."):] for t in shlex.split(rest) if t.startswith("--config.")]
         if owner == name and (spec, overrides) not in found:
             found.append((spec, overrides))
@@ -49,17 +53,18 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def resolved_configs(name: str) -> dict[str, dict]:
-    """'<spec> [overrides] | <point>' -> the flat resolved config, for every README sweep point."""
+def resolved_configs(name: str, root: pathlib.Path = REPO) -> dict[str, dict]:
+    """'<spec> [overrides] | <point>' -> the flat resolved config, for every README sweep point
+    (`root`: the folder the README's paths are relative to, holding experiments/)."""
     from cnnjax.train import config_io
 
     configs = {}
-    for spec, overrides in readme_commands(name):
+    for spec, overrides in readme_commands(name, root / "experiments"):
         path, _, arg = spec.partition(":")
-        module = config_io.load_module(str(REPO / path))
+        module = config_io.load_module(str(root / path))
         for point in module.get_sweep(arg or None):
             texts = [f"{k}={v}" for k, v in point.items()]
-            config = config_io.resolve_config(str(REPO / spec), [*overrides, *texts])
+            config = config_io.resolve_config(str(root / spec), [*overrides, *texts])
             label = f"{' '.join([spec, *overrides])} | {','.join(texts)}"
             configs[label] = json.loads(json.dumps(flatten(config.to_dict()), default=list))
     return configs
@@ -80,15 +85,51 @@ def test_no_experiment_loads_another_experiments_config():
         assert "parents[1]" not in text and not others, path
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS_WITH_CONFIGS)
-def test_readme_commands_resolve_to_the_recorded_configs(name):
-    recorded = json.loads((EXPERIMENTS / name / RECORD_FILE).read_text())
-    now = resolved_configs(name)
-    assert sorted(now) == sorted(recorded), "the README's sweep commands or points changed"
+def record_differences(recorded: dict[str, dict], now: dict[str, dict]) -> list[str]:
+    """One line per way the README commands' configs (`now`) differ from the `recorded` ones: a point
+    added or gone, a recorded key whose value changed, a numerics key the record does not name."""
+    if sorted(now) != sorted(recorded):
+        return [f"the README's sweep commands or points changed: recorded {sorted(recorded)}, "
+                f"now {sorted(now)}"]
+    problems = []
     for label, config in recorded.items():
         changed = {k: (v, now[label].get(k, "<missing>")) for k, v in config.items()
                    if now[label].get(k, "<missing>") != v}
-        assert not changed, f"{label}: recorded -> now {changed}"
+        changed.update({k: ("<not recorded>", now[label].get(k, "<missing>"))
+                        for k in NUMERICS_KEYS if k not in config})
+        if changed:
+            problems.append(f"{label}: recorded -> now {changed}")
+    return problems
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS_WITH_CONFIGS)
+def test_readme_commands_resolve_to_the_recorded_configs(name):
+    recorded = json.loads((EXPERIMENTS / name / RECORD_FILE).read_text())
+    assert record_differences(recorded, resolved_configs(name)) == []
+
+
+def test_a_record_measured_under_other_numerics_fails(tmp_path):
+    """A fabricated experiment whose results were recorded with YNNPACK convolutions, while its
+    README command now resolves to Eigen's (the default): the comparison names the key."""
+    folder = tmp_path / "experiments" / "fake"
+    folder.mkdir(parents=True)
+    (folder / "config.py").write_text(
+        "from cnnjax.sweep import product\n"
+        f"from cnnjax.train.config_io import load_config\n\n"
+        "def get_config(arg=None):\n"
+        f"    return load_config({str(REPO / 'tests' / 'helpers' / 'tiny_config.py')!r})\n\n"
+        "def get_sweep(arg=None):\n"
+        "    return product(seed=[0])\n")
+    (folder / "README.md").write_text("    ./launch.sh experiments/fake/config.py --sweep\n")
+    now = resolved_configs("fake", tmp_path)
+    [label] = now
+    assert record_differences(now, now) == []
+    measured = {label: {**now[label], "xla_cpu_conv": "ynnpack"}}
+    [problem] = record_differences(measured, now)
+    assert "'xla_cpu_conv': ('ynnpack', 'eigen')" in problem
+    unnamed = {label: {k: v for k, v in now[label].items() if k != "xla_cpu_conv"}}
+    [problem] = record_differences(unnamed, now)  # recorded before the key existed: unknown numerics
+    assert "'xla_cpu_conv': ('<not recorded>', 'eigen')" in problem
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:

@@ -1,9 +1,11 @@
-"""launch.sh: XLA flags chosen per platform and only when the installed jaxlib knows them, and a
-preinstalled Python environment used as it is (CNNJAX_PYTHON / CNNJAX_VENV=system: no venv, no pip).
+"""launch.sh: no XLA flag of its own for training and the tools (each is a config key, set by
+`python -m cnnjax.cli`), the default config's flags for benchmarks on the CPU only and only when the
+installed jaxlib knows them, and a preinstalled Python environment used as it is (CNNJAX_PYTHON /
+CNNJAX_VENV=system: no venv, no pip).
 
-The environment is a wrapper around this venv's Python that prints what `python -m cnnjax.cli` would
-receive, so no training starts; a fake `jaxlib` package on PYTHONPATH stands in for a build that does
-not know the CPU flag.
+The environment is a wrapper around this venv's Python that prints what `python -m cnnjax.cli` or a
+benchmark would receive, so no training starts; a fake `jaxlib` package on PYTHONPATH stands in for
+a build that does not know the CPU flag.
 """
 
 import os
@@ -19,9 +21,9 @@ CPU_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 def launch(tmp_path, env_extra: dict, args=("summary", "lenet5")) -> subprocess.CompletedProcess:
     wrapper = tmp_path / "python"
     wrapper.write_text(f"""#!/bin/sh
-if [ "$1" = -m ] && [ "$2" = cnnjax.cli ]; then
-  echo "XLA_FLAGS=[$XLA_FLAGS]"; echo "PYTHONPATH=[$PYTHONPATH]"; exit 0
-fi
+case "$1 $2" in "-m cnnjax.cli"|benchmarks/*)
+  echo "XLA_FLAGS=[$XLA_FLAGS]"; echo "PYTHONPATH=[$PYTHONPATH]"; exit 0 ;;
+esac
 exec {sys.executable} "$@"
 """)
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
@@ -31,17 +33,30 @@ exec {sys.executable} "$@"
                           text=True, timeout=120)
 
 
-def test_cpu_runs_get_the_cpu_flag_without_any_install(tmp_path):
-    out = launch(tmp_path, {"JAX_PLATFORMS": "cpu"})
+def test_launch_sh_sets_no_flag_the_config_did_not_choose(tmp_path):
+    for args in (("summary", "lenet5"), ("tests/helpers/tiny_config.py",), ("eval", "--workdir", "w")):
+        out = launch(tmp_path, {"JAX_PLATFORMS": "cpu"}, args)
+        assert out.returncode == 0, out.stderr
+        assert "XLA_FLAGS=[]" in out.stdout, (args, out.stdout)  # cnnjax.cli applies the config's
+        assert f"PYTHONPATH=[{REPO}" in out.stdout  # the checkout stands in for `pip install -e`
+        assert "installing" not in out.stderr
+    out = launch(tmp_path, {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_dump_to=/tmp/x"})
+    assert "XLA_FLAGS=[--xla_dump_to=/tmp/x]" in out.stdout  # set by hand: passed on as it is
+
+
+def test_benchmarks_get_the_default_configs_cpu_flag(tmp_path):
+    out = launch(tmp_path, {"JAX_PLATFORMS": "cpu"}, ("bench", "ops"))
     assert out.returncode == 0, out.stderr
-    assert f"XLA_FLAGS=[{CPU_FLAG} ]" in out.stdout
-    assert f"PYTHONPATH=[{REPO}" in out.stdout  # the checkout stands in for `pip install -e`
-    assert "installing" not in out.stderr
+    assert f"XLA_FLAGS=[{CPU_FLAG}]" in out.stdout
+    by_hand = "--xla_cpu_experimental_ynn_fusion_type="  # compared by hand: it wins
+    out = launch(tmp_path, {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": by_hand}, ("bench", "ops"))
+    assert f"XLA_FLAGS=[{by_hand}]" in out.stdout
 
 
-def test_accelerator_runs_never_get_a_cpu_flag(tmp_path):
+def test_accelerator_benchmarks_never_get_a_cpu_flag(tmp_path):
     for platforms in ("cuda", "tpu", "cuda,cpu"):
-        out = launch(tmp_path, {"JAX_PLATFORMS": platforms, "XLA_FLAGS": "--xla_dump_to=/tmp/x"})
+        out = launch(tmp_path, {"JAX_PLATFORMS": platforms, "XLA_FLAGS": "--xla_dump_to=/tmp/x"},
+                     ("bench", "ops"))
         assert out.returncode == 0, out.stderr
         assert "XLA_FLAGS=[--xla_dump_to=/tmp/x]" in out.stdout, (platforms, out.stdout)
 
@@ -51,6 +66,7 @@ def test_a_jaxlib_that_lacks_the_flag_does_not_get_it(tmp_path):
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
     (fake / "_jax.so").write_bytes(b"\x7fELF some other xla_cpu_flag names only")
-    out = launch(tmp_path, {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(tmp_path / "site")})
+    out = launch(tmp_path, {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(tmp_path / "site")},
+                 ("bench", "ops"))
     assert out.returncode == 0, out.stderr
     assert "XLA_FLAGS=[]" in out.stdout
