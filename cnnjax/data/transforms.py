@@ -86,6 +86,43 @@ def _luma(rgb: tf.Tensor) -> tf.Tensor:
     return tf.image.rgb_to_grayscale(rgb)
 
 
+def header_size(encoded: tf.Tensor) -> tf.Tensor:
+    """(height, width) int64 as the file's header states them, nothing decoded: JPEG (its frame
+    header, tf.image.extract_jpeg_shape), PNG (IHDR), GIF (logical screen), BMP (info header);
+    (0, 0) for any other bytes, which the decoders refuse anyway."""
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 0, 26) + b"\0" * 26, tf.uint8)[:26],
+                   tf.int64)
+
+    def number(offset, size, big_endian):  # unsigned integer of `size` bytes at `offset`
+        digits = tf.range(size, dtype=tf.int64)
+        shifts = 8 * (size - 1 - digits if big_endian else digits)
+        return tf.reduce_sum(tf.bitwise.left_shift(head[offset:offset + size], shifts))
+
+    def bmp():  # a negative height (top-down rows) is two's complement
+        height = number(22, 4, False)
+        return tf.stack([tf.where(height >= 2**31, 2**32 - height, height), number(18, 4, False)])
+
+    prefix = tf.strings.substr(encoded, 0, 4)
+    return tf.case([
+        (tf.io.is_jpeg(encoded), lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
+        (_is_png(encoded), lambda: tf.stack([number(20, 4, True), number(16, 4, True)])),
+        (prefix == b"GIF8", lambda: tf.stack([number(8, 2, False), number(6, 2, False)])),
+        (tf.strings.substr(prefix, 0, 2) == b"BM", bmp),
+    ], default=lambda: tf.zeros([2], tf.int64))
+
+
+def within_pixel_limit(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """`encoded` itself, or InvalidArgumentError when its header states more than `max_pixels`
+    pixels: a few hundred KB of PNG can expand to gigabytes (a decompression bomb), so the size is
+    read before the decoder runs."""
+    size = header_size(encoded)
+    check = tf.debugging.assert_less_equal(
+        size[0] * size[1], tf.constant(max_pixels, tf.int64),
+        message=f"the image has more pixels than data.max_image_pixels={max_pixels}")
+    with tf.control_dependencies([check]):
+        return tf.identity(encoded)
+
+
 def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
     """JPEG, PNG, GIF or BMP bytes -> (H, W, channels) uint8, whatever the file's own color mode.
 
