@@ -63,14 +63,18 @@ def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.
         raise UnreadableImageError(path, f"cannot be read ({e.strerror})") from None
     try:
         height, width = (int(v) for v in T.header_size(encoded).numpy())
-        if height * width > max_image_pixels(data):
-            raise UnreadableImageError(path, f"{width}x{height} = {width * height:,} pixels, more "
-                                       f"than data.max_image_pixels={max_image_pixels(data):,} "
-                                       "(not decoded)")
+    except tf.errors.OpError:  # a JPEG cut short before its frame header
+        height = width = 0
+    if height * width == 0:
+        raise UnreadableImageError(path, "not a JPEG, PNG, GIF or BMP file (no image header)")
+    if height * width > max_image_pixels(data):
+        raise UnreadableImageError(path, f"{width}x{height} = {width * height:,} pixels, more than "
+                                   f"data.max_image_pixels={max_image_pixels(data):,} (not decoded)")
+    try:
         image = T.decode(encoded, int(data.channels))
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        raise UnreadableImageError(path, f"not a JPEG, PNG, GIF or BMP file "
-                                   f"({type(e).__name__})") from None
+    except tf.errors.OpError as e:
+        raise UnreadableImageError(path, f"corrupt or unreadable (the decoder refused it: "
+                                   f"{type(e).__name__})") from None
     from cnnjax.data.config import transform_name
 
     name = transform_name(data.eval_transform, train=False)

@@ -216,8 +216,8 @@ def why_unreadable(path: str, max_pixels: int) -> str:
         return f"cannot be read ({e.strerror})"
     try:
         height, width = (int(v) for v in T.header_size(encoded).numpy())
-    except tf.errors.OpError:
-        return "corrupt or unreadable (no image header the decoders know)"
+    except tf.errors.OpError:  # a JPEG cut short before its frame header
+        height = width = 0
     if height * width == 0:
         return "not a JPEG, PNG, GIF or BMP file (no image header)"
     if height * width > max_pixels:
