@@ -197,8 +197,10 @@ def check_splits(data: ml_collections.ConfigDict) -> tuple[int | None, list[str]
 def _existing_dir(location: str, kind: str) -> str:
     path = pathlib.Path(location).expanduser()
     if not path.is_dir():
-        raise DataError(f"{kind} source: directory {location!r} does not exist (resolved against "
-                        f"{os.getcwd()})")
+        what = _not_a_file(str(path)) if path.is_symlink() else None  # a loop, a link to nothing
+        raise DataError(f"{kind} source: directory {location!r} " + (
+            f"is {what}" if what and what.startswith("a symlink") else
+            f"does not exist (resolved against {os.getcwd()})"))
     return str(path.resolve())
 
 

@@ -124,6 +124,36 @@ def test_symlink_loops_and_entries_that_are_no_file_are_named_once_and_skipped(t
     one_line_error(lambda: D.eval_batches(folder_config(root, on_corrupt="error"),
                                           global_batch_size=4, **ONE_HOST),
                    "unreadable image .*gone.png: a symlink to nothing")
+    (tmp_path / "self").symlink_to("self")  # the source folder itself a loop
+    one_line_error(lambda: D.dataset_info(folder_config(tmp_path / "self"), "train"),
+                   "directory .*self' is a symlink loop")
+
+
+def test_permission_denied_is_named_and_skipped_in_a_listing_and_an_unlistable_folder_stops(
+        tmp_path, monkeypatch):
+    """Tests run as root, for whom no file is unreadable: os.stat and os.scandir are made to
+    refuse one path each, as they would for another user."""
+    import errno
+    import os
+
+    root = gray_folder(tmp_path / "f", {"a": [(12, 12), (12, 12)], "b": [(12, 12)]})
+    denied, stat, scandir = root / "a" / "1.png", os.stat, os.scandir
+
+    def refusing(fn, path):
+        def wrapped(p, *args, **kwargs):
+            if os.fspath(p) == str(path):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fspath(p))
+            return fn(p, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(os, "stat", refusing(stat, denied))
+    source = sources.list_folder(str(root), "train", whole_folder=True)
+    assert len(source.paths) == 2
+    assert source.left_out == ((str(denied), "cannot be read (Permission denied)"),)
+    monkeypatch.setattr(os, "scandir", refusing(scandir, root / "b"))
+    # Other arguments than above: a fresh listing, not list_folder's cached one.
+    one_line_error(lambda: sources.list_folder(str(root), "", 1, True),
+                   f"cannot list the image folder {root / 'b'}: Permission denied")
 
 
 def test_images_over_the_pixel_limit_are_named_and_skipped(tmp_path):
