@@ -65,6 +65,7 @@ class DatasetInfo:
     num_classes: int
     class_names: list[str] | None
     image_shape: tuple[int | None, ...]
+    source: str = ""  # what is read: for a folder, 'folder:<the folder itself>' (<root>/<split> or <root>)
 
 
 def dataset_info(data: ml_collections.ConfigDict, split: str) -> DatasetInfo:
@@ -75,7 +76,7 @@ def dataset_info(data: ml_collections.ConfigDict, split: str) -> DatasetInfo:
     source = _source(data, train_spec(data) if train else eval_spec(data, split))
     name = data.train_transform if train else data.eval_transform
     return DatasetInfo(source.num_examples, _num_classes(data, source), source.class_names,
-                       output_shape(data, name, source.image_shape))
+                       output_shape(data, name, source.image_shape), source.name)
 
 
 def train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, seed: int,

@@ -91,7 +91,7 @@ def test_eval_matches_numpy_on_the_model_logits(run, crops, capsys):
     assert f"top-1 accuracy {result['top1']:.2%} (error {result['top1_error']:.2%})" in out
 
 
-def test_ten_crop_geometry_on_an_image_with_known_content(run, tmp_path):
+def test_ten_crop_geometry_on_an_image_with_known_content(run, tmp_path, capsys):
     """Two 36x36 images whose pixels encode their position, evaluated with 10 crops on a folder
     source: the tool's loss must equal the one computed from crops cut by hand (four corners,
     center, and their mirror images, AlexNet Sec. 4.1)."""
@@ -104,6 +104,8 @@ def test_ten_crop_geometry_on_an_image_with_known_content(run, tmp_path):
                      "--batch-size", "2"]) == 0
     result = json.loads(next(run.glob("eval_4_10crop_folder*.json")).read_text())
     assert result["examples"] == 2
+    # The header names the folder really read: the whole folder, which has no 'test' subfolder.
+    assert f", 10 crops, folder:{tmp_path} (2 examples)\n" in capsys.readouterr().out
     windows = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]
     crops = []
     for picture in pictures:
