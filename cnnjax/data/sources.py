@@ -332,7 +332,10 @@ def scan_images(folder: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS, *,
             if recursive and entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
                 pending.append(entry.path)
             elif entry.name.lower().endswith(extensions):
-                why = _not_a_file(entry.path)
+                # A plain file is known from the directory listing itself (no system call per file,
+                # which counts on a million-file folder); only the rest are looked at closely.
+                plain = entry.is_file(follow_symlinks=False)
+                why = None if plain else _not_a_file(entry.path)
                 if why:
                     left_out.append((entry.path, why))
                 else:

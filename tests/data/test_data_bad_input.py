@@ -129,15 +129,19 @@ def test_symlink_loops_and_entries_that_are_no_file_are_named_once_and_skipped(t
                    "directory .*self' is a symlink loop")
 
 
-def test_permission_denied_is_named_and_skipped_in_a_listing_and_an_unlistable_folder_stops(
+def test_a_file_that_cannot_be_read_is_named_with_why_and_an_unlistable_folder_stops(
         tmp_path, monkeypatch):
-    """Tests run as root, for whom no file is unreadable: os.stat and os.scandir are made to
-    refuse one path each, as they would for another user."""
+    """Tests run as root, who can read every file: the file is listed, then removed before the
+    pipeline opens it (as opening another user's file would fail), and Path.read_bytes refuses it
+    with EACCES; os.scandir refuses one class folder the same way."""
     import errno
     import os
 
     root = gray_folder(tmp_path / "f", {"a": [(12, 12), (12, 12)], "b": [(12, 12)]})
-    denied, stat, scandir = root / "a" / "1.png", os.stat, os.scandir
+    denied, read_bytes, scandir = root / "a" / "1.png", pathlib.Path.read_bytes, os.scandir
+    data = folder_config(root)
+    assert sources.count_examples(sources.train_spec(data), data) == 3  # listed (and cached)
+    denied.unlink()
 
     def refusing(fn, path):
         def wrapped(p, *args, **kwargs):
@@ -146,10 +150,13 @@ def test_permission_denied_is_named_and_skipped_in_a_listing_and_an_unlistable_f
             return fn(p, *args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(os, "stat", refusing(stat, denied))
-    source = sources.list_folder(str(root), "train", whole_folder=True)
-    assert len(source.paths) == 2
-    assert source.left_out == ((str(denied), "cannot be read (Permission denied)"),)
+    monkeypatch.setattr(pathlib.Path, "read_bytes", refusing(read_bytes, denied))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batches = list(D.eval_batches(data, global_batch_size=3, **ONE_HOST))
+    (message,) = skip_warnings(caught)
+    assert message.startswith(f"skipped image {denied}: cannot be read (Permission denied)"), message
+    np.testing.assert_array_equal(batches[0]["mask"], [True, False, True])
     monkeypatch.setattr(os, "scandir", refusing(scandir, root / "b"))
     # Other arguments than above: a fresh listing, not list_folder's cached one.
     one_line_error(lambda: sources.list_folder(str(root), "", 1, True),
