@@ -94,21 +94,24 @@ def header_size(encoded: tf.Tensor) -> tf.Tensor:
                    tf.int64)
 
     def number(offset, size, big_endian):  # unsigned integer of `size` bytes at `offset`
-        digits = tf.range(size, dtype=tf.int64)
-        shifts = 8 * (size - 1 - digits if big_endian else digits)
+        shifts = [8 * (size - 1 - k if big_endian else k) for k in range(size)]
         return tf.reduce_sum(tf.bitwise.left_shift(head[offset:offset + size], shifts))
 
-    def bmp():  # a negative height (top-down rows) is two's complement
-        height = number(22, 4, False)
-        return tf.stack([tf.where(height >= 2**31, 2**32 - height, height), number(18, 4, False)])
+    def other():  # fixed offsets: plain arithmetic, picked by the signature (one cond in all)
+        bmp_height = number(22, 4, False)  # negative (top-down rows): two's complement
+        sizes = tf.stack([
+            tf.stack([number(20, 4, True), number(16, 4, True)]),           # PNG
+            tf.stack([number(8, 2, False), number(6, 2, False)]),           # GIF
+            tf.stack([tf.where(bmp_height >= 2**31, 2**32 - bmp_height, bmp_height),
+                      number(18, 4, False)]),                               # BMP
+            tf.zeros([2], tf.int64)])
+        kind = tf.where(_is_png(encoded), 0, tf.where(
+            tf.strings.substr(encoded, 0, 4) == b"GIF8", 1,
+            tf.where(tf.strings.substr(encoded, 0, 2) == b"BM", 2, 3)))
+        return sizes[kind]
 
-    prefix = tf.strings.substr(encoded, 0, 4)
-    return tf.case([
-        (tf.io.is_jpeg(encoded), lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
-        (_is_png(encoded), lambda: tf.stack([number(20, 4, True), number(16, 4, True)])),
-        (prefix == b"GIF8", lambda: tf.stack([number(8, 2, False), number(6, 2, False)])),
-        (tf.strings.substr(prefix, 0, 2) == b"BM", bmp),
-    ], default=lambda: tf.zeros([2], tf.int64))
+    return tf.cond(tf.io.is_jpeg(encoded),
+                   lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64), other)
 
 
 def within_pixel_limit(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
@@ -116,9 +119,10 @@ def within_pixel_limit(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
     pixels: a few hundred KB of PNG can expand to gigabytes (a decompression bomb), so the size is
     read before the decoder runs."""
     size = header_size(encoded)
-    check = tf.debugging.assert_less_equal(
-        size[0] * size[1], tf.constant(max_pixels, tf.int64),
-        message=f"the image has more pixels than data.max_image_pixels={max_pixels}")
+    # tf.debugging.Assert with string data only: no cond around it (assert_less_equal adds one,
+    # which costs more per image than the header read itself).
+    check = tf.debugging.Assert(size[0] * size[1] <= max_pixels,
+                                [f"the image has more pixels than data.max_image_pixels={max_pixels}"])
     with tf.control_dependencies([check]):
         return tf.identity(encoded)
 

@@ -4,6 +4,7 @@ fails at once with one clear line."""
 from __future__ import annotations
 
 import importlib.resources
+import io
 import itertools
 import pathlib
 import sys
@@ -350,3 +351,19 @@ def test_tfds_download_without_network_is_one_clear_error(tmp_path, monkeypatch)
     assert "point data.data_dir at a copy" in line
     assert err.value.__cause__ is None and err.value.__suppress_context__
     tfds_source.load_tfds.cache_clear()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP"])
+def test_header_size_reads_what_pil_reads_without_decoding(fmt):
+    from PIL import Image
+
+    from cnnjax.data import transforms as T
+    from cnnjax.data.tf_cpu import tf
+
+    for height, width in [(1, 1), (37, 300), (300, 37)]:
+        blob = encode(np.zeros((height, width, 3), np.uint8), fmt)
+        with Image.open(io.BytesIO(blob)) as image:  # PIL: (width, height), from the header
+            assert image.size == (width, height)
+        np.testing.assert_array_equal(T.header_size(tf.constant(blob)).numpy(), [height, width])
+    for junk in (b"", b"GIF", b"not an image at all"):  # no header: (0, 0), refused by the decoders
+        np.testing.assert_array_equal(T.header_size(tf.constant(junk)).numpy(), [0, 0])
