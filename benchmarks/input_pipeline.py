@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
 
     data = D.default_data_config()
     data.source = f"folder:{args.data}"
+    data.eval_split = data.train_split  # the 10-crop pass reads the same (flat) folder
     data.channels, data.image_size, data.resize_size = 3, 224, 256
     data.mean, data.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     data.eval_transform = "center_crop"

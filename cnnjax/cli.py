@@ -73,17 +73,16 @@ def train(argv: list[str]) -> int:
 
 
 def _check_before_imports(config, workdir_path: pathlib.Path) -> None:
-    """The config's values, its batch size against the training split's size where that is cheap to
-    read, and the workdir's lock, before JAX and TensorFlow load (train_and_evaluate checks again,
-    with the devices, and takes the lock)."""
+    """The config's values, its training and evaluation splits and the batch size against the
+    training split's size where those are cheap to read, and the workdir's lock, before JAX and
+    TensorFlow load (train_and_evaluate checks again, with the devices, and takes the lock)."""
     from cnnjax.data import sources
     from cnnjax.train import validate
 
     validate.check_config(config)
-    try:
-        examples = sources.count_examples(sources.train_spec(config.data), config.data)
-    except ValueError as e:
-        raise validate.ConfigValidationError([f"config.data.source: {e}"]) from None
+    examples, problems = sources.check_splits(config.data)  # both splits: no workdir for a run
+    if problems:                                            # that could not evaluate
+        raise validate.ConfigValidationError(problems)
     validate.check_config(config, num_train_examples=examples)
     from cnnjax.train import workdir
 

@@ -1,7 +1,11 @@
 """Classify image files with a trained run: the top-5 classes and their probabilities per image.
 
     ./launch.sh predict --workdir DIR [--step N | --step best | --step latest] [--top K]
-                        [--config.KEY=VALUE ...] IMAGE...
+                        [--config.KEY=VALUE ...] IMAGE_OR_FOLDER...
+
+A folder stands for the image files in it and its subfolders (.jpg, .jpeg, .png, .gif, .bmp). A file
+that cannot be read or decoded, or whose header states more than data.max_image_pixels pixels, is
+named in one warning line and left out; the others are still classified.
 
 Each image goes through the run's own evaluation transform (config.data.eval_transform, the same
 cnnjax.data.transforms code that evaluation uses): 'center_crop' resizes the shorter side to
@@ -27,23 +31,50 @@ from cnnjax.errors import UserError
 from cnnjax.train import config_io
 from cnnjax.train.metrics import read_metrics
 
+# What a folder argument is searched for: the formats the decoders read (cnnjax.data.transforms.decode).
+PREDICT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+
+
+class UnreadableImageError(UserError):
+    """An image file that cannot be read, is over data.max_image_pixels, or does not decode."""
+
+    def __init__(self, path: str | pathlib.Path, why: str):
+        self.path, self.why = str(path), why
+        super().__init__(f"cannot read image {path}: {why}")
+
 
 def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.ndarray:
     """The file as the model's input: uint8 (H, W, C) after the config's evaluation transform.
 
-    Raises FileNotFoundError or UserError (one line naming the file) when it cannot be read.
+    Raises FileNotFoundError for a path that does not exist, UnreadableImageError (one line naming
+    the file and why) for one that cannot be read or decoded, or whose header states more than
+    data.max_image_pixels pixels (checked before decoding).
     """
     from cnnjax.data import transforms as T
+    from cnnjax.data.config import max_image_pixels
     from cnnjax.data.tf_cpu import tf
 
     path = pathlib.Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise FileNotFoundError(f"image {path} does not exist")
     try:
-        image = T.decode(tf.constant(path.read_bytes()), int(data.channels))
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, OSError) as e:
-        raise UserError(f"cannot read image {path}: not a JPEG, PNG, GIF or BMP file "
-                        f"({type(e).__name__})") from None
+        encoded = tf.constant(path.read_bytes())
+    except OSError as e:
+        raise UnreadableImageError(path, f"cannot be read ({e.strerror})") from None
+    try:
+        height, width = (int(v) for v in T.header_size(encoded).numpy())
+    except tf.errors.OpError:  # a JPEG cut short before its frame header
+        height = width = 0
+    if height * width == 0:
+        raise UnreadableImageError(path, "not a JPEG, PNG, GIF or BMP file (no image header)")
+    if height * width > max_image_pixels(data):
+        raise UnreadableImageError(path, f"{width}x{height} = {width * height:,} pixels, more than "
+                                   f"data.max_image_pixels={max_image_pixels(data):,} (not decoded)")
+    try:
+        image = T.decode(encoded, int(data.channels))
+    except tf.errors.OpError as e:
+        raise UnreadableImageError(path, f"corrupt or unreadable (the decoder refused it: "
+                                   f"{type(e).__name__})") from None
     from cnnjax.data.config import transform_name
 
     name = transform_name(data.eval_transform, train=False)
@@ -96,7 +127,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--workdir", required=True, help="the run's folder (config.json, checkpoints/)")
     parser.add_argument("--step", default="latest", help="checkpoint step N, 'best' or 'latest'")
     parser.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
-    parser.add_argument("images", nargs="+", help="JPEG, PNG, GIF or BMP files")
+    parser.add_argument("images", nargs="+", help="JPEG, PNG, GIF or BMP files, or folders of "
+                        "them (their subfolders too)")
     args, rest = parser.parse_known_args(argv)
     overrides = config_io.split_overrides(
         rest, "--workdir, --step, --top, --config.KEY=VALUE and image files")
@@ -111,7 +143,7 @@ def main(argv: list[str]) -> int:
     config = run.config
     evaluate.resolve_step(args.step, run.steps, read_metrics(run.workdir), config.best_metric,
                           config.best_mode)  # a wrong --step is refused before any work
-    images = np.stack([load_image(path, config.data) for path in args.images])  # all read first
+    paths, images = read_images(args.images, config.data)  # all read first
 
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
@@ -129,10 +161,46 @@ def main(argv: list[str]) -> int:
     probabilities = predict_probabilities(state, config, images)
     class_names = info.class_names if info else None
     print(f"{run.workdir} at step {step}:")
-    for path, probs in zip(args.images, probabilities, strict=True):
+    for path, probs in zip(paths, probabilities, strict=True):
         ranked = top_k(probs, min(args.top, probs.size))
         print(f"{path}: " + ", ".join(f"{class_label(c, class_names)} {p:.2%}" for c, p in ranked))
     return 0
+
+
+def read_images(arguments: Sequence[str], data: ml_collections.ConfigDict
+                ) -> tuple[list[str], np.ndarray]:
+    """(the paths read, their images (N, H, W, C)) for image files and folders of them. A file that
+    cannot be read or decoded is named once (a warning), left out, and counted in a last warning;
+    a missing path, a folder without images or nothing readable at all is a one-line error."""
+    from cnnjax.data import SkippedImages
+    from cnnjax.data.sources import scan_images
+
+    skipped = SkippedImages()
+    paths: list[str] = []
+    for argument in arguments:
+        if not pathlib.Path(argument).is_dir():
+            paths.append(argument)
+            continue
+        files, left_out = scan_images(argument, PREDICT_EXTENSIONS, recursive=True)
+        for path, why in left_out:
+            skipped.add(path, why)
+        if not files and not left_out:
+            raise UserError(f"folder {argument} holds no image file ({', '.join(PREDICT_EXTENSIONS)}"
+                            ", in it or its subfolders)")
+        paths += files
+    read, images = [], []
+    for path in paths:
+        try:
+            images.append(load_image(path, data))
+            read.append(path)
+        except UnreadableImageError as e:
+            skipped.add(e.path, e.why)
+    if skipped.summary():
+        print(f"warning: {skipped.summary()}", file=sys.stderr)
+    if not images:
+        raise UserError(f"none of the {len(skipped.counts)} image file(s) given could be read (each is "
+                        "named in a warning above)")
+    return read, np.stack(images)
 
 
 def _dataset_info(config: ml_collections.ConfigDict):

@@ -16,6 +16,7 @@ from cnnjax.errors import UserError
 EVAL_CROPS = (1, 5, 10)
 ON_CORRUPT = ("skip", "error")
 SOURCE_KINDS = ("idx", "tfds", "folder", "synthetic")
+MAX_IMAGE_PIXELS = 89_478_485  # PIL's Image.MAX_IMAGE_PIXELS: about 0.25 GB as RGB uint8
 AUTOTUNE = -1  # the value of tf.data.AUTOTUNE, spelled out so this module needs no TensorFlow
 
 # ImageNet's per-channel statistics in [0, 1] units (the defaults; every dataset's are in presets.py).
@@ -64,6 +65,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.shuffle_buffer = 10_000    # only for TFDS datasets streamed from disk (too large to hold in memory)
     c.cache = False              # keep the encoded files (folder) or records (streamed tfds) in memory
     c.on_corrupt = "skip"        # skip: warn with the file name and leave it out | error: stop at it
+    c.max_image_pixels = MAX_IMAGE_PIXELS  # image files whose header states more pixels are skipped as
+    #                                  corrupt, never decoded (decompression bombs); PIL's own limit
     c.synthetic_shape = (224, 224, 3)
     c.synthetic_examples = 1024
     c.deterministic = True       # False: tf.data hands out training batches as they finish (a slow JPEG
@@ -93,6 +96,9 @@ def check_data_config(data: ml_collections.ConfigDict) -> None:
     for name in ("image_size", "resize_size", "synthetic_examples", "shuffle_buffer"):
         if int(data[name]) <= 0:
             raise DataError(f"data.{name} must be a positive integer, got {data[name]!r}")
+    if max_image_pixels(data) <= 0:
+        raise DataError(f"data.max_image_pixels must be a positive integer, got "
+                        f"{data.max_image_pixels!r}")
     if data.num_classes < 0:
         raise DataError(f"data.num_classes must be >= 0 (0 = from the source), got {data.num_classes}")
     if not 0.0 < data.min_area <= 1.0:
@@ -108,6 +114,11 @@ def check_data_config(data: ml_collections.ConfigDict) -> None:
     if len(data.mean) not in (1, data.channels) or len(data.std) != len(data.mean):
         raise DataError(f"data.mean and data.std need 1 or channels={data.channels} values each, got "
                         f"{tuple(data.mean)} and {tuple(data.std)}")
+
+
+def max_image_pixels(data: ml_collections.ConfigDict) -> int:
+    """data.max_image_pixels; the default for configs saved before the field existed."""
+    return int(data.get("max_image_pixels", MAX_IMAGE_PIXELS))
 
 
 def _choice(name: str, value, choices: tuple) -> None:

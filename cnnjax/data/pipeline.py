@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from cnnjax.data import synthetic
-from cnnjax.data.config import DataError, check_data_config, output_shape
+from cnnjax.data.config import DataError, check_data_config, max_image_pixels, output_shape
 from cnnjax.data.layout import make_layout
 from cnnjax.data.sources import eval_spec, load_source, train_spec
 
@@ -36,13 +36,12 @@ class SkippedImages:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
 
-    def add(self, path: str) -> None:
+    def add(self, path: str, why: str = "corrupt or unreadable") -> None:
         first = path not in self.counts
         self.counts[path] = self.counts.get(path, 0) + 1
         if first:
-            warnings.warn(f"skipped corrupt or unreadable image {path} ({len(self.counts)} so far; "
-                          "each is named once and counted at the end)", CorruptImageWarning,
-                          stacklevel=4)
+            warnings.warn(f"skipped image {path}: {why} ({len(self.counts)} so far; each is named "
+                          "once and counted at the end)", CorruptImageWarning, stacklevel=4)
 
     def summary(self) -> str | None:
         """'skipped 2 unreadable image files (7 times in all): a.jpg, b.jpg', None if none."""
@@ -66,6 +65,7 @@ class DatasetInfo:
     num_classes: int
     class_names: list[str] | None
     image_shape: tuple[int | None, ...]
+    source: str = ""  # what is read: for a folder, 'folder:<the folder itself>' (<root>/<split> or <root>)
 
 
 def dataset_info(data: ml_collections.ConfigDict, split: str) -> DatasetInfo:
@@ -76,7 +76,7 @@ def dataset_info(data: ml_collections.ConfigDict, split: str) -> DatasetInfo:
     source = _source(data, train_spec(data) if train else eval_spec(data, split))
     name = data.train_transform if train else data.eval_transform
     return DatasetInfo(source.num_examples, _num_classes(data, source), source.class_names,
-                       output_shape(data, name, source.image_shape))
+                       output_shape(data, name, source.image_shape), source.name)
 
 
 def train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, seed: int,
@@ -100,8 +100,9 @@ def train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, se
         return synthetic.train_batches(source, data, layout, seed=int(seed), start_step=int(start_step))
     from cnnjax.data import tfdata
 
+    skipped = _left_out(source, data, skipped)
     ds = tfdata.train_dataset(source, data, layout, seed=int(seed), start_step=int(start_step))
-    return _iterate(ds, source, data.on_corrupt, ("image", "label"), skipped)
+    return _iterate(ds, source, data, ("image", "label"), skipped)
 
 
 def eval_batches(data: ml_collections.ConfigDict, *, global_batch_size: int,
@@ -123,8 +124,9 @@ def eval_batches(data: ml_collections.ConfigDict, *, global_batch_size: int,
         return synthetic.eval_batches(source, data, layout)
     from cnnjax.data import tfdata
 
+    skipped = _left_out(source, data, skipped)
     ds = tfdata.eval_dataset(source, data, layout, crops=crops)
-    return _iterate(ds, source, data.on_corrupt, ("image", "label", "mask"), skipped)
+    return _iterate(ds, source, data, ("image", "label", "mask"), skipped)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -164,19 +166,36 @@ def _num_classes(data, source) -> int:
     return int(data.num_classes or source.num_classes)
 
 
-def _iterate(ds, source, on_corrupt: str, keys: tuple[str, ...],
-             skipped: SkippedImages | None) -> Iterator[dict[str, np.ndarray]]:
-    """Host numpy batches with the pipeline's private fields checked for unreadable files (named
-    once each in `skipped`, a new SkippedImages for this pass if None)."""
+def _left_out(source, data, skipped: SkippedImages | None) -> SkippedImages:
+    """`skipped` (a new one if None) with the entries the folder listing left out; DataError at the
+    first with data.on_corrupt='error'."""
     skipped = SkippedImages() if skipped is None else skipped
+    for path, why in getattr(source, "left_out", ()):
+        if data.on_corrupt == "error":
+            raise DataError(f"unreadable image {path}: {why} (data.on_corrupt='skip' would leave "
+                            "it out)")
+        skipped.add(path, why)
+    return skipped
+
+
+def _iterate(ds, source, data, keys: tuple[str, ...],
+             skipped: SkippedImages) -> Iterator[dict[str, np.ndarray]]:
+    """Host numpy batches with the pipeline's private fields checked for unreadable files (named
+    once each in `skipped`, with why the decoder refused them)."""
     for batch in ds.as_numpy_iterator():
         if "_ok" in batch:
             for i in batch["_index"][batch["_expected"] & ~batch["_ok"]]:
                 path = source.paths[int(i)]
-                if on_corrupt == "error":
-                    raise DataError(f"corrupt or unreadable image {path} (data.on_corrupt='skip' "
-                                    "would leave it out)")
-                skipped.add(path)
+                if path in skipped.counts:  # named already: only counted
+                    skipped.add(path)
+                    continue
+                from cnnjax.data.tfdata import why_unreadable  # TensorFlow is loaded by now
+
+                why = why_unreadable(path, max_image_pixels(data))
+                if data.on_corrupt == "error":
+                    raise DataError(f"corrupt or unreadable image {path}: {why} "
+                                    "(data.on_corrupt='skip' would leave it out)")
+                skipped.add(path, why)
             if "mask" not in keys and not batch["_ok"].any():
                 raise DataError(f"every image of a training batch was unreadable, e.g. "
                                 f"{source.paths[int(batch['_index'][0])]}")

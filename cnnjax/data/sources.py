@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import functools
 import gzip
 import os
 import pathlib
+import stat
 import struct
 
 import ml_collections
@@ -34,6 +36,9 @@ class SourceSpec:
     location: str       # directory (idx, folder), dataset name (tfds), '' (synthetic)
     split: str
     data_dir: str = ""  # tfds only
+    # folder only: without a <split> subfolder, read the whole folder (False: that is an error, so
+    # that a missing evaluation split is never replaced by the training images unnoticed)
+    whole_folder: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +62,15 @@ class ArraySource:
 
 @dataclasses.dataclass(frozen=True)
 class FileSource:
-    """Encoded image files read by index: paths[i] holds an image of class labels[i]."""
+    """Encoded image files read by index: paths[i] holds an image of class labels[i]; `left_out` holds
+    (path, why) for each entry named like an image that the listing found to be no readable file."""
 
     paths: tuple[str, ...]
     labels: np.ndarray
     num_classes: int
     class_names: list[str] | None
     name: str
+    left_out: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_examples(self) -> int:
@@ -121,12 +128,15 @@ def eval_spec(data: ml_collections.ConfigDict, split: str | None = None) -> Sour
     """The source and split that evaluation reads.
 
     data.eval_source if set (its own tfds split, if written, wins over data.eval_split), else the
-    dataset of data.source read with data.eval_split; an explicit `split` wins over both.
+    dataset of data.source read with data.eval_split; an explicit `split` wins over both. A folder
+    of data.source must then hold a subfolder of that split, unless it is the training split: a
+    missing one would otherwise mean the whole folder, the training images.
     """
     if data.eval_source:
         return parse_source(data.eval_source, split or data.eval_split, data.data_dir,
                             split_wins=split is not None)
-    return parse_source(data.source, split or data.eval_split, data.data_dir, split_wins=True)
+    spec = parse_source(data.source, split or data.eval_split, data.data_dir, split_wins=True)
+    return dataclasses.replace(spec, whole_folder=spec.split == data.train_split)
 
 
 def load_source(spec: SourceSpec, data: ml_collections.ConfigDict):
@@ -135,7 +145,7 @@ def load_source(spec: SourceSpec, data: ml_collections.ConfigDict):
         return load_idx(_existing_dir(spec.location, "idx"), spec.split)
     if spec.kind == "folder":
         root = _existing_dir(spec.location, "folder")
-        return list_folder(root, spec.split, os.stat(root).st_mtime_ns)
+        return list_folder(root, spec.split, os.stat(root).st_mtime_ns, spec.whole_folder)
     if spec.kind == "synthetic":
         if data.num_classes <= 0:
             raise DataError("the synthetic source needs data.num_classes > 0 for its labels")
@@ -161,17 +171,36 @@ def count_examples(spec: SourceSpec, data: ml_collections.ConfigDict) -> int | N
         return read_idx_shape(_idx_file(root, IDX_SPLITS[spec.split], "labels-idx1-ubyte"))[0]
     if spec.kind == "folder":
         root = _existing_dir(spec.location, "folder")
-        return list_folder(root, spec.split, os.stat(root).st_mtime_ns).num_examples
+        return list_folder(root, spec.split, os.stat(root).st_mtime_ns,
+                           spec.whole_folder).num_examples
     if spec.kind == "synthetic":
         return int(data.synthetic_examples)
     return None
 
 
+def check_splits(data: ml_collections.ConfigDict) -> tuple[int | None, list[str]]:
+    """(the training split's size, or None where it is not cheap to read; one line per problem) for
+    the training and evaluation splits, listed as `count_examples` does: run before anything is
+    written, so that a missing split stops a run before its first step, not after it."""
+    examples, problems = None, []
+    try:
+        examples = count_examples(train_spec(data), data)
+    except ValueError as e:
+        problems.append(f"config.data.source: {e}")
+    try:
+        count_examples(eval_spec(data), data)
+    except ValueError as e:
+        problems.append(f"config.data.eval_split={data.eval_split!r}: {e}")
+    return examples, problems
+
+
 def _existing_dir(location: str, kind: str) -> str:
     path = pathlib.Path(location).expanduser()
     if not path.is_dir():
-        raise DataError(f"{kind} source: directory {location!r} does not exist (resolved against "
-                        f"{os.getcwd()})")
+        what = _not_a_file(str(path)) if path.is_symlink() else None  # a loop, a link to nothing
+        raise DataError(f"{kind} source: directory {location!r} " + (
+            f"is {what}" if what and what.startswith("a symlink") else
+            f"does not exist (resolved against {os.getcwd()})"))
     return str(path.resolve())
 
 
@@ -245,31 +274,103 @@ def load_idx(root: str, split: str) -> ArraySource:
 # ---------------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=8)
-def list_folder(root: str, split: str, mtime_ns: int = 0) -> FileSource:
-    """Lists an image folder: <root>/<split>/ if that subfolder exists, else <root>/ itself.
+def list_folder(root: str, split: str, mtime_ns: int = 0, whole_folder: bool = True) -> FileSource:
+    """Lists an image folder: <root>/<split>/ if that subfolder exists, else <root>/ itself (with
+    `whole_folder`; otherwise a missing subfolder is a DataError naming the ones there are).
 
     With a labels.csv (columns filename, class_index and optionally class_name; filenames relative
     to the folder) the CSV says everything; otherwise each subfolder is a class, in sorted order
-    (the ImageNet layout), holding .jpg/.jpeg/.png files. `mtime_ns` only keys the cache.
+    (the ImageNet layout), holding .jpg/.jpeg/.png files. Entries named like images that are no
+    readable file (a symlink loop or to nothing, a directory, a permission error) are left out and
+    listed in `left_out`. `mtime_ns` only keys the cache.
     """
     del mtime_ns
-    folder = os.path.join(root, split) if split and os.path.isdir(os.path.join(root, split)) else root
+    folder = os.path.join(root, split) if split else root
+    if not os.path.isdir(folder):
+        if not whole_folder:
+            there = ", ".join(repr(n) for n in _subfolders(root)) or "none"
+            raise DataError(f"folder source {root} has no subfolder {split!r} for the evaluation "
+                            f"split (its subfolders: {there}); add it, name another with "
+                            f"data.eval_split, or set data.eval_split to the training split to "
+                            "evaluate on the training images")
+        folder = root
     if os.path.isfile(os.path.join(folder, LABELS_CSV)):
         return _list_csv(folder)
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    classes = _subfolders(folder)
     if not classes:
         raise DataError(f"folder source {folder} has neither class subfolders nor a {LABELS_CSV}")
-    paths, labels = [], []
+    paths, labels, left_out = [], [], []
     for label, name in enumerate(classes):
-        files = sorted(e.path for e in os.scandir(os.path.join(folder, name))
-                       if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+        files, bad = scan_images(os.path.join(folder, name))
         if not files:
             raise DataError(f"class folder {os.path.join(folder, name)} holds no image "
                             f"({', '.join(IMAGE_EXTENSIONS)})")
         paths += files
         labels += [label] * len(files)
+        left_out += bad
     return FileSource(tuple(paths), np.asarray(labels, np.int32), len(classes), classes,
-                      f"folder:{folder}")
+                      f"folder:{folder}", tuple(left_out))
+
+
+def scan_images(folder: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS, *,
+                recursive: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
+    """(the image files of `folder`, sorted; (path, why) for each entry named like an image that is no
+    readable file). `recursive` also lists subfolders, without following symlinked ones (a link back
+    to a parent would never end). DataError if `folder` itself cannot be listed."""
+    files, left_out, pending = [], [], [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as it:
+                entries = list(it)
+        except OSError as e:
+            if current == folder:
+                raise DataError(f"cannot list the image folder {folder}: {e.strerror}") from None
+            left_out.append((current, f"cannot list this folder ({e.strerror})"))
+            continue
+        for entry in entries:
+            if recursive and entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                pending.append(entry.path)
+            elif entry.name.lower().endswith(extensions):
+                # A plain file is known from the directory listing itself (no system call per file,
+                # which counts on a million-file folder); only the rest are looked at closely.
+                plain = entry.is_file(follow_symlinks=False)
+                why = None if plain else _not_a_file(entry.path)
+                if why:
+                    left_out.append((entry.path, why))
+                else:
+                    files.append(entry.path)
+    return sorted(files), sorted(left_out)
+
+
+def _not_a_file(path: str) -> str | None:
+    """Why `path` cannot be read as a file (None if it can): its stat, following symlinks, says."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symlink loop"
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            return "a symlink to nothing"
+        return f"cannot be read ({e.strerror})"
+    return None if stat.S_ISREG(mode) else "not a regular file (a directory?)"
+
+
+def _subfolders(folder: str) -> list[str]:
+    """The visible subfolders of `folder`, sorted; an entry whose stat fails (a symlink loop) is none."""
+    try:
+        with os.scandir(folder) as it:
+            entries = list(it)
+    except OSError as e:
+        raise DataError(f"cannot list the image folder {folder}: {e.strerror}") from None
+    return sorted(e.name for e in entries if not e.name.startswith(".") and _is_dir(e))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop: no class folder
+        return False
 
 
 def _list_csv(folder: str) -> FileSource:

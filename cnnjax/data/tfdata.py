@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 
 from cnnjax.data import transforms as T
-from cnnjax.data.config import DataError
+from cnnjax.data.config import DataError, max_image_pixels
 from cnnjax.data.layout import Layout
 from cnnjax.data.sources import ArraySource, FileSource, SyntheticSource
 from cnnjax.data.synthetic import SYNTHETIC_SEED
@@ -133,8 +133,9 @@ def memory_batches(source: ArraySource | SyntheticSource, transform: T.Transform
 
 
 def file_batches(source: FileSource, transform: T.Transform, channels: int, steps: tf.data.Dataset,
-                 parallel: int, cache: bool, train: bool) -> tf.data.Dataset:
-    """Batches of image files; a file that fails to read or decode leaves its slot empty.
+                 parallel: int, cache: bool, train: bool, max_pixels: int) -> tf.data.Dataset:
+    """Batches of image files; a file that fails to read or decode, or whose header states more than
+    `max_pixels` pixels (it is then not decoded), leaves its slot empty.
 
     Each step is its own small dataset whose decoding errors are dropped (`ignore_errors`), so a bad
     file only affects its own batch. Empty slots are reported through '_ok': in training they are
@@ -163,7 +164,8 @@ def file_batches(source: FileSource, transform: T.Transform, channels: int, step
 
         def load(slot):
             window_key, finish_key = _split_key(keys[slot])
-            image = T.decode_window(encoded(entries, slot), transform.window, window_key, channels)
+            blob = T.within_pixel_limit(encoded(entries, slot), max_pixels)
+            image = T.decode_window(blob, transform.window, window_key, channels)
             return slot, image, labels[slot], finish_key
 
         def finish(slot, image, label, finish_key):
@@ -203,6 +205,25 @@ def _assemble(slot, image, label, index, valid, b, train):
     images, labels, ok = tf.cond(n == b, complete, gaps)
     return {"image": tf.ensure_shape(images, (b, *image.shape[1:])), "label": labels,
             "mask": ok & valid, "_ok": ok, "_index": index, "_expected": valid}
+
+
+def why_unreadable(path: str, max_pixels: int) -> str:
+    """Why `file_batches` left the file at `path` out, found again on the host (only for files that
+    failed, so the cost does not matter): unreadable, over the pixel limit, or refused by the decoder."""
+    try:
+        encoded = tf.constant(pathlib.Path(path).read_bytes())
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    try:
+        height, width = (int(v) for v in T.header_size(encoded).numpy())
+    except tf.errors.OpError:  # a JPEG cut short before its frame header
+        height = width = 0
+    if height * width == 0:
+        return "not a JPEG, PNG, GIF or BMP file (no image header)"
+    if height * width > max_pixels:
+        return (f"{width}x{height} = {width * height:,} pixels, more than data.max_image_pixels="
+                f"{max_pixels:,} (not decoded)")
+    return "corrupt or unreadable (the decoder refused it)"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -296,7 +317,8 @@ def train_dataset(source, data: ml_collections.ConfigDict, layout: Layout, *, se
                          data.get("deterministic", True))
     steps = train_steps(source.num_examples, seed, layout, start_step)
     if isinstance(source, FileSource):
-        ds = file_batches(source, transform, data.channels, steps, parallel, data.cache, train=True)
+        ds = file_batches(source, transform, data.channels, steps, parallel, data.cache, train=True,
+                          max_pixels=max_image_pixels(data))
     else:
         ds = memory_batches(source, transform, data.channels, steps, parallel)
     return _finalize(ds, data.get("deterministic", True))
@@ -311,7 +333,8 @@ def eval_dataset(source, data: ml_collections.ConfigDict, layout: Layout, *,
         return _finalize(stream_eval(source, transform, data, layout, parallel))
     steps = eval_steps(source.num_examples, layout)
     if isinstance(source, FileSource):
-        ds = file_batches(source, transform, data.channels, steps, parallel, data.cache, train=False)
+        ds = file_batches(source, transform, data.channels, steps, parallel, data.cache, train=False,
+                          max_pixels=max_image_pixels(data))
     else:
         ds = memory_batches(source, transform, data.channels, steps, parallel)
     return _finalize(ds)

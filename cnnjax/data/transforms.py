@@ -86,6 +86,47 @@ def _luma(rgb: tf.Tensor) -> tf.Tensor:
     return tf.image.rgb_to_grayscale(rgb)
 
 
+def header_size(encoded: tf.Tensor) -> tf.Tensor:
+    """(height, width) int64 as the file's header states them, nothing decoded: JPEG (its frame
+    header, tf.image.extract_jpeg_shape), PNG (IHDR), GIF (logical screen), BMP (info header);
+    (0, 0) for any other bytes, which the decoders refuse anyway."""
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 0, 26) + b"\0" * 26, tf.uint8)[:26],
+                   tf.int64)
+
+    def number(offset, size, big_endian):  # unsigned integer of `size` bytes at `offset`
+        shifts = [8 * (size - 1 - k if big_endian else k) for k in range(size)]
+        return tf.reduce_sum(tf.bitwise.left_shift(head[offset:offset + size], shifts))
+
+    def other():  # fixed offsets: plain arithmetic, picked by the signature (one cond in all)
+        bmp_height = number(22, 4, False)  # negative (top-down rows): two's complement
+        sizes = tf.stack([
+            tf.stack([number(20, 4, True), number(16, 4, True)]),           # PNG
+            tf.stack([number(8, 2, False), number(6, 2, False)]),           # GIF
+            tf.stack([tf.where(bmp_height >= 2**31, 2**32 - bmp_height, bmp_height),
+                      number(18, 4, False)]),                               # BMP
+            tf.zeros([2], tf.int64)])
+        kind = tf.where(_is_png(encoded), 0, tf.where(
+            tf.strings.substr(encoded, 0, 4) == b"GIF8", 1,
+            tf.where(tf.strings.substr(encoded, 0, 2) == b"BM", 2, 3)))
+        return sizes[kind]
+
+    return tf.cond(tf.io.is_jpeg(encoded),
+                   lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64), other)
+
+
+def within_pixel_limit(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """`encoded` itself, or InvalidArgumentError when its header states more than `max_pixels`
+    pixels: a few hundred KB of PNG can expand to gigabytes (a decompression bomb), so the size is
+    read before the decoder runs."""
+    size = header_size(encoded)
+    # tf.debugging.Assert with string data only: no cond around it (assert_less_equal adds one,
+    # which costs more per image than the header read itself).
+    check = tf.debugging.Assert(size[0] * size[1] <= max_pixels,
+                                [f"the image has more pixels than data.max_image_pixels={max_pixels}"])
+    with tf.control_dependencies([check]):
+        return tf.identity(encoded)
+
+
 def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
     """JPEG, PNG, GIF or BMP bytes -> (H, W, channels) uint8, whatever the file's own color mode.
 

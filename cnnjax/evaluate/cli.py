@@ -134,8 +134,9 @@ def evaluate_and_report(prepared: Prepared, state, step: int | str, out_dir: pat
     crop_text = f"{args.crops} crop" + ("s" if args.crops > 1 else "")
     class_names = prepared.info.class_names
     path, png = write_result(out_dir, stem, result, class_names, f"step {step}, {crop_text}, {split}")
-    print(f"{out_dir} at step {step}, {crop_text}, {result['data']} split {split!r} "
-          f"({result['examples']} examples)")
+    read = prepared.info.source  # a folder: the one really read, split subfolder or whole folder
+    read = read if read.startswith("folder:") else f"{result['data']} split {split!r}"
+    print(f"{out_dir} at step {step}, {crop_text}, {read} ({result['examples']} examples)")
     for line in report_lines(result, class_names):
         print("  " + line)
     print(f"  wrote {path} and {png.name}")

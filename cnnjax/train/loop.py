@@ -148,10 +148,7 @@ def check_run_config(config: ml_collections.ConfigDict) -> None:
     ConfigValidationError with one line per problem."""
     problems = validate.config_problems(config)
     if not problems:
-        try:
-            examples = data_sources.count_examples(data_sources.train_spec(config.data), config.data)
-        except ValueError as e:
-            examples, problems = None, [f"config.data.source: {e}"]
+        examples, problems = data_sources.check_splits(config.data)  # both splits, before writing
         problems += validate.config_problems(config, device_count=jax.device_count(),
                                              process_count=jax.process_count(),
                                              num_train_examples=examples)

@@ -235,6 +235,7 @@ def _check_data(c: _Checker) -> None:
     c.integer("data.num_classes", 0)
     c.integer("data.shuffle_buffer", 1)
     c.integer("data.synthetic_examples", 1)
+    c.integer("data.max_image_pixels", 1)
     shape = c.get("data.synthetic_shape")
     if shape is not _MISSING and not (isinstance(shape, list | tuple) and len(shape) == 3
                                       and all(_is_int(s) and s > 0 for s in shape)):

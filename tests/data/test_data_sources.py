@@ -78,13 +78,15 @@ def test_shipped_mnist_is_the_original_and_found_from_the_repo_root(monkeypatch)
 # -- Image folders ---------------------------------------------------------------------------------
 
 def folder_config(root, **fields):
+    """A folder read whole by training and evaluation: eval_split names the training split."""
     return config(**{"source": f"folder:{root}", "channels": 3, "mean": (0.5,), "std": (0.5,),
-                     "eval_transform": "center_crop", "image_size": 16, "resize_size": 16, **fields})
+                     "eval_transform": "center_crop", "image_size": 16, "resize_size": 16,
+                     "eval_split": "train", **fields})
 
 
 def test_class_folders_become_sorted_classes(class_folder):
     data = folder_config(class_folder)
-    info = D.dataset_info(data, "test")
+    info = D.dataset_info(data, "train")
     assert (info.num_examples, info.num_classes, info.class_names) == (5, 3, ["ant", "bee", "cat"])
     got = eval_all(data, batch=2)
     np.testing.assert_array_equal(got["label"], [0, 0, 1, 1, 2])
@@ -113,10 +115,12 @@ def test_split_subfolder_is_used_when_present(class_folder, tmp_path):
     assert D.dataset_info(data, "train").class_names == ["ant", "bee"]
     assert D.dataset_info(data, "train").num_examples == 4
     assert D.dataset_info(data, "val").class_names == ["cat"]
-    # No 'test' subfolder: the whole folder, whose subfolders 'train' and 'val' hold no images.
-    with pytest.raises(ValueError, match="holds no image"):
+    # No 'test' subfolder: an error naming the ones there are, never the whole folder (whose
+    # subfolders would be taken for classes) nor the training images under the name 'test'.
+    with pytest.raises(ValueError, match=r"no subfolder 'test' .*\(its subfolders: 'train', 'val'\)"):
         D.dataset_info(data, "test")
-    assert D.dataset_info(folder_config(class_folder), "test").num_examples == 5
+    # Without split subfolders the training split is the whole folder.
+    assert D.dataset_info(folder_config(class_folder), "train").num_examples == 5
 
 
 def test_flat_folder_with_labels_csv(tmp_path):
@@ -130,7 +134,7 @@ def test_flat_folder_with_labels_csv(tmp_path):
         w.writerow(["filename", "class_index", "class_name"])
         w.writerows(rows)
     data = folder_config(tmp_path, resize_size=9, image_size=9)
-    info = D.dataset_info(data, "test")
+    info = D.dataset_info(data, "train")
     assert (info.num_examples, info.class_names) == (3, ["zero", "one", "two"])
     got = eval_all(data)
     np.testing.assert_array_equal(got["label"], [2, 0, 1])

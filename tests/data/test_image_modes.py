@@ -109,7 +109,8 @@ def mode_folder(tmp_path):
 def test_training_evaluation_and_predict_read_every_mode(mode_folder, channels):
     root, names = mode_folder
     data = config(source=f"folder:{root}", channels=channels, mean=(0.5,), std=(0.5,),
-                  train_transform="mnist", eval_transform="mnist", image_size=SIZE)
+                  train_transform="mnist", eval_transform="mnist", image_size=SIZE,
+                  eval_split="train")
     with warnings.catch_warnings():
         warnings.simplefilter("error", D.CorruptImageWarning)  # not one file may be skipped
         batches = list(D.eval_batches(data, global_batch_size=len(names), **ONE_HOST))
@@ -132,7 +133,8 @@ def test_a_skipped_file_is_named_once_per_run_and_counted(mode_folder):
     root, names = mode_folder
     (root / "rgb.png").write_bytes(FILES["rgb.png"][0][:40])  # truncated
     data = config(source=f"folder:{root}", channels=1, mean=(0.5,), std=(0.5,),
-                  train_transform="mnist", eval_transform="mnist", image_size=SIZE)
+                  train_transform="mnist", eval_transform="mnist", image_size=SIZE,
+                  eval_split="train")
     skipped = D.SkippedImages()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

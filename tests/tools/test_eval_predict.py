@@ -91,7 +91,7 @@ def test_eval_matches_numpy_on_the_model_logits(run, crops, capsys):
     assert f"top-1 accuracy {result['top1']:.2%} (error {result['top1_error']:.2%})" in out
 
 
-def test_ten_crop_geometry_on_an_image_with_known_content(run, tmp_path):
+def test_ten_crop_geometry_on_an_image_with_known_content(run, tmp_path, capsys):
     """Two 36x36 images whose pixels encode their position, evaluated with 10 crops on a folder
     source: the tool's loss must equal the one computed from crops cut by hand (four corners,
     center, and their mirror images, AlexNet Sec. 4.1)."""
@@ -104,6 +104,8 @@ def test_ten_crop_geometry_on_an_image_with_known_content(run, tmp_path):
                      "--batch-size", "2"]) == 0
     result = json.loads(next(run.glob("eval_4_10crop_folder*.json")).read_text())
     assert result["examples"] == 2
+    # The header names the folder really read: the whole folder, which has no 'test' subfolder.
+    assert f", 10 crops, folder:{tmp_path} (2 examples)\n" in capsys.readouterr().out
     windows = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]
     crops = []
     for picture in pictures:
@@ -178,9 +180,50 @@ def test_predict_names_a_missing_or_unreadable_image(run, tmp_path, capsys):
     bad.write_bytes(b"not an image at all")
     assert cli.main(["predict", "--workdir", str(run), str(tmp_path / "nope.png")]) == 2
     assert capsys.readouterr().err == f"error: image {tmp_path / 'nope.png'} does not exist\n"
-    assert cli.main(["predict", "--workdir", str(run), str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot read image {bad}: not a JPEG, PNG") and err.count("\n") == 1
+    with pytest.warns(data.CorruptImageWarning, match=f"skipped image {bad}: not a JPEG, PNG"):
+        assert cli.main(["predict", "--workdir", str(run), str(bad)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: skipped 1 unreadable image file(s) (1 time(s) in all): {bad}",
+        "error: none of the 1 image file(s) given could be read (each is named in a warning above)"]
+
+
+def test_predict_on_a_folder_classifies_its_images_and_names_the_ones_it_skips(run, tmp_path,
+                                                                              capsys):
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    good = [folder / "sub" / "y.png", folder / "x.png"]  # in sorted order
+    for path in good:
+        Image.fromarray(rng.integers(0, 256, (36, 36), dtype=np.uint8), mode="L").save(path)
+    Image.fromarray(np.zeros((40, 40), np.uint8), mode="L").save(folder / "big.png")
+    (folder / "bad.jpg").write_bytes(b"not an image at all")
+    (folder / "loop.png").symlink_to("loop.png")
+    (folder / "notes.txt").write_text("not an image, and not named like one: ignored")
+    (folder / "sub" / "up").symlink_to("..")  # a folder loop: symlinked folders are not followed
+    # 36 x 36 = 1,296 pixels pass, 40 x 40 = 1,600 do not
+    with pytest.warns(data.CorruptImageWarning) as caught:
+        assert cli.main(["predict", "--workdir", str(run), "--config.data.max_image_pixels=1296",
+                         str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert sorted(str(w.message).split(" (")[0] for w in caught) == [
+        f"skipped image {folder / 'bad.jpg'}: not a JPEG, PNG, GIF or BMP file",
+        f"skipped image {folder / 'big.png'}: 40x40 = 1,600 pixels, more than "
+        "data.max_image_pixels=1,296",
+        f"skipped image {folder / 'loop.png'}: a symlink loop"]
+    assert err.startswith("warning: skipped 3 unreadable image file(s) (3 time(s) in all)")
+    lines = [line for line in out.splitlines() if line.startswith(str(folder))]
+    assert [line.split(": ")[0] for line in lines] == list(map(str, good))
+    for path, line in zip(good, lines, strict=True):
+        picture = np.asarray(Image.open(path))[2:34, 2:34, None]
+        top = int(np.argmax(reference_probabilities(run, 4, picture[None])[0]))
+        assert line.split(": ", 1)[1].split(" ")[0] == str(top)
+
+
+def test_predict_on_a_folder_without_images_says_so_in_one_line(run, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("no images here")
+    assert cli.main(["predict", "--workdir", str(run), str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: folder {tmp_path} holds no image file (.jpg, .jpeg, "
+                                       ".png, .gif, .bmp, in it or its subfolders)\n")
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,7 @@ CASES = {
     "data.num_classes": ([-1, 0], [1]),  # 0 is refused for the synthetic source of the tiny config
     "data.shuffle_buffer": ([0], [1]),
     "data.synthetic_examples": ([0], [1]),
+    "data.max_image_pixels": ([0, -1, 1.5], [1]),
     "data.synthetic_shape": ([(0, 32, 1), (32, 32)], [(1, 1, 1)]),
     "data.num_parallel_calls": ([0, -2], [-1, 1]),
 }
