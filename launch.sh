@@ -2,7 +2,7 @@
 # The one entry point of cnnjax.
 #   ./launch.sh CONFIG.py[:ARG] [--workdir DIR] [--config.key=value ...]   train
 #   ./launch.sh test [pytest args]                                          the whole test suite
-#   ./launch.sh eval|predict|summary|summarize|sweep|convert ...            the tools (see README)
+#   ./launch.sh eval|predict|summary|summarize|sweep|convert|visualize ...  the tools (see README)
 #   ./launch.sh sweep status|summarize SWEEP_DIR                            a sweep's points, its results
 #   ./launch.sh bench NAME [args]                      benchmarks/NAME.py (see benchmarks/README.md)
 # On first use it creates .venv and installs the project there (versions pinned by constraints.txt);
@@ -57,7 +57,7 @@ cd "$ROOT"
 cmd="${1:-}"
 case "$cmd" in
   "")
-    echo "usage: ./launch.sh CONFIG.py[:ARG] [flags] | test | eval | predict | summary | summarize" >&2
+    echo "usage: ./launch.sh CONFIG.py[:ARG] [flags] | test | eval | predict | summary | summarize | sweep | convert | visualize | bench" >&2
     exit 2 ;;
   test)
     shift
