@@ -10,11 +10,9 @@ raw little-endian data. .npz is numpy's own archive, one array per name.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
-import os
 import pathlib
 import struct
 from collections.abc import Callable, Mapping
@@ -22,6 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from cnnjax import atomic
 from cnnjax.errors import UserError
 
 SUFFIXES = (".pth", ".pt", ".safetensors", ".npz")
@@ -95,21 +94,11 @@ def save_state_dict(state: Mapping[str, Any], path: str | pathlib.Path) -> pathl
 
 
 def write_then_rename(path: pathlib.Path, write: Callable[[BinaryIO], None]) -> pathlib.Path:
-    """Calls write(f) on a temporary file beside `path`, then renames it over `path`: a reader, or a
-    run killed half-way, never sees part of a weights file. On any error `path` is untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path
+    """Calls write(f) on a temporary file beside `path` (its folder made if missing), then renames it
+    over `path` (cnnjax.atomic): a reader, or a run killed half-way, never sees part of a weights
+    file. On any error `path` is untouched."""
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic.write_then_rename(path, write)
 
 
 def _import_torch(path: pathlib.Path) -> Any:

@@ -17,6 +17,8 @@ import json
 import os
 import pathlib
 
+from cnnjax import atomic
+
 SWEEP_FILE = "sweep.json"
 SBATCH_FILE = "sweep.sbatch"
 SLURM_DIR = "slurm"
@@ -29,9 +31,7 @@ RUNNING_FILE = "running.json"
 
 def write_text_atomic(path: pathlib.Path, text: str) -> None:
     """Writes `text` to a temporary file and renames it over `path`, so no reader sees half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def write_json(path: pathlib.Path, value: object) -> None:

@@ -19,7 +19,6 @@ Multi-host runs: process 0 takes the lock and writes the files; the other proces
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import errno
 import fcntl
@@ -33,6 +32,7 @@ from typing import Any
 
 import ml_collections
 
+from cnnjax import atomic
 from cnnjax.errors import UserError
 from cnnjax.train import config_io, environment, validate
 from cnnjax.train.metrics import METRICS_FILE
@@ -70,30 +70,9 @@ def describe_os_error(error: OSError, what: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 def atomic_write_text(path: str | pathlib.Path, text: str) -> pathlib.Path:
-    """Writes `text` to `path` so that readers see the old file or the new one, never a part.
-
-    The text goes to a temporary file in the same folder, is flushed to the disk (fsync), then
-    renamed over `path`; on any error the temporary file is removed and `path` is untouched.
-    """
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):  # the rename itself is made durable by syncing the folder
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
+    """Writes `text` to `path` so that readers see the old file or the new one, never a part
+    (cnnjax.atomic: temporary file, fsync, rename, folder sync)."""
+    return atomic.write_text(path, text)
 
 
 def append_line(path: str | pathlib.Path, record: dict) -> None:
