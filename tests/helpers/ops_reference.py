@@ -117,3 +117,37 @@ def dilate_kernel(w2d, d):
     out = np.zeros(((kh - 1) * d + 1, (kw - 1) * d + 1))
     out[::d, ::d] = w2d
     return out
+
+
+# Rounding-error bounds for sums, shared by the tests that compare a float32 (or bfloat16) result
+# with a float64 oracle or with another implementation that sums in another order. No CPU's kernels
+# promise an order (oneDNN, Eigen and XLA's own loops block and vectorise by the CPU's vector width),
+# so a tolerance must hold for every order: it is derived from the number of terms, not measured.
+F32_U = 2.0**-24  # unit roundoff of float32
+BF16_U = 2.0**-8  # unit roundoff of bfloat16 (8 significand bits)
+LAMBDA = 6.0      # the probabilistic bound fails with probability below 2 k exp(-18) = k * 3e-8
+
+
+def sum_rtol(k: int, u: float = F32_U) -> float:
+    """The error of a k-term sum (or dot product) computed in any order with unit roundoff u,
+    relative to the sum of the absolute values of its terms: gamma_k = k u / (1 - k u) in the worst
+    case (Higham, Accuracy and Stability of Numerical Algorithms, eq. 3.5), and lambda sqrt(k) u with
+    high probability (Higham & Mary 2019, Thm 3.1, independent rounding errors); the smaller."""
+    worst = k * u / (1 - k * u) if k * u < 1 else math.inf
+    return min(worst, LAMBDA * math.sqrt(k) * u)
+
+
+def assert_within_sum_bound(got, want, abs_sum, k: int, *, u: float = F32_U, sides: int = 1,
+                            err_msg: str = "") -> None:
+    """|got - want| <= sides * sum_rtol(k, u) * abs_sum entry by entry, where abs_sum holds each
+    entry's sum of |terms| (the oracle run on absolute values) and k bounds its number of terms.
+    sides=2 when both sides are rounded sums (two implementations, two orders); the float64
+    oracle's own error (k * 2**-53) is negligible against float32's."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, (err_msg, got.shape, want.shape)
+    bound = sides * sum_rtol(k, u) * np.broadcast_to(np.asarray(abs_sum, np.float64), want.shape)
+    error = np.abs(got - want)
+    bad = ~(error <= bound)  # NaN fails too
+    ratio = error / np.maximum(bound, np.finfo(np.float64).tiny)
+    assert not bad.any(), (f"{err_msg}: {bad.sum()} of {bad.size} entries beyond the rounding "
+                           f"bound for {k}-term sums; worst error / bound = {ratio.max():.3g}")
