@@ -151,3 +151,12 @@ def assert_within_sum_bound(got, want, abs_sum, k: int, *, u: float = F32_U, sid
     ratio = error / np.maximum(bound, np.finfo(np.float64).tiny)
     assert not bad.any(), (f"{err_msg}: {bad.sum()} of {bad.size} entries beyond the rounding "
                            f"bound for {k}-term sums; worst error / bound = {ratio.max():.3g}")
+
+
+def network_rtol(k: int, layers: int, u: float = F32_U) -> float:
+    """A float32 forward pass's error relative to its output's largest entry, through `layers`
+    layers whose longest sums have k terms (He-initialised, so each layer keeps its input's scale):
+    a layer's sums are within sum_rtol(k) of sum|t|, and sum|t| exceeds a sum of k terms of random
+    signs by sqrt(k), so each layer adds sqrt(k) * sum_rtol(k) of its output's scale, and the layers'
+    errors add up. Compare two float32 runs at twice this."""
+    return layers * math.sqrt(k) * sum_rtol(k, u)
