@@ -160,3 +160,28 @@ def network_rtol(k: int, layers: int, u: float = F32_U) -> float:
     signs by sqrt(k), so each layer adds sqrt(k) * sum_rtol(k) of its output's scale, and the layers'
     errors add up. Compare two float32 runs at twice this."""
     return layers * math.sqrt(k) * sum_rtol(k, u)
+
+
+# Float32 error bounds, entry by entry, from the n values per group and channel (see sum_rtol),
+# for ops.batch_norm and the model's batch-norm layer:
+# mean: a sum of n terms and a division, off by sum_rtol(n + 1) * mean|x|. var = E[x^2] - mean^2 in
+# one pass: E[x^2]'s n squares, sum and division, mean^2's error (2 |mean| times mean's), and the
+# subtraction, so sum_rtol(n + 3) * (E[x^2] + 2 mean|x| |mean| + mean^2 + var): relative to var,
+# that grows as (mean / std)^2, the one-pass method's cancellation. rsqrt(var + eps) inherits half
+# of var's relative error (+ 2 ulp of its own); y = x k + (bias - mean k) with k = rstd * scale
+# adds |x - mean| |k| times that, |k| times mean's error and four roundings.
+
+
+def batch_norm_bounds(x, scale, bias, groups: int, eps: float, extra: int = 0):
+    """Bounds on |float32 - exact| of batch norm's (y, mean, var) over `groups` runs of consecutive
+    examples, from float64 statistics; `extra` roundings per sum (e.g. an all-reduce's levels)."""
+    xg = x.astype(np.float64).reshape(groups, -1, x.shape[-1])
+    n = xg.shape[1] + extra
+    mean, var, mean_abs = xg.mean(1), xg.var(1), np.abs(xg).mean(1)
+    mean_err = sum_rtol(n + 1) * mean_abs
+    var_err = sum_rtol(n + 3) * ((xg**2).mean(1) + 2 * mean_abs * np.abs(mean) + mean**2 + var)
+    k = np.abs(scale) / np.sqrt(var + eps)
+    k_rel = var_err / (2 * (var + eps)) + 3 * F32_U
+    y_err = (np.abs(xg - mean[:, None]) * (k * k_rel)[:, None] + (k * mean_err)[:, None]
+             + 4 * F32_U * (np.abs(xg) * k[:, None] + np.abs(bias) + (np.abs(mean) * k)[:, None]))
+    return y_err.reshape(x.shape), mean_err, var_err

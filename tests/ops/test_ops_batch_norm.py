@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers.ops_reference import BF16_U, F32_U, sum_rtol
+from helpers.ops_reference import BF16_U, F32_U, batch_norm_bounds, sum_rtol
 
 from cnnjax import ops
 from cnnjax.ops.errors import OpError
@@ -31,29 +31,6 @@ def textbook(x, scale, bias, groups):
     return y.reshape(x.shape), mean, var
 
 
-# Float32 error bounds, entry by entry, from the n values per group and channel (see sum_rtol):
-# mean: a sum of n terms and a division, off by sum_rtol(n + 1) * mean|x|. var = E[x^2] - mean^2 in
-# one pass: E[x^2]'s n squares, sum and division, mean^2's error (2 |mean| times mean's), and the
-# subtraction, so sum_rtol(n + 3) * (E[x^2] + 2 mean|x| |mean| + mean^2 + var): relative to var,
-# that grows as (mean / std)^2, the one-pass method's cancellation. rsqrt(var + eps) inherits half
-# of var's relative error (+ 2 ulp of its own); y = x k + (bias - mean k) with k = rstd * scale
-# adds |x - mean| |k| times that, |k| times mean's error and four roundings.
-
-
-def forward_bounds(x, scale, bias, groups):
-    """Bounds on |float32 - exact| of (y, mean, var) of ops.batch_norm, from float64 statistics."""
-    xg = x.astype(np.float64).reshape(groups, -1, x.shape[-1])
-    n = xg.shape[1]
-    mean, var, mean_abs = xg.mean(1), xg.var(1), np.abs(xg).mean(1)
-    mean_err = sum_rtol(n + 1) * mean_abs
-    var_err = sum_rtol(n + 3) * ((xg**2).mean(1) + 2 * mean_abs * np.abs(mean) + mean**2 + var)
-    k = np.abs(scale) / np.sqrt(var + EPS)
-    k_rel = var_err / (2 * (var + EPS)) + 3 * F32_U
-    y_err = (np.abs(xg - mean[:, None]) * (k * k_rel)[:, None] + (k * mean_err)[:, None]
-             + 4 * F32_U * (np.abs(xg) * k[:, None] + np.abs(bias) + (np.abs(mean) * k)[:, None]))
-    return y_err.reshape(x.shape), mean_err, var_err
-
-
 def backward_bound(x, scale, g_y, g_mean, g_var, groups):
     """Bounds on |float32 - exact| of (dx, dscale, dbias) of ops.batch_norm's hand-written backward:
     its formula run on absolute values with every subtraction an addition (each term's size), times
@@ -62,7 +39,7 @@ def backward_bound(x, scale, g_y, g_mean, g_var, groups):
     xg = x.astype(np.float64).reshape(groups, -1, x.shape[-1])
     gg = np.abs(g_y).reshape(xg.shape)
     n = xg.shape[1]
-    var_err = forward_bounds(x, scale, np.zeros_like(scale), groups)[2]
+    var_err = batch_norm_bounds(x, scale, np.zeros_like(scale), groups, EPS)[2]
     mean_abs, var = np.abs(xg).mean(1), xg.var(1)
     rstd = 1 / np.sqrt(var + EPS)
     a = rstd * np.abs(scale)
@@ -97,7 +74,7 @@ def test_forward_matches_numpy(shape, groups):
     assert y.dtype == jnp.float32 and mean.shape == var.shape == (groups, shape[-1])
     for name, got, want, bound in zip(("y", "mean", "var"), (y, mean, var),
                                       (y_ref, mean_ref, var_ref),
-                                      forward_bounds(x, scale, bias, groups), strict=True):
+                                      batch_norm_bounds(x, scale, bias, groups, EPS), strict=True):
         assert_within(got, want, bound, name)
 
 
@@ -135,7 +112,7 @@ def test_precision_with_the_mean_far_from_zero():
     y, _, var = ops.batch_norm(x, scale, bias)
     grads = jax.grad(lambda *a: jnp.sum(ops.batch_norm(*a)[0] * g), (0, 1, 2))(x, scale, bias)
     y_ref, _, var_ref = numpy_batch_norm(x, scale, bias, 1)
-    y_err, _, var_err = forward_bounds(x, scale, bias, 1)
+    y_err, _, var_err = batch_norm_bounds(x, scale, bias, 1, EPS)
     assert_within(var, var_ref, var_err, "var")
     assert_within(y, y_ref, y_err, "y")
     with jax.enable_x64():
@@ -156,7 +133,7 @@ def test_bfloat16_input_keeps_its_dtype_and_statistics_stay_float32():
     # float32 bound. Statistics taken in bfloat16 (sums of 128 terms at u = 2**-8) would not pass.
     x32 = np.float32(xb)
     y_ref = numpy_batch_norm(x32, scale, bias, 1)[0]
-    y_err = forward_bounds(x32, scale, bias, 1)[0]
+    y_err = batch_norm_bounds(x32, scale, bias, 1, EPS)[0]
     assert_within(np.float32(y), y_ref, BF16_U * (np.abs(y_ref) + y_err) + y_err, "y")
 
 
