@@ -291,3 +291,18 @@ def test_the_rounding_bound_catches_a_missing_term_and_shifted_padding():
     for wrong in (conv2d_loop(x, missing, pads=same), conv2d_loop(x, w, pads=((0, 2), (1, 1)))):
         with pytest.raises(AssertionError, match="beyond the rounding bound"):
             assert_within_sum_bound(np.float32(wrong), want, abs_sum, 3 * 3 * 3 + 1)
+
+
+def test_the_rounding_bound_holds_for_other_summation_orders():
+    """What another CPU's kernels may do, done here in numpy float32: sequential sums forward and
+    backward, pairwise sums, and sums of the largest terms first all stay within the bound."""
+    rng = np.random.default_rng(10)
+    for k in (9, 27, 576, 16384):
+        x, w = _rand(rng, (64, k)), _rand(rng, (64, k))
+        t = x * w  # float32 products: one rounding each
+        exact = (np.float64(x) * np.float64(w)).sum(1)
+        largest_first = np.take_along_axis(t, np.argsort(-np.abs(t), axis=1), axis=1)
+        for order in (np.cumsum(t, 1, dtype=np.float32)[:, -1],
+                      np.cumsum(t[:, ::-1], 1, dtype=np.float32)[:, -1], t.sum(1),
+                      np.cumsum(largest_first, 1, dtype=np.float32)[:, -1]):
+            assert_within_sum_bound(order, exact, np.abs(np.float64(x) * w).sum(1), k + 1)
