@@ -117,3 +117,71 @@ def dilate_kernel(w2d, d):
     out = np.zeros(((kh - 1) * d + 1, (kw - 1) * d + 1))
     out[::d, ::d] = w2d
     return out
+
+
+# Rounding-error bounds for sums, shared by the tests that compare a float32 (or bfloat16) result
+# with a float64 oracle or with another implementation that sums in another order. No CPU's kernels
+# promise an order (oneDNN, Eigen and XLA's own loops block and vectorise by the CPU's vector width),
+# so a tolerance must hold for every order: it is derived from the number of terms, not measured.
+F32_U = 2.0**-24  # unit roundoff of float32
+BF16_U = 2.0**-8  # unit roundoff of bfloat16 (8 significand bits)
+LAMBDA = 6.0      # the probabilistic bound fails with probability below 2 k exp(-18) = k * 3e-8
+
+
+def sum_rtol(k: int, u: float = F32_U) -> float:
+    """The error of a k-term sum (or dot product) computed in any order with unit roundoff u,
+    relative to the sum of the absolute values of its terms: gamma_k = k u / (1 - k u) in the worst
+    case (Higham, Accuracy and Stability of Numerical Algorithms, eq. 3.5), and lambda sqrt(k) u with
+    high probability (Higham & Mary 2019, Thm 3.1, independent rounding errors); the smaller."""
+    worst = k * u / (1 - k * u) if k * u < 1 else math.inf
+    return min(worst, LAMBDA * math.sqrt(k) * u)
+
+
+def assert_within_sum_bound(got, want, abs_sum, k: int, *, u: float = F32_U, sides: int = 1,
+                            err_msg: str = "") -> None:
+    """|got - want| <= sides * sum_rtol(k, u) * abs_sum entry by entry, where abs_sum holds each
+    entry's sum of |terms| (the oracle run on absolute values) and k bounds its number of terms.
+    sides=2 when both sides are rounded sums (two implementations, two orders); the float64
+    oracle's own error (k * 2**-53) is negligible against float32's."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, (err_msg, got.shape, want.shape)
+    bound = sides * sum_rtol(k, u) * np.broadcast_to(np.asarray(abs_sum, np.float64), want.shape)
+    error = np.abs(got - want)
+    bad = ~(error <= bound)  # NaN fails too
+    ratio = error / np.maximum(bound, np.finfo(np.float64).tiny)
+    assert not bad.any(), (f"{err_msg}: {bad.sum()} of {bad.size} entries beyond the rounding "
+                           f"bound for {k}-term sums; worst error / bound = {ratio.max():.3g}")
+
+
+def network_rtol(k: int, layers: int, u: float = F32_U) -> float:
+    """A float32 forward pass's error relative to its output's largest entry, through `layers`
+    layers whose longest sums have k terms (He-initialised, so each layer keeps its input's scale):
+    a layer's sums are within sum_rtol(k) of sum|t|, and sum|t| exceeds a sum of k terms of random
+    signs by sqrt(k), so each layer adds sqrt(k) * sum_rtol(k) of its output's scale, and the layers'
+    errors add up. Compare two float32 runs at twice this."""
+    return layers * math.sqrt(k) * sum_rtol(k, u)
+
+
+# Float32 error bounds, entry by entry, from the n values per group and channel (see sum_rtol),
+# for ops.batch_norm and the model's batch-norm layer:
+# mean: a sum of n terms and a division, off by sum_rtol(n + 1) * mean|x|. var = E[x^2] - mean^2 in
+# one pass: E[x^2]'s n squares, sum and division, mean^2's error (2 |mean| times mean's), and the
+# subtraction, so sum_rtol(n + 3) * (E[x^2] + 2 mean|x| |mean| + mean^2 + var): relative to var,
+# that grows as (mean / std)^2, the one-pass method's cancellation. rsqrt(var + eps) inherits half
+# of var's relative error (+ 2 ulp of its own); y = x k + (bias - mean k) with k = rstd * scale
+# adds |x - mean| |k| times that, |k| times mean's error and four roundings.
+
+
+def batch_norm_bounds(x, scale, bias, groups: int, eps: float, extra: int = 0):
+    """Bounds on |float32 - exact| of batch norm's (y, mean, var) over `groups` runs of consecutive
+    examples, from float64 statistics; `extra` roundings per sum (e.g. an all-reduce's levels)."""
+    xg = x.astype(np.float64).reshape(groups, -1, x.shape[-1])
+    n = xg.shape[1] + extra
+    mean, var, mean_abs = xg.mean(1), xg.var(1), np.abs(xg).mean(1)
+    mean_err = sum_rtol(n + 1) * mean_abs
+    var_err = sum_rtol(n + 3) * ((xg**2).mean(1) + 2 * mean_abs * np.abs(mean) + mean**2 + var)
+    k = np.abs(scale) / np.sqrt(var + eps)
+    k_rel = var_err / (2 * (var + eps)) + 3 * F32_U
+    y_err = (np.abs(xg - mean[:, None]) * (k * k_rel)[:, None] + (k * mean_err)[:, None]
+             + 4 * F32_U * (np.abs(xg) * k[:, None] + np.abs(bias) + (np.abs(mean) * k)[:, None]))
+    return y_err.reshape(x.shape), mean_err, var_err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from helpers.ops_reference import F32_U, sum_rtol
 
 from cnnjax.models import layers
 from cnnjax.models.googlenet import Inception
@@ -25,6 +26,11 @@ def _relu(a):
 
 def _bn_eval(y, stats, params):
     return (y - stats["mean"]) / np.sqrt(stats["var"] + EPS) * params["scale"] + params["bias"]
+
+
+def _conv1x1_bound(x, w, bias=0.0):
+    """The float32 error of x @ w + bias (K = Cin products and the bias, rounded in any order)."""
+    return sum_rtol(x.shape[-1] + 2) * (np.abs(x) @ np.abs(w) + np.abs(bias))
 
 
 def _zero_last_bn(variables, name="bn2"):
@@ -54,18 +60,26 @@ def test_zero_init_residual_makes_blocks_start_as_option_a_shortcuts():
     np.testing.assert_array_equal(variables["params"]["bn1"]["scale"], np.ones(32))
     expected = np.zeros((2, 4, 4, 32))
     expected[..., :16] = _relu(np.asarray(x)[:, ::2, ::2])
-    np.testing.assert_allclose(_apply(block, variables, x), expected, atol=1e-6)
+    # Exact: a zero BN scale and shift give exact zeros, and adding them, relu, subsampling and
+    # zero-padding round nothing.
+    np.testing.assert_array_equal(_apply(block, variables, x), expected)
 
 
 def test_projection_shortcut_is_a_strided_1x1_conv_and_bn(numpy_init):
     block = BasicBlock(32, stride=2, shortcut="projection", options=BN)
     x = jax.random.normal(jax.random.key(1), (2, 8, 8, 16))
     variables = _zero_last_bn(numpy_init(block, x.shape))
-    w = np.asarray(variables["params"]["downsample_0"]["kernel"])[0, 0]        # (16, 32)
-    y = np.asarray(x)[:, ::2, ::2] @ w
-    expected = _relu(_bn_eval(y, variables["batch_stats"]["downsample_1"],
-                              variables["params"]["downsample_1"]))
-    np.testing.assert_allclose(_apply(block, variables, x), expected, rtol=1e-5, atol=1e-5)
+    w = np.float64(variables["params"]["downsample_0"]["kernel"])[0, 0]        # (16, 32)
+    xs = np.float64(x)[:, ::2, ::2]
+    stats, bn = variables["batch_stats"]["downsample_1"], variables["params"]["downsample_1"]
+    expected = _relu(_bn_eval(xs @ w, stats, bn))
+    # The 1x1 conv's 16-term sums scaled by BN's k = scale / sqrt(var + eps), then BN's own
+    # roundings (k with its rsqrt, x k, mean k, the additions: 6), each of at most u times the
+    # largest of |y k|, |mean k| and |bias|; relu adds nothing.
+    k = np.abs(bn["scale"]) / np.sqrt(stats["var"] + EPS)
+    bound = k * _conv1x1_bound(xs, w) + 6 * F32_U * (
+        np.abs(xs @ w) * k + np.abs(stats["mean"]) * k + np.abs(bn["bias"]))
+    assert (np.abs(_apply(block, variables, x) - expected) <= bound).all()
 
 
 def test_identity_and_no_shortcut(numpy_init):
@@ -74,7 +88,8 @@ def test_identity_and_no_shortcut(numpy_init):
         block = BasicBlock(8, stride=1, shortcut=shortcut, options=BN)
         variables = _zero_last_bn(numpy_init(block, x.shape))
         assert "downsample_0" not in variables["params"]  # same shape: identity, no projection
-        np.testing.assert_allclose(_apply(block, variables, x), expected, atol=1e-6)
+        # Exact, as above: x plus exact zeros through relu.
+        np.testing.assert_array_equal(_apply(block, variables, x), expected)
 
 
 def test_bottleneck_stride_placement(variables_of):
@@ -95,12 +110,13 @@ def test_inception_concatenates_its_four_branches(numpy_init):
     p = variables["params"]
     out = np.asarray(_apply(module, variables, x))
     assert out.shape == (2, 6, 6, 4 + 5 + 3 + 2)
-    xs = np.asarray(x)
-    b1 = _relu(xs @ np.asarray(p["branch1"]["conv"]["kernel"])[0, 0] + p["branch1"]["conv"]["bias"])
-    b4 = _relu(_maxpool3_same(xs) @ np.asarray(p["branch4_1"]["conv"]["kernel"])[0, 0]
-               + p["branch4_1"]["conv"]["bias"])
-    np.testing.assert_allclose(out[..., :4], b1, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(out[..., -2:], b4, rtol=1e-5, atol=1e-5)
+    xs = np.float64(x)
+    # Both 1x1 branches: 7-term float32 sums plus a bias (the max pool rounds nothing).
+    for got, inputs, name in ((out[..., :4], xs, "branch1"),
+                              (out[..., -2:], _maxpool3_same(xs), "branch4_1")):
+        w, bias = np.float64(p[name]["conv"]["kernel"])[0, 0], np.float64(p[name]["conv"]["bias"])
+        error = np.abs(got - _relu(inputs @ w + bias))
+        assert (error <= _conv1x1_bound(inputs, w, bias)).all(), name
     assert p["branch3_1"]["conv"]["kernel"].shape == (5, 5, 2, 3)  # the paper's 5x5
     assert np.all(out >= 0)
 
@@ -110,7 +126,7 @@ def test_naive_inception_passes_the_pooled_input_through(numpy_init):
     x = jax.random.normal(jax.random.key(1), (1, 5, 5, 6))
     out = np.asarray(_apply(module, numpy_init(module, x.shape), x))
     assert out.shape == (1, 5, 5, 4 + 5 + 3 + 6)
-    np.testing.assert_allclose(out[..., -6:], _maxpool3_same(np.asarray(x)), atol=1e-6)
+    np.testing.assert_array_equal(out[..., -6:], _maxpool3_same(np.asarray(x)))  # a max: exact
 
 
 def test_strided_conv_pool_replaces_the_pool(variables_of):

@@ -1,7 +1,7 @@
 """impl='onednn' (oneDNN through the XLA FFI) against XLA's and the explicit convolution.
 
-Forward and both gradients for every option conv2d takes, float32 to 1e-5 relative (to the
-largest entry, since single entries can cancel to ~0); bfloat16; jit, vmap, the data-parallel
+Forward and both gradients for every option conv2d takes, float32 within two summation orders'
+rounding bound entry by entry (helpers.ops_reference.sum_rtol); bfloat16; jit, vmap, the data-parallel
 mesh (in a subprocess with 2 fake CPU devices); the platform guard and the fallback. Skipped,
 with the reason, where the extension is not built.
 """
@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers.ops_reference import BF16_U, assert_within_sum_bound, sum_rtol
 
 from cnnjax import ops
 from cnnjax.ops import conv_onednn, onednn
@@ -40,16 +41,30 @@ CASES = [
 ]
 
 
-def _close(got, want, what):
-    scale = float(np.abs(want).max())
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale, err_msg=what)
-
-
 def _forward_and_grads(impl, x, w, ct, kw):
     def f(x, w):
         y, pullback = jax.vjp(lambda x, w: ops.conv2d(x, w, impl=impl, **kw), x, w)
         return (y, *pullback(ct))
     return [np.asarray(a) for a in jax.jit(f)(x, w)]
+
+
+def _terms(x, w, ct, kw):
+    """(k, [sum|terms| of y, dx, dw]): y, dx and dw of the conv at |x|, |w|, |ct| in float64, whose
+    entries are the sums of the absolute values of the terms each float32 entry sums, and k the
+    most terms an entry sums: kh kw Cin/g for y, kh kw Cout/g for dx, N * output positions for dw
+    (+ 1 for the products' rounding)."""
+    groups = kw.get("groups", 1)
+    y_shape = jax.eval_shape(lambda x, w: ops.conv2d(x, w, **kw), x, w).shape
+    k = max(np.prod(w.shape[:-1]), np.prod(w.shape[:-2]) * w.shape[-1] // groups,
+            np.prod(y_shape[:-1])) + 1
+    with jax.enable_x64(True):
+        sums = _forward_and_grads("xla", *(np.abs(np.float64(a)) for a in (x, w, ct)), kw)
+    return k, sums
+
+
+def _close(got, want, abs_sum, k, what):
+    """Two float32 results of the same sums in two orders (oneDNN's blocking and XLA's)."""
+    assert_within_sum_bound(got, want, abs_sum, k, sides=2, err_msg=what)
 
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "kw"), CASES)
@@ -60,10 +75,11 @@ def test_onednn_forward_and_gradients_match_xla_and_explicit(x_shape, w_shape, k
     y = jax.eval_shape(lambda x, w: ops.conv2d(x, w, **kw), x, w)
     ct = rng.standard_normal(y.shape).astype(np.float32)
     got = _forward_and_grads("onednn", x, w, ct, kw)
+    k, sums = _terms(x, w, ct, kw)
     for ref in ("xla", "explicit"):
-        for name, a, e in zip(("y", "dx", "dw"), got, _forward_and_grads(ref, x, w, ct, kw),
-                              strict=True):
-            _close(a, e, f"{name} against {ref}")
+        for name, a, e, abs_sum in zip(("y", "dx", "dw"), got,
+                                       _forward_and_grads(ref, x, w, ct, kw), sums, strict=True):
+            _close(a, e, abs_sum, k, f"{name} against {ref}")
 
 
 def test_onednn_really_calls_onednn():
@@ -81,10 +97,16 @@ def test_onednn_conv1d_and_convolve2d_match_xla():
     x = rng.standard_normal((2, 17, 4)).astype(np.float32)
     w = rng.standard_normal((3, 2, 6)).astype(np.float32)
     kw = dict(stride=2, dilation=2, padding=(1, 3), groups=2)
-    _close(ops.conv1d(x, w, impl="onednn", **kw), ops.conv1d(x, w, **kw), "conv1d")
+    with jax.enable_x64(True):
+        abs_sum = np.asarray(ops.conv1d(np.abs(np.float64(x)), np.abs(np.float64(w)), **kw))
+    _close(ops.conv1d(x, w, impl="onednn", **kw), ops.conv1d(x, w, **kw), abs_sum, 3 * 2 + 1,
+           "conv1d")
     x2, w2 = rng.standard_normal((2, 8, 9, 3)), rng.standard_normal((3, 4, 3, 5))
     x2, w2 = x2.astype(np.float32), w2.astype(np.float32)
-    _close(ops.convolve2d(x2, w2, impl="onednn"), ops.convolve2d(x2, w2), "convolve2d")
+    with jax.enable_x64(True):
+        abs_sum = np.asarray(ops.convolve2d(np.abs(np.float64(x2)), np.abs(np.float64(w2))))
+    _close(ops.convolve2d(x2, w2, impl="onednn"), ops.convolve2d(x2, w2), abs_sum, 3 * 4 * 3 + 1,
+           "convolve2d")
 
 
 def test_onednn_bfloat16_matches_float32_to_bfloat16_rounding():
@@ -96,10 +118,15 @@ def test_onednn_bfloat16_matches_float32_to_bfloat16_rounding():
     got = _forward_and_grads("onednn", xb, wb, jnp.ones((4, 10, 10, 16), jnp.bfloat16), kw)
     want = _forward_and_grads("xla", np.asarray(xb, np.float32), np.asarray(wb, np.float32),
                               np.ones((4, 10, 10, 16), np.float32), kw)
-    for name, a, e in zip(("y", "dx", "dw"), got, want, strict=True):
+    # Same bfloat16 inputs on both sides, sums accumulated in float32 (oneDNN's bf16 kernels do),
+    # then one rounding to bfloat16: u_bf16 * |e| on top of two float32 orders' bound.
+    k, sums = _terms(np.asarray(xb, np.float32), np.asarray(wb, np.float32),
+                     np.ones((4, 10, 10, 16), np.float32), kw)
+    for name, a, e, abs_sum in zip(("y", "dx", "dw"), got, want, sums, strict=True):
         assert a.dtype == jnp.bfloat16, name
-        scale = float(np.abs(e).max())
-        np.testing.assert_allclose(np.asarray(a, np.float32), e, atol=2e-2 * scale, err_msg=name)
+        f32_err = 2 * sum_rtol(k) * abs_sum
+        error = np.abs(np.asarray(a, np.float64) - e)
+        assert (error <= BF16_U * (np.abs(e) + f32_err) + f32_err).all(), name
 
 
 def test_onednn_under_vmap_matches_xla():
@@ -116,8 +143,15 @@ def test_onednn_under_vmap_matches_xla():
         w = ws if batched_w else ws[0]
         got = jax.jit(jax.vmap(jax.grad(loss("onednn"), (0, 1)), (0, w_axis)))(xs, w)
         want = jax.vmap(jax.grad(loss("xla"), (0, 1)), (0, w_axis))(xs, w)
-        for a, e in zip(got, want, strict=True):
-            _close(np.asarray(a), np.asarray(e), f"vmap, kernel batched: {batched_w}")
+        # d/dw of sum(y^2) = 2 sum_p x_p y_p over 2*4*4 positions, y a sum of 3*3*2 products;
+        # d/dx sums 3*3*3 terms w y: bounded by the same gradients at |x|, |w| in float64.
+        with jax.enable_x64(True):
+            sums = jax.vmap(jax.grad(loss("xla"), (0, 1)), (0, w_axis))(
+                np.abs(np.float64(xs)), np.abs(np.float64(w)))
+            sums = [np.asarray(a) for a in sums]
+        for a, e, abs_sum in zip(got, want, sums, strict=True):
+            _close(np.asarray(a), np.asarray(e), abs_sum, 2 * 4 * 4 + 3 * 3 * 2 + 2,
+                   f"vmap, kernel batched: {batched_w}")
 
 
 def test_onednn_is_not_lowered_for_gpu():
@@ -163,10 +197,10 @@ def test_missing_library_is_reported_in_one_line(tmp_path):
     assert float(out.stdout) == 18.0 + 18.0 * 2 * 2 * 2  # one 3x3x2 window of ones; 2x2x2 outputs
 
 
-def test_onednn_on_a_two_device_mesh_convolves_each_shard():
+def test_onednn_on_a_two_device_mesh_convolves_each_shard(tmp_path):
     """Each device runs oneDNN on its half of the batch; the kernel gradient is all-reduced."""
     code = textwrap.dedent("""
-        import re
+        import re, sys
         import jax, numpy as np
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
         from cnnjax import ops
@@ -180,10 +214,7 @@ def test_onednn_on_a_two_device_mesh_convolves_each_shard():
         xs = jax.device_put(x, NamedSharding(mesh, P("data")))
         wr = jax.device_put(w, NamedSharding(mesh, P()))
         step = jax.jit(jax.grad(loss("onednn"), (0, 1)))
-        got = step(xs, wr)
-        want = jax.grad(loss("xla"), (0, 1))(x, w)
-        for a, e in zip(got, want):
-            np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5 * np.abs(e).max())
+        np.savez(sys.argv[1], *(np.asarray(a) for a in step(xs, wr)))
         hlo = step.lower(xs, wr).compile().as_text()
         shapes = re.findall(r"f32\\[([0-9,]+)\\][^=]*custom-call\\(.*cnnjax_onednn_conv_fwd", hlo)
         assert shapes == ["4,5,5,6"], shapes
@@ -192,9 +223,25 @@ def test_onednn_on_a_two_device_mesh_convolves_each_shard():
     """)
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=False)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "got.npz")],
+                         capture_output=True, text=True, env=env, check=False)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    rng = np.random.default_rng(0)  # the subprocess's inputs
+    x = rng.standard_normal((8, 9, 9, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 2, 6)).astype(np.float32)
+
+    def loss(x, w):
+        return (ops.conv2d(x, w, groups=2, stride=2, padding="SAME") ** 2).sum()
+
+    want = jax.grad(loss, (0, 1))(x, w)
+    with jax.enable_x64(True):
+        sums = [np.asarray(a) for a in jax.grad(loss, (0, 1))(np.abs(np.float64(x)),
+                                                              np.abs(np.float64(w)))]
+    got = np.load(tmp_path / "got.npz")
+    # As in the vmap test: dw sums 8*5*5 positions of x y, y a sum of 3*3*2 products; the
+    # all-reduce of the two halves is one more rounding.
+    for i, (name, e, abs_sum) in enumerate(zip(("dx", "dw"), want, sums, strict=True)):
+        _close(got[f"arr_{i}"], np.asarray(e), abs_sum, 8 * 5 * 5 + 3 * 3 * 2 + 3, name)
 
 
 def test_bfloat16_is_supported_where_the_cpu_has_bf16_instructions():

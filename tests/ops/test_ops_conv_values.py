@@ -9,13 +9,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.signal
-from helpers.ops_reference import conv1d_loop, conv2d_loop, dilate_kernel, pads_for
+from helpers.ops_reference import (
+    BF16_U,
+    assert_within_sum_bound,
+    conv1d_loop,
+    conv2d_loop,
+    dilate_kernel,
+    pads_for,
+)
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cnnjax import ops
 
 IMPLS = ("xla", "explicit")
+# Tolerances: each output is a float32 sum of K = kh kw Cin/g products (a product is one more
+# rounding: K + 1), computed in an order each CPU's kernels choose; against the float64 loops it is
+# off by at most sum_rtol(K + 1) * sum|x w| (helpers.ops_reference), checked entry by entry with
+# sum|x w| from the same oracle on |x| and |w|. With K <= 48 that is below 3e-6 * sum|x w|, while a
+# missing or misplaced term (off-by-one padding, an unflipped kernel) moves an entry by a whole
+# |x w|, about 0.6.
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
@@ -74,9 +87,14 @@ def test_conv2d_and_convolve2d_match_numpy_loop(case, seed):
     want = conv2d_loop(x, w, case["stride"], case["pads"], case["dilation"], case["groups"])
     want_flipped = conv2d_loop(x, w[::-1, ::-1], case["stride"], case["pads"], case["dilation"],
                                case["groups"])
+    abs_sum = conv2d_loop(np.abs(x), np.abs(w), case["stride"], case["pads"], case["dilation"],
+                          case["groups"])
+    abs_flipped = conv2d_loop(np.abs(x), np.abs(w[::-1, ::-1]), case["stride"], case["pads"],
+                              case["dilation"], case["groups"])
+    k = np.prod(case["w_shape"][:3]) + 1
     for impl, (corr, conv) in _both_impls(ops.conv2d, ops.convolve2d, x, w, **kw).items():
-        np.testing.assert_allclose(corr, want, rtol=1e-4, atol=1e-4, err_msg=impl)
-        np.testing.assert_allclose(conv, want_flipped, rtol=1e-4, atol=1e-4, err_msg=impl)
+        assert_within_sum_bound(corr, want, abs_sum, k, err_msg=impl)
+        assert_within_sum_bound(conv, want_flipped, abs_flipped, k, err_msg=impl)
     # The output-size formula agrees with the shape actually produced.
     for axis in range(2):
         assert want.shape[1 + axis] == ops.conv_output_size(
@@ -101,9 +119,11 @@ def test_conv1d_matches_scalar_loop(groups, k, stride, dilation, padding, length
     kw = dict(stride=stride, dilation=dilation, padding=padding, groups=groups)
     want = conv1d_loop(x, w, stride, pads, dilation, groups)
     want_flipped = conv1d_loop(x, w[::-1], stride, pads, dilation, groups)
+    abs_sum = conv1d_loop(np.abs(x), np.abs(w), stride, pads, dilation, groups)
+    abs_flipped = conv1d_loop(np.abs(x), np.abs(w[::-1]), stride, pads, dilation, groups)
     for impl, (corr, conv) in _both_impls(ops.conv1d, ops.convolve1d, x, w, **kw).items():
-        np.testing.assert_allclose(corr, want, rtol=1e-4, atol=1e-4, err_msg=impl)
-        np.testing.assert_allclose(conv, want_flipped, rtol=1e-4, atol=1e-4, err_msg=impl)
+        assert_within_sum_bound(corr, want, abs_sum, 2 * k + 1, err_msg=impl)
+        assert_within_sum_bound(conv, want_flipped, abs_flipped, 2 * k + 1, err_msg=impl)
     assert want.shape[1] == ops.conv_output_size(length, k, stride, pads, dilation)
 
 
@@ -115,13 +135,15 @@ def test_conv2d_matches_scipy_correlate2d_multichannel(impl, mode, kernel, dilat
     rng = np.random.default_rng(0)
     x, w = _rand(rng, (2, 11, 9, 3)), _rand(rng, (*kernel, 3, 2))
     got = _run(ops.conv2d, x, w, impl, padding=mode.upper(), dilation=dilation)
-    want = np.zeros_like(got)
+    want, abs_sum = np.zeros(got.shape), np.zeros(got.shape)
     for n in range(2):
         for o in range(2):
-            want[n, ..., o] = sum(
-                scipy.signal.correlate2d(x[n, ..., c], dilate_kernel(w[..., c, o], dilation), mode)
-                for c in range(3))
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+            for c in range(3):
+                kernel_co = dilate_kernel(w[..., c, o], dilation)
+                want[n, ..., o] += scipy.signal.correlate2d(x[n, ..., c], kernel_co, mode)
+                abs_sum[n, ..., o] += scipy.signal.correlate2d(np.abs(x[n, ..., c]),
+                                                               np.abs(kernel_co), mode)
+    assert_within_sum_bound(got, want, abs_sum, kernel[0] * kernel[1] * 3 + 1)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -133,8 +155,9 @@ def test_convolve2d_matches_scipy_convolve2d(impl, mode, kernel):
     rng = np.random.default_rng(1)
     x, w = _rand(rng, (1, 8, 10, 1)), _rand(rng, (*kernel, 1, 1))
     got = _run(ops.convolve2d, x, w, impl, padding=mode.upper())[0, ..., 0]
-    want = scipy.signal.convolve2d(x[0, ..., 0], w[..., 0, 0], mode)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    want = scipy.signal.convolve2d(np.float64(x[0, ..., 0]), w[..., 0, 0], mode)
+    abs_sum = scipy.signal.convolve2d(np.abs(np.float64(x[0, ..., 0])), np.abs(w[..., 0, 0]), mode)
+    assert_within_sum_bound(got, want, abs_sum, kernel[0] * kernel[1] + 1)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -143,8 +166,10 @@ def test_strided_conv_is_subsampled_scipy(impl, stride):
     rng = np.random.default_rng(2)
     x, w = _rand(rng, (1, 13, 12, 1)), _rand(rng, (3, 4, 1, 1))
     got = _run(ops.conv2d, x, w, impl, stride=stride, padding="FULL")[0, ..., 0]
-    want = scipy.signal.correlate2d(x[0, ..., 0], w[..., 0, 0], "full")[::stride, ::stride]
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    x64, w64 = np.float64(x[0, ..., 0]), np.float64(w[..., 0, 0])
+    want = scipy.signal.correlate2d(x64, w64, "full")[::stride, ::stride]
+    abs_sum = scipy.signal.correlate2d(np.abs(x64), np.abs(w64), "full")[::stride, ::stride]
+    assert_within_sum_bound(got, want, abs_sum, 3 * 4 + 1)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -152,10 +177,13 @@ def test_strided_conv_is_subsampled_scipy(impl, stride):
 def test_conv1d_matches_numpy_correlate_and_convolve(impl, mode):
     rng = np.random.default_rng(3)
     x, w = _rand(rng, (1, 17, 1)), _rand(rng, (5, 1, 1))
+    x64, w64 = np.float64(x[0, :, 0]), np.float64(w[:, 0, 0])
     got = _run(ops.conv1d, x, w, impl, padding=mode.upper())[0, :, 0]
-    np.testing.assert_allclose(got, np.correlate(x[0, :, 0], w[:, 0, 0], mode), atol=1e-4)
+    assert_within_sum_bound(got, np.correlate(x64, w64, mode),
+                            np.correlate(np.abs(x64), np.abs(w64), mode), 5 + 1)
     got = _run(ops.convolve1d, x, w, impl, padding=mode.upper())[0, :, 0]
-    np.testing.assert_allclose(got, np.convolve(x[0, :, 0], w[:, 0, 0], mode), atol=1e-4)
+    assert_within_sum_bound(got, np.convolve(x64, w64, mode),
+                            np.convolve(np.abs(x64), np.abs(w64), mode), 5 + 1)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -164,7 +192,11 @@ def test_bias_is_added_per_output_channel(impl):
     x, w, b = _rand(rng, (2, 6, 6, 4)), _rand(rng, (3, 3, 2, 6)), _rand(rng, (6,))
     with_bias = ops.conv2d(x, w, b, groups=2, padding="SAME", impl=impl)
     without = ops.conv2d(x, w, groups=2, padding="SAME", impl=impl)
-    np.testing.assert_allclose(with_bias - without, np.broadcast_to(b, without.shape), atol=1e-5)
+    # Two float32 sums of 3*3*2 products (+ the bias): the difference is b up to both roundings.
+    abs_sum = conv2d_loop(np.abs(x), np.abs(w), pads=pads_for("SAME", (6, 6), (3, 3), (1, 1),
+                                                                (1, 1)), groups=2) + np.abs(b)
+    assert_within_sum_bound(with_bias - without, np.broadcast_to(b, without.shape), abs_sum,
+                            3 * 3 * 2 + 2, sides=2)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -172,9 +204,12 @@ def test_depthwise_conv_matches_per_channel_scipy(impl):
     rng = np.random.default_rng(5)
     x, w = _rand(rng, (1, 7, 7, 3)), _rand(rng, (3, 3, 1, 6))  # channel multiplier 2
     got = _run(ops.conv2d, x, w, impl, groups=3, padding="SAME")
+    x64, w64 = np.float64(x), np.float64(w)
     for o in range(6):
-        want = scipy.signal.correlate2d(x[0, ..., o // 2], w[..., 0, o], "same")
-        np.testing.assert_allclose(got[0, ..., o], want, rtol=1e-4, atol=1e-4)
+        want = scipy.signal.correlate2d(x64[0, ..., o // 2], w64[..., 0, o], "same")
+        abs_sum = scipy.signal.correlate2d(np.abs(x64[0, ..., o // 2]), np.abs(w64[..., 0, o]),
+                                           "same")
+        assert_within_sum_bound(got[0, ..., o], want, abs_sum, 3 * 3 + 1)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -189,8 +224,13 @@ def test_translation_equivariance_away_from_borders(impl):
     y_shifted = _run(ops.conv2d, shifted, w, impl, padding="SAME", dilation=(2, 1))
     margin = 8
     inner = (slice(None), slice(margin, -margin), slice(margin, -margin))
-    np.testing.assert_allclose(y_shifted[inner], np.roll(y, (dy, dx), axis=(1, 2))[inner],
-                               rtol=1e-5, atol=1e-5)
+    # Both sides are float32 sums of 3*5*2 products, possibly in different orders (a kernel may
+    # block the image by position): each within the sum bound of the exact value.
+    abs_sum = conv2d_loop(np.abs(shifted), np.abs(w), pads=pads_for("SAME", (16, 16), (3, 5),
+                                                                     (1, 1), (2, 1)),
+                          dilation=(2, 1))
+    assert_within_sum_bound(y_shifted[inner], np.roll(y, (dy, dx), axis=(1, 2))[inner],
+                            abs_sum[inner], 3 * 5 * 2 + 1, sides=2)
     assert not np.allclose(y_shifted, y, atol=1e-2)  # the shift did move the response
 
 
@@ -205,10 +245,18 @@ def test_linearity_in_input_and_kernel(impl):
     def f(x, w):
         return _run(ops.conv2d, x, w, impl, **kw)
 
-    np.testing.assert_allclose(f(a * x1 + b * x2, w1), a * f(x1, w1) + b * f(x2, w1),
-                               rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(f(x1, a * w1 + b * w2), a * f(x1, w1) + b * f(x1, w2),
-                               rtol=1e-4, atol=1e-4)
+    # Each side is float32 sums of K = 3*2*2 products, plus the roundings of a x + b y (two on
+    # the input, two on the output side): K + 3 terms each, bounded by sums over |a x1| + |b x2|.
+    def abs_conv(x, w):
+        return conv2d_loop(x, w, (2, 2), ((1, 1), (1, 1)), (1, 2), 2)
+
+    k = 3 * 2 * 2 + 3
+    assert_within_sum_bound(f(a * x1 + b * x2, w1), a * f(x1, w1) + b * f(x2, w1),
+                            abs_conv(abs(a) * np.abs(x1) + abs(b) * np.abs(x2), np.abs(w1)), k,
+                            sides=2)
+    assert_within_sum_bound(f(x1, a * w1 + b * w2), a * f(x1, w1) + b * f(x1, w2),
+                            abs_conv(np.abs(x1), abs(a) * np.abs(w1) + abs(b) * np.abs(w2)), k,
+                            sides=2)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -216,10 +264,45 @@ def test_jit_vmap_and_dtype(impl):
     rng = np.random.default_rng(8)
     x, ws = _rand(rng, (2, 6, 6, 2)), _rand(rng, (3, 2, 2, 2, 4))
     batched = jax.vmap(lambda w: ops.conv2d(x, w, padding="SAME", impl=impl))(ws)
-    for i in range(3):
-        np.testing.assert_allclose(batched[i], ops.conv2d(x, ws[i], padding="SAME"), atol=1e-5)
+    same = pads_for("SAME", (6, 6), (2, 2), (1, 1), (1, 1))
+    for i in range(3):  # vmap may batch the kernels into one conv that sums in another order
+        assert_within_sum_bound(batched[i], ops.conv2d(x, ws[i], padding="SAME"),
+                                conv2d_loop(np.abs(x), np.abs(ws[i]), pads=same), 2 * 2 * 2 + 1,
+                                sides=2)
     xb, wb = jnp.asarray(x, jnp.bfloat16), jnp.asarray(ws[0], jnp.bfloat16)
     y = jax.jit(lambda x, w: ops.conv2d(x, w, stride=2, impl=impl))(xb, wb)
     assert y.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(y, np.float32),
-                               conv2d_loop(x, ws[0], (2, 2)), rtol=5e-2, atol=5e-2)
+    # bfloat16 inputs (rounded: 2 roundings per product) and a sum of 2*2*2 products that a kernel
+    # may accumulate in bfloat16 (the explicit impl adds its row blocks in the input dtype).
+    assert_within_sum_bound(y, conv2d_loop(x, ws[0], (2, 2)),
+                            conv2d_loop(np.abs(x), np.abs(ws[0]), (2, 2)), 2 * 2 * 2 + 3, u=BF16_U)
+
+
+def test_the_rounding_bound_catches_a_missing_term_and_shifted_padding():
+    """The float32 bound is not vacuous: dropping one tap of a 3x3x3 kernel, or padding one cell
+    too far, fails it, while float32 rounding of the same sum passes."""
+    rng = np.random.default_rng(9)
+    x, w = _rand(rng, (1, 8, 8, 3)), _rand(rng, (3, 3, 3, 2))
+    same = ((1, 1), (1, 1))
+    want, abs_sum = conv2d_loop(x, w, pads=same), conv2d_loop(np.abs(x), np.abs(w), pads=same)
+    assert_within_sum_bound(np.float32(want), want, abs_sum, 3 * 3 * 3 + 1)
+    missing = w.copy()
+    missing[2, 0, 1, 0] = 0.0
+    for wrong in (conv2d_loop(x, missing, pads=same), conv2d_loop(x, w, pads=((0, 2), (1, 1)))):
+        with pytest.raises(AssertionError, match="beyond the rounding bound"):
+            assert_within_sum_bound(np.float32(wrong), want, abs_sum, 3 * 3 * 3 + 1)
+
+
+def test_the_rounding_bound_holds_for_other_summation_orders():
+    """What another CPU's kernels may do, done here in numpy float32: sequential sums forward and
+    backward, pairwise sums, and sums of the largest terms first all stay within the bound."""
+    rng = np.random.default_rng(10)
+    for k in (9, 27, 576, 16384):
+        x, w = _rand(rng, (64, k)), _rand(rng, (64, k))
+        t = x * w  # float32 products: one rounding each
+        exact = (np.float64(x) * np.float64(w)).sum(1)
+        largest_first = np.take_along_axis(t, np.argsort(-np.abs(t), axis=1), axis=1)
+        for order in (np.cumsum(t, 1, dtype=np.float32)[:, -1],
+                      np.cumsum(t[:, ::-1], 1, dtype=np.float32)[:, -1], t.sum(1),
+                      np.cumsum(largest_first, 1, dtype=np.float32)[:, -1]):
+            assert_within_sum_bound(order, exact, np.abs(np.float64(x) * w).sum(1), k + 1)

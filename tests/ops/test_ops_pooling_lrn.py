@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers.ops_reference import lrn_loop, pads_for, pool_loop
+from helpers.ops_reference import assert_within_sum_bound, lrn_loop, pads_for, pool_loop
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -33,11 +33,14 @@ def test_pools_match_numpy_loops(window, stride, padding, size, seed):
                 ops.avg_pool(x, window, stride, padding, count_include_pad=False))
 
     got_max, got_avg_in, got_avg_out = pools(x)
-    np.testing.assert_allclose(got_max, pool_loop(x, window, strides, pads, "max"), atol=1e-6)
-    np.testing.assert_allclose(got_avg_in, pool_loop(x, window, strides, pads, "avg", True),
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got_avg_out, pool_loop(x, window, strides, pads, "avg", False),
-                               rtol=1e-5, atol=1e-6)
+    # A maximum rounds nothing: exact. A mean is a float32 sum of at most wh * ww terms and one
+    # division (wh * ww + 1 roundings; + 1 if the count is a reciprocal), bounded by the mean of |x|.
+    np.testing.assert_array_equal(got_max, pool_loop(x, window, strides, pads, "max"))
+    k = window[0] * window[1] + 2
+    for got, include in ((got_avg_in, True), (got_avg_out, False)):
+        assert_within_sum_bound(got, pool_loop(x, window, strides, pads, "avg", include),
+                                pool_loop(np.abs(x), window, strides, pads, "avg", include), k,
+                                err_msg=f"count_include_pad={include}")
     for axis in range(2):
         assert got_max.shape[1 + axis] == ops.conv_output_size(size[axis], window[axis],
                                                                strides[axis], pads[axis])
@@ -47,6 +50,8 @@ def test_avg_pool_count_include_pad_on_a_constant_image():
     x = jnp.ones((1, 4, 4, 1))
     with_pad = ops.avg_pool(x, 3, 1, padding=1, count_include_pad=True)[0, ..., 0]
     without = ops.avg_pool(x, 3, 1, padding=1, count_include_pad=False)[0, ..., 0]
+    # Sums of ones are exact; the division (or a reciprocal and a product) rounds at most twice:
+    # 2 * 2**-24 = 1.2e-7, under approx's default rel=1e-6.
     np.testing.assert_allclose(without, np.ones((4, 4)), rtol=1e-6)
     assert with_pad[0, 0] == pytest.approx(4 / 9) and with_pad[0, 1] == pytest.approx(6 / 9)
     assert with_pad[1, 1] == pytest.approx(1.0)
@@ -85,7 +90,9 @@ def test_global_avg_pool():
     x = np.random.default_rng(1).standard_normal((2, 3, 5, 4)).astype(np.float32)
     y = ops.global_avg_pool(x)
     assert y.shape == (2, 4)
-    np.testing.assert_allclose(y, x.mean(axis=(1, 2)), rtol=1e-6)
+    # A float32 mean of 15 terms of both signs: bounded by the mean of |x|, not by the mean.
+    assert_within_sum_bound(y, np.float64(x).mean(axis=(1, 2)), np.abs(np.float64(x)).mean(
+        axis=(1, 2)), 3 * 5 + 2)
 
 
 @pytest.mark.parametrize("size", [1, 2, 4, 5, 7])
@@ -93,6 +100,10 @@ def test_lrn_matches_numpy_loop(size):
     rng = np.random.default_rng(size)
     x = (rng.standard_normal((2, 3, 3, 9)) * 10).astype(np.float32)  # large enough to matter
     got = ops.local_response_norm(x, size=size, k=2.0, alpha=1e-3, beta=0.75)
+    # No cancellation: a sum of at most 7 squares, alpha, k, the power and the division round
+    # about 12 times relative (2 ulp for pow): 12 * 2**-24 = 7e-7. rtol 1e-5 leaves pow
+    # implementations a few more ulp and still fails a window one channel off, which moves b by
+    # alpha * beta * x**2 / (k + ...) ~ 1e-3 * 0.75 * 100 / 2.7 ~ 3%.
     np.testing.assert_allclose(got, lrn_loop(x, size, 2.0, 1e-3, 0.75), rtol=1e-5)
 
 
@@ -101,6 +112,8 @@ def test_lrn_defaults_are_alexnets_and_alpha_is_not_divided_by_size():
     x[..., 3] = 100.0
     y = np.asarray(ops.local_response_norm(x))[0, 0, 0]
     # Channels 1..5 see the 100 in their 5-wide window, so b_3 = 100 / (2 + 1e-4 * 100^2)^0.75.
+    # float32 rounds alpha, alpha * s, k + alpha s, the power (a few ulp) and the division: about
+    # 5 roundings, 3e-7 relative, under rel=1e-6.
     assert y[3] == pytest.approx(100.0 / (2.0 + 1e-4 * 100.0**2) ** 0.75, rel=1e-6)
     assert y[0] == 0.0
 

@@ -16,6 +16,13 @@ def _sched(**kw) -> ml_collections.ConfigDict:
     return c
 
 
+# Tolerances: a schedule value is a float32 product of a few constants (the base rate, a power of
+# the decay factor, a cosine), relative error at most about 9 u for values <= 1 (0.96's own
+# rounding counts 5 times in 0.96**5; pow and cos a few ulp): 9 * 2**-24 = 5.4e-7, under the
+# rtol/atol 1e-6 below, while a boundary one step off changes the value 10x and a wrong decay
+# exponent by 4%.
+
+
 def test_piecewise_resnet_cifar_divides_by_10_at_32k_and_48k():
     s = make_schedule(_sched(name="piecewise", unit="steps", base_lr=0.1,
                              boundaries=(32000.0, 48000.0)), steps_per_epoch=390, total_steps=64000)
@@ -41,7 +48,7 @@ def test_warmup_then_cosine():
 def test_piecewise_in_epochs_counts_warmup_in_the_boundaries():
     s = make_schedule(_sched(name="piecewise", base_lr=1.0, warmup=1.0, boundaries=(3.0,)),
                       steps_per_epoch=10, total_steps=100)
-    assert float(s(29)) == pytest.approx(1.0) and float(s(30)) == pytest.approx(0.1)
+    assert float(s(29)) == pytest.approx(1.0) and float(s(30)) == pytest.approx(0.1)  # rel 1e-6
 
 
 @pytest.mark.parametrize("field,value", [("name", "linear-ish"), ("unit", "fortnights")])
@@ -72,6 +79,8 @@ def _one_step(opt_name, weight_decay, decay_mask_name="no_bias_norm"):
 
 def test_sgd_weight_decay_is_l2_on_kernels_and_spares_biases():
     u = _one_step("sgd", 0.5)
+    # Exact in float32 (0.5 * 2 = 1, times the learning rate) but for 0.1's own rounding, 1.5e-8
+    # relative: under assert_allclose's default rtol 1e-7.
     np.testing.assert_allclose(u["w"], -0.1 * 0.5 * 2.0)  # -lr * wd * w
     np.testing.assert_allclose(u["b"], 0.0)
     u = _one_step("sgd", 0.5, "all")
@@ -80,6 +89,7 @@ def test_sgd_weight_decay_is_l2_on_kernels_and_spares_biases():
 
 def test_adamw_decay_is_decoupled():
     u = _one_step("adamw", 0.5)
+    # Zero gradient: Adam's term is exactly 0 and the decay exact as above, but for 0.1's rounding.
     np.testing.assert_allclose(u["w"], -0.1 * 0.5 * 2.0, rtol=1e-6)  # zero grad: only the decay
     np.testing.assert_allclose(u["b"], 0.0)
 
