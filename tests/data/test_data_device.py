@@ -19,6 +19,9 @@ def test_normalize_matches_numpy_per_channel():
     want = (images / 255.0 - np.array(mean)) / np.array(std)
     got = normalize(jnp.asarray(images), mean, std)
     assert got.dtype == jnp.float32 and got.shape == images.shape
+    # Float32 against float64: a scale, a subtraction and a division (or their fused form with
+    # rounded constants), a few roundings of values up to (1 - 0.406) / 0.225 = 2.6, i.e. about
+    # 4 * 2.6 * 2^-24 = 6e-7; 1e-5 bounds that and still catches a swapped channel (off by > 0.1).
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
     crops = np.stack([images, images[:, ::-1]], axis=1)  # (B, crops, H, W, C)
     np.testing.assert_allclose(np.asarray(normalize(jnp.asarray(crops), mean, std))[:, 1],
@@ -26,7 +29,7 @@ def test_normalize_matches_numpy_per_channel():
     half = jax.jit(lambda x: normalize(x, (0.5,), (0.25,), jnp.bfloat16))(jnp.asarray(images))
     assert half.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(half, np.float32), (images / 255.0 - 0.5) / 0.25,
-                               atol=0.02)
+                               atol=0.02)  # bfloat16's u = 2^-8 at values <= 2: 2.5 roundings
 
 
 def test_normalize_rejects_mismatched_statistics():
