@@ -6,6 +6,17 @@ import pathlib
 
 import pytest
 
+from cnnjax.train import environment
+
+# The suite runs under the default config's numerics, as `python -m cnnjax.cli` runs do: a test that
+# trains in this process (where JAX starts once, with these flags) and compares with a run in a
+# subprocess (which applies its config's flags) must see the same XLA:CPU convolutions. Set before
+# JAX creates its backends; a contradicting flag set by hand for the test run is left as it is.
+try:
+    environment.apply_xla_flags({"xla_cpu_conv": environment.DEFAULT_XLA_CPU_CONV})
+except environment.XlaFlagError:
+    pass
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

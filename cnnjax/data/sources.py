@@ -190,7 +190,8 @@ def check_splits(data: ml_collections.ConfigDict) -> tuple[int | None, list[str]
     try:
         count_examples(eval_spec(data), data)
     except ValueError as e:
-        problems.append(f"config.data.eval_split={data.eval_split!r}: {e}")
+        if not any(p.endswith(f": {e}") for p in problems):  # a missing source is said once
+            problems.append(f"config.data.eval_split={data.eval_split!r}: {e}")
     return examples, problems
 
 

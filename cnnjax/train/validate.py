@@ -174,6 +174,7 @@ def _check_run(c: _Checker) -> None:
         c.integer(key, 1)
     c.integer("keep_checkpoints", 1)
     c.integer("keep_best", 0)
+    c.integer("log_images_every_steps", 0)  # 0: off
     c.choice("best_mode", ("max", "min"))
     best = c.get("best_metric")
     if best is not _MISSING and not (isinstance(best, str) and best.startswith("eval/")):

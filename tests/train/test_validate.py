@@ -29,6 +29,7 @@ CASES = {
     "checkpoint_every_steps": ([0, -1], [1]),
     "keep_checkpoints": ([0, -1], [1]),
     "keep_best": ([-1], [0]),
+    "log_images_every_steps": ([-1, 1.5, True], [0, 1]),
     "optimizer.momentum": ([-0.1, 1.0, math.nan], [0.0, 0.999]),
     "optimizer.weight_decay": ([-1e-4, math.inf], [0.0]),
     "optimizer.clip_grad_norm": ([-1.0], [0.0]),
