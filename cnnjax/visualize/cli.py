@@ -36,8 +36,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--workdir", help="the run's folder (config.json, checkpoints/)")
     source.add_argument("--weights", help="a weights file (.pth/.pt, .safetensors, .npz) instead of "
-                        "a run; needs --model")
+                        "a run; --model NAME unless the file records it (an imported .npz does)")
     p.add_argument("--model", help="with --weights: the model the file holds, e.g. resnet50")
+    p.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --weights: a model knob, e.g. transform_input=False (repeatable)")
     p.add_argument("--config", help="with --weights: a config file[:ARG] for the data settings "
                    "(default: ImageNet evaluation, center 224 crop, ImageNet mean/std)")
     p.add_argument("--data", help="evaluation data source for top patches and the ERF, e.g. "
@@ -66,11 +68,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args, rest = p.parse_known_args(argv)
     overrides = config_io.split_overrides(rest, "--workdir or --weights, --step, --image, --layers, "
                                           "--out, the options in --help and --config.KEY=VALUE")
-    if args.weights and not args.model:
-        raise UserError("--weights needs --model NAME, e.g. --model resnet50 (see "
-                        "python -m cnnjax.convert models)")
-    if not args.weights and (args.model or args.config):
-        raise UserError("--model and --config go with --weights; a --workdir run has its own")
+    if not args.weights and (args.model or args.config or args.knob):
+        raise UserError("--model, --knob and --config go with --weights; a --workdir run has its own")
     for name in ("units", "top_k", "erf_images", "max_channels", "batch_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -114,9 +113,12 @@ def load(args: argparse.Namespace, overrides: Sequence[str]) -> Loaded:
         if args.data:
             with config.data.ignore_type():
                 config.data.eval_source = args.data
-        module, variables = convert.load_weights(args.weights, args.model)
-        return Loaded(module, jax.device_get(variables), config,
-                      f"{args.model} from {pathlib.Path(args.weights).name}",
+        from cnnjax.convert.cli import parse_knob
+
+        knobs = dict(parse_knob(k) for k in args.knob)
+        weights = convert.read_weights(pathlib.Path(args.weights), args.model, **knobs)
+        return Loaded(weights.module, jax.device_get(weights.variables), config,
+                      f"{weights.model} from {pathlib.Path(args.weights).name}",
                       bool(args.data or args.config))
     from cnnjax.train.metrics import read_metrics
 

@@ -117,7 +117,8 @@ def test_visualize_writes_figures_numbers_and_a_page_that_links_them(run, image,
     (["--workdir", "{run}", "--class", "10"], "0 to 9"),
     (["--workdir", "{run}", "--image", "{text}"], "cannot read image"),
     (["--weights", "{missing}", "--model", "lenet5"], "{missing}"),
-    (["--weights", "{text}"], "--weights needs --model"),
+    (["--weights", "{text}"], "unsupported weights file"),
+    (["--workdir", "{run}", "--knob", "transform_input=False"], "go with --weights"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(run, tmp_path, capsys, args, message):
     text = tmp_path / "notes.txt"
