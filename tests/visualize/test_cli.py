@@ -106,6 +106,26 @@ def test_visualize_writes_figures_numbers_and_a_page_that_links_them(run, image,
     assert [r["name"] for r in json.loads((out / "visualize.json").read_text())["layers"]] == ["c1"]
 
 
+@pytest.mark.slow  # > 5 s on the 2-core CPU (export, import, visualize)
+def test_imported_weights_are_visualized_with_the_model_they_record(run, image, tmp_path, capsys):
+    """The converters chain into visualize: export the run's step 4, import it (the .npz records
+    lenet5 and its knobs), visualize it without --model: the same prediction as from the run."""
+    pth, npz = tmp_path / "l5.pth", tmp_path / "l5.npz"
+    assert cli.main(["convert", "export", "--workdir", str(run), "--step", "4", "--out", str(pth)]) == 0
+    assert cli.main(["convert", "import", str(pth), "--model", "lenet5", "--out", str(npz)]) == 0
+    common = ["--image", str(image), "--patch-examples", "8", "--erf-images", "1", "--layers", "c1"]
+    assert cli.main(["visualize", "--weights", str(npz), "--config", TINY, "--out",
+                     str(tmp_path / "from_weights"), *common]) == 0
+    assert cli.main(["visualize", "--workdir", str(run), "--step", "4", "--out",
+                     str(tmp_path / "from_run"), *common]) == 0
+    capsys.readouterr()
+    (a,), (b,) = (json.loads((tmp_path / d / "visualize.json").read_text())["images"]
+                  for d in ("from_weights", "from_run"))
+    assert a["predicted_class"] == b["predicted_class"]
+    # the same float32 parameters through the same jitted model: equal up to a few roundings
+    assert a["probability"] == pytest.approx(b["probability"], abs=1e-6)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--workdir", "{missing}"], "does not exist"),
     (["--workdir", "{run}", "--image", "{missing}"], "does not exist"),
