@@ -259,6 +259,15 @@ def _check_data(c: _Checker) -> None:
             parse_source(c.get("data.source"), "train")
         except ValueError as e:
             c.problems.append(f"config.data.source: {e}")
+    # Image folders hold images of any size: a batch needs a transform that gives image_size.
+    sources = {"data.train_transform": c.get("data.source"),
+               "data.eval_transform": c.get("data.eval_source") or c.get("data.source")}
+    for key, source in sources.items():
+        if isinstance(source, str) and source.startswith("folder:") and c.get(key) == "none":
+            c.fail(key, "none", "a transform that gives data.image_size for an image folder (its "
+                   "images differ in size): " + ", ".join(
+                       n for n in transform_names.names(train=key == "data.train_transform")
+                       if n != "none"))
     if c.get("data.source") == "synthetic" and c.get("data.num_classes") == 0:
         c.fail("data.num_classes", 0, "> 0 for the synthetic source (it has no labels of its own)")
     if image_size and resize_size:

@@ -161,3 +161,18 @@ def test_resume_changes_split_frozen_from_allowed():
     new.model.width = 2
     assert validate.resume_changes(saved, new.to_dict()) == ([], {})
     assert validate.resume_changes(saved, with_value("restart_if_damaged", True).to_dict()) == ([], {})
+
+
+def test_an_image_folder_needs_a_transform_that_gives_the_image_size():
+    """Folders hold images of any size: 'none' (each image at its own size) cannot batch them, and
+    used to end in a traceback at the model's first trace."""
+    config = default_config()
+    config.data.source = "folder:/data/my_images"
+    config.data.train_transform = config.data.eval_transform = "none"
+    problems = validate.config_problems(config)
+    assert any(p.startswith("config.data.train_transform='none'") and "pad_or_crop" in p
+               for p in problems)
+    assert any(p.startswith("config.data.eval_transform='none'") and "center_crop" in p
+               for p in problems)
+    config.data.eval_source = "synthetic"  # evaluation elsewhere: only training's transform matters
+    assert not any("eval_transform" in p for p in validate.config_problems(config))
