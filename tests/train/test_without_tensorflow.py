@@ -8,27 +8,14 @@ import subprocess
 import sys
 import textwrap
 
+from helpers.hide_tensorflow import HIDE_TENSORFLOW
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "helpers" / "tiny_config.py"
 
-SCRIPT = textwrap.dedent("""
-    import json, sys
+SCRIPT = HIDE_TENSORFLOW + textwrap.dedent("""
+    import json
 
-    HIDDEN = ("tensorflow", "tensorboardX", "tensorflow_datasets")
-
-    class Hide:  # these packages look not installed: find_spec None, import ModuleNotFoundError
-        def __init__(self, finder):
-            self.finder = finder
-
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in HIDDEN:
-                return None
-            return self.finder.find_spec(name, path, target)
-
-        def __getattr__(self, attr):
-            return getattr(self.finder, attr)
-
-    sys.meta_path[:] = [Hide(f) for f in sys.meta_path]
     from cnnjax.train import config_io
     from cnnjax.train.loop import train_and_evaluate
 

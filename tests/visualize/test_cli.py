@@ -13,6 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from helpers.hide_tensorflow import HIDE_TENSORFLOW
 from PIL import Image
 
 from cnnjax import cli, ops
@@ -155,20 +156,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(run, tmp_path, capsys,
 
 @pytest.mark.slow  # > 5 s on the 2-core CPU (a fresh interpreter imports JAX)
 def test_visualize_functions_run_without_tensorflow():
-    script = textwrap.dedent("""
-        import sys
-        HIDDEN = ("tensorflow", "tensorboardX", "tensorflow_datasets")
-
-        class Hide:
-            def __init__(self, finder):
-                self.finder = finder
-
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in HIDDEN:
-                    return None
-                return self.finder.find_spec(name, path, target)
-
-        sys.meta_path[:] = [Hide(f) for f in sys.meta_path]
+    script = HIDE_TENSORFLOW + textwrap.dedent("""
         import jax, jax.numpy as jnp
         from cnnjax.models import build
         from cnnjax.visualize import erf, features
