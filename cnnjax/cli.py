@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pathlib
 import sys
 import traceback
@@ -58,11 +57,9 @@ def train(argv: list[str]) -> int:
     _check_before_imports(config, workdir)
     from cnnjax.train import environment
 
-    # XLA reads XLA_FLAGS once, when JAX starts its backends: train_and_evaluate sets the config's
-    # flags first thing; a hand-set flag that contradicts them fails here, before the heavy imports.
-    environment.choose_xla_flags(config.get("xla_cpu_conv", environment.DEFAULT_XLA_CPU_CONV),
-                                 environment.hand_set_flags(os.environ),
-                                 environment.predicted_platform(os.environ) == "cpu", True)
+    # XLA reads XLA_FLAGS once, when JAX starts its backends: set them (or refuse a contradicting
+    # hand-set flag) before the heavy imports; train_and_evaluate's own call then changes nothing.
+    environment.apply_xla_flags(config)
 
     from cnnjax.train.loop import train_and_evaluate  # heavy imports only once the config is valid
 
