@@ -61,15 +61,9 @@ def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.
         encoded = tf.constant(path.read_bytes())
     except OSError as e:
         raise UnreadableImageError(path, f"cannot be read ({e.strerror})") from None
-    try:
-        height, width = (int(v) for v in T.header_size(encoded).numpy())
-    except tf.errors.OpError:  # a JPEG cut short before its frame header
-        height = width = 0
-    if height * width == 0:
-        raise UnreadableImageError(path, "not a JPEG, PNG, GIF or BMP file (no image header)")
-    if height * width > max_image_pixels(data):
-        raise UnreadableImageError(path, f"{width}x{height} = {width * height:,} pixels, more than "
-                                   f"data.max_image_pixels={max_image_pixels(data):,} (not decoded)")
+    problem = T.header_problem(encoded, max_image_pixels(data))  # checked before decoding
+    if problem:
+        raise UnreadableImageError(path, problem)
     try:
         image = T.decode(encoded, int(data.channels))
     except tf.errors.OpError as e:

@@ -214,16 +214,7 @@ def why_unreadable(path: str, max_pixels: int) -> str:
         encoded = tf.constant(pathlib.Path(path).read_bytes())
     except OSError as e:
         return f"cannot be read ({e.strerror})"
-    try:
-        height, width = (int(v) for v in T.header_size(encoded).numpy())
-    except tf.errors.OpError:  # a JPEG cut short before its frame header
-        height = width = 0
-    if height * width == 0:
-        return "not a JPEG, PNG, GIF or BMP file (no image header)"
-    if height * width > max_pixels:
-        return (f"{width}x{height} = {width * height:,} pixels, more than data.max_image_pixels="
-                f"{max_pixels:,} (not decoded)")
-    return "corrupt or unreadable (the decoder refused it)"
+    return T.header_problem(encoded, max_pixels) or "corrupt or unreadable (the decoder refused it)"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -114,6 +114,21 @@ def header_size(encoded: tf.Tensor) -> tf.Tensor:
                    lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64), other)
 
 
+def header_problem(encoded: tf.Tensor, max_pixels: int) -> str | None:
+    """Why the encoded image must not be decoded, read from its header alone (host side): no JPEG,
+    PNG, GIF or BMP header, or more pixels than `max_pixels`; None when the header is fine."""
+    try:
+        height, width = (int(v) for v in header_size(encoded).numpy())
+    except tf.errors.OpError:  # a JPEG cut short before its frame header
+        height = width = 0
+    if height * width == 0:
+        return "not a JPEG, PNG, GIF or BMP file (no image header)"
+    if height * width > max_pixels:
+        return (f"{width}x{height} = {width * height:,} pixels, more than data.max_image_pixels="
+                f"{max_pixels:,} (not decoded)")
+    return None
+
+
 def within_pixel_limit(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
     """`encoded` itself, or InvalidArgumentError when its header states more than `max_pixels`
     pixels: a few hundred KB of PNG can expand to gigabytes (a decompression bomb), so the size is
