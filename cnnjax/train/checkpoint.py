@@ -48,6 +48,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from cnnjax import atomic
 from cnnjax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -115,13 +116,9 @@ def file_digests(folder: str | pathlib.Path, skip: tuple[str, ...] = ()) -> dict
 
 
 def _write_json(folder: pathlib.Path, record: dict, name: str = MANIFEST_FILE) -> None:
-    """Writes folder/name through a temporary file, fsynced and renamed: never half a manifest."""
-    path, tmp = folder / name, folder / f".{name}.tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(record, indent=0, sort_keys=True))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Writes folder/name through cnnjax.atomic (its temporary '.NAME.tmp-PID' is not digested):
+    never half a manifest."""
+    atomic.write_text(folder / name, json.dumps(record, indent=0, sort_keys=True))
 
 
 def write_manifest(folder: str | pathlib.Path, complete: bool = True) -> None:
