@@ -24,7 +24,7 @@ import os
 import pathlib
 import shlex
 
-from cnnjax.errors import UserError
+from cnnjax.errors import UserError, unknown_name
 from cnnjax.sweep import status
 from cnnjax.sweep.devices import device_slots, visible_gpus
 from cnnjax.sweep.plan import default_sweep_dir, make_plan, write_records
@@ -36,9 +36,18 @@ SUBCOMMANDS = ("status", "summarize")
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(args, base overrides as 'key=value') from the command line."""
     parser = argparse.ArgumentParser(prog="./launch.sh CONFIG.py[:ARG] --sweep",
-                                     description="Run every point of the config's get_sweep().",
-                                     epilog="A sweep folder's state and results: ./launch.sh sweep "
-                                     "status|summarize SWEEP_DIR")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Run every point of the config's get_sweep(), "
+                                     "locally or as a Slurm array job. A sweep folder's state and "
+                                     "results: ./launch.sh sweep status|summarize SWEEP_DIR.",
+                                     epilog="examples:\n"
+                                     "  ./launch.sh configs/lenet5_activation_sweep.py --sweep --dry-run\n"
+                                     "  ./launch.sh configs/lenet5_activation_sweep.py --sweep --parallel 2\n"
+                                     "  ./launch.sh configs/lenet5_activation_sweep.py --sweep --slurm "
+                                     '--slurm-args "--partition=gpu --gres=gpu:1"\n'
+                                     "  ./launch.sh sweep status workdirs/lenet5_activation_sweep\n"
+                                     "  ./launch.sh sweep summarize workdirs/lenet5_activation_sweep "
+                                     "--metric train/loss")
     parser.add_argument("config", help="config file defining get_sweep(), optionally with :ARG")
     parser.add_argument("--sweep", action="store_true", help="(what routes here from ./launch.sh)")
     parser.add_argument("--workdir", help="the sweep folder; each point trains in a subfolder "
@@ -106,8 +115,11 @@ def run(argv: list[str]) -> int:
 def status_main(argv: list[str]) -> int:
     """`./launch.sh sweep status DIR`: one line per point; 1 when any point failed."""
     parser = argparse.ArgumentParser(prog="./launch.sh sweep status",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Where each point of a sweep stands: finished, "
-                                     "failed (and why), running or pending.")
+                                     "failed (and why), running or pending.",
+                                     epilog="example:\n"
+                                     "  ./launch.sh sweep status workdirs/lenet5_activation_sweep")
     parser.add_argument("sweep_dir", help="the sweep folder (the --workdir of the sweep)")
     args = parser.parse_args(argv)
     sweep_dir = pathlib.Path(args.sweep_dir)
@@ -123,4 +135,8 @@ def main(argv: list[str]) -> int:
         from cnnjax.sweep import summarize
 
         return summarize.main(argv[1:])
+    if argv and not argv[0].startswith("-") and not argv[0].partition(":")[0].endswith(".py"):
+        # neither a subcommand nor a config file: a misspelt subcommand, not a config to load
+        raise unknown_name("sweep subcommand", argv[0], SUBCOMMANDS,
+                           "; a sweep runs with ./launch.sh CONFIG.py --sweep")
     return run(argv)

@@ -204,7 +204,14 @@ def summarize(sweep_dir: str | pathlib.Path, metric: str = "eval/top1",
 def main(argv: list[str]) -> int:
     """`./launch.sh summarize DIR`: prints the table; 1 when any point of the sweep failed."""
     parser = argparse.ArgumentParser(prog="./launch.sh summarize",
-                                     description="Collect a sweep's final and best metrics.")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Collect a sweep's final and best metrics.",
+                                     epilog="examples:\n"
+                                     "  ./launch.sh summarize workdirs/lenet5_activation_sweep\n"
+                                     "  ./launch.sh summarize workdirs/lenet5_activation_sweep "
+                                     "--metric train/loss\n"
+                                     "  ./launch.sh sweep summarize workdirs/lenet5_activation_sweep "
+                                     "(the same)")
     parser.add_argument("sweep_dir", help="the sweep folder (the --workdir of the sweep)")
     parser.add_argument("--metric", default="eval/top1", help="metric to rank and plot (default "
                         "eval/top1), any key of metrics.jsonl")
