@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from cnnjax.errors import UserError
-from cnnjax.sweep import files, status
+from cnnjax.sweep import files, slurm, status
 from cnnjax.sweep.files import POINT_FILE, SWEEP_FILE
 from cnnjax.train.metrics import METRICS_FILE, is_fraction, read_metrics
 
@@ -183,7 +183,7 @@ def find_points(sweep_dir: pathlib.Path) -> list[Point]:
         raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
     if (sweep_dir / SWEEP_FILE).is_file():
         points = [Point(p.name, p.overrides, _records(p.workdir), p.state, p.reason)
-                  for p in status.read_sweep(sweep_dir)]
+                  for p in status.read_sweep(sweep_dir, slurm_lookup=slurm.task_states)]
         if not any(p.records or p.state == status.FAILED for p in points):
             raise UserError(f"no results in {sweep_dir} yet: no point has logged metrics or failed "
                             f"(see ./launch.sh sweep status {sweep_dir})")
