@@ -58,7 +58,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="GPUs (or CPU devices) per point; default: the visible ones shared out")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the commands (or write and print the sbatch script); run nothing")
-    parser.add_argument("--backend", choices=list(BACKENDS), default=DEFAULT,
+    parser.add_argument("--backend", default=DEFAULT, metavar="|".join(BACKENDS),
                         help=f"where the points run (default {DEFAULT}): " + "; ".join(
                             f"{b.name}: {b.description}" for b in BACKENDS.values()))
     owner = {}
@@ -70,6 +70,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args, rest = parser.parse_known_args(argv)
     overrides = config_io.split_overrides(rest, "--workdir, --parallel, --devices-per-run, --dry-run, "
                                           "--backend, its options and --config.KEY=VALUE")
+    if args.backend not in BACKENDS:
+        raise unknown_name("sweep backend", args.backend, list(BACKENDS))
     if args.parallel < 1:
         raise UserError(f"--parallel must be at least 1, got {args.parallel}")
     if args.devices_per_run < 0:

@@ -63,6 +63,9 @@ def test_a_third_backend_is_one_registration(tmp_path, monkeypatch, capsys):
     # absolute_paths: the commands name the folders absolutely, to run in another directory
     assert all(run.workdir.is_absolute() and str(run.workdir) in run.command for run in plan)
     assert cli.main([*argv, "--hosts", "a", "--hosts-x"]) == 2  # a misspelt option stays refused
+    capsys.readouterr()
+    assert cli.main([*argv, "--backend", "shh"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown sweep backend 'shh'; did you mean 'ssh'?")
 
 
 @pytest.mark.parametrize("inside_functions", [False, True])
