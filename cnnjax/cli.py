@@ -23,35 +23,31 @@ from cnnjax.errors import UserError, unknown_name
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    """One command of ./launch.sh: its arguments, what it does, and the module whose main(argv)
-    runs it (None: run by launch.sh itself, or by this module)."""
+    """One command of ./launch.sh: what it does, the module whose main(argv) runs it (None: run by
+    launch.sh itself, or by this module), and its arguments where no parser of its own says them."""
 
-    args: str
     description: str
     module: str | None = None
+    args: str = ""
 
 
 COMMANDS: dict[str, Command] = {
-    "train": Command("CONFIG.py[:ARG] [--workdir DIR] [--config.KEY=VALUE ...] [--sweep ...]",
-                     "train a config file's model (`train` may be left out); --sweep runs its get_sweep()"),
-    "test": Command("[PYTEST_ARGS ...]", "ruff, then the test suite (pytest)"),
-    "bench": Command("NAME [args]", "a benchmark script, benchmarks/NAME.py (benchmarks/README.md)"),
-    "eval": Command("--workdir DIR | --weights FILE ...", "evaluate a run's checkpoints or a weights file",
-                    "cnnjax.evaluate"),
-    "predict": Command("--workdir DIR IMAGE ...", "top-k classes of image files under a trained run",
-                       "cnnjax.predict"),
-    "summary": Command("MODEL [--input HxWxC] [--KNOB=VALUE ...]",
-                       "a model's layers, parameters, multiply-adds and knobs (nothing allocated)",
+    "train": Command("train a config file's model (`train` may be left out); --sweep runs its "
+                     "get_sweep()"),
+    "test": Command("ruff, then the test suite (pytest)", args="[PYTEST_ARGS ...]"),
+    "bench": Command("a benchmark script, benchmarks/NAME.py (benchmarks/README.md)",
+                     args="NAME [args]"),
+    "eval": Command("evaluate a run's checkpoints or a weights file", "cnnjax.evaluate"),
+    "predict": Command("top-k classes of image files under a trained run", "cnnjax.predict"),
+    "summary": Command("a model's layers, parameters, multiply-adds and knobs (nothing allocated)",
                        "cnnjax.summary"),
-    "summarize": Command("SWEEP_DIR [--metric M]", "a sweep's results table and figure",
-                         "cnnjax.sweep.summarize"),
-    "sweep": Command("status|summarize SWEEP_DIR", "a sweep folder's points: where each stands, or its "
-                     "results (run one with CONFIG.py --sweep)", "cnnjax.sweep.cli"),
-    "convert": Command("export|import|models ...", "weights between PyTorch state dicts and cnnjax",
-                       "cnnjax.convert.cli"),
-    "visualize": Command("--workdir DIR --out DIR ...", "filters, feature maps, receptive fields and "
-                         "attribution of a trained network", "cnnjax.visualize.cli"),
-    "help": Command("[COMMAND]", "this list, or a command's --help"),
+    "summarize": Command("a sweep's results table and figure", "cnnjax.sweep.summarize"),
+    "sweep": Command("a sweep folder's points: where each stands, or its results (run one with "
+                     "CONFIG.py --sweep)", "cnnjax.sweep.cli"),
+    "convert": Command("weights between PyTorch state dicts and cnnjax", "cnnjax.convert.cli"),
+    "visualize": Command("filters, feature maps, receptive fields and attribution of a trained "
+                         "network", "cnnjax.visualize.cli"),
+    "help": Command("this list, or a command's --help (help COMMAND)"),
 }
 # Examples of the commands whose help is not an argparse parser's (run by launch.sh).
 EXAMPLES = {

@@ -44,6 +44,13 @@ def test_no_arguments_help_and_dash_dash_help_list_every_command():
         assert "later issue" not in out.stdout
 
 
+def test_launch_sh_keeps_no_list_of_its_own():
+    # the listing comes from cli.COMMANDS only: launch.sh names just the commands it runs itself
+    text = (REPO / "launch.sh").read_text()
+    others = [n for n, c in cli.COMMANDS.items() if c.module]
+    assert others and not [n for n in others if f" {n} " in text or f"{n}|" in text or f"|{n}" in text]
+
+
 def help_text(argv: list[str], capsys) -> str:
     """stdout of cnnjax.cli.main(argv) for a --help, which exits 0 (argparse) or returns 0."""
     try:
