@@ -27,6 +27,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import pathlib
 import re
 from collections.abc import Mapping, Sequence
@@ -257,11 +258,13 @@ def write_csv(path: pathlib.Path, rows: Sequence[Mapping], cols: Sequence[str]) 
 
 def plot_metric(path: pathlib.Path, curves: Sequence[tuple[str, list[int], list[float]]],
                 metric: str, title: str) -> None:
-    """One line per point: `metric` against step."""
+    """One line per point: `metric` against step, written whole (drawn beside, then renamed)."""
     from cnnjax import plots
 
-    plots.line_plot(path, [(name, steps, values) for name, steps, values in curves],
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix picks the format
+    plots.line_plot(partial, [(name, steps, values) for name, steps, values in curves],
                     xlabel="step", ylabel=metric, title=title)
+    os.replace(partial, path)
 
 
 def _label(point: Point) -> str:
