@@ -11,6 +11,7 @@ error ends in one line on stderr and exit status 2; nothing is lost or overwritt
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import pathlib
@@ -210,6 +211,21 @@ def _help(rest: list[str]) -> int:
     return main([rest[0], "--help"])
 
 
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    """Every tool's argparse usage error (a missing argument, a bad choice) as one UserError line that
+    names the tool's --help, instead of argparse's usage block; only while a command runs here."""
+    def error(parser: argparse.ArgumentParser, message: str):
+        raise UserError(f"{parser.prog}: {message} (see {parser.prog} --help)")
+
+    original = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -219,22 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     sys.unraisablehook = _quiet_unraisable
     try:
-        if command not in COMMANDS:
-            raise unknown_name("command", command, list(COMMANDS),
-                               "; a config file to train ends in .py")
-        if command == "help":
-            return _help(rest)
-        if command in ("test", "bench"):
-            return _launcher_command(command, rest)
-        if command == "train" and "--sweep" in rest:  # ./launch.sh CONFIG.py --sweep ...
-            return importlib.import_module(COMMANDS["sweep"].module).main(rest)
-        if command == "train":
-            return train(rest)
-        if command in WORKDIR_NUMERICS:
-            _apply_workdir_xla_flags(rest)
-        module = importlib.import_module(COMMANDS[command].module)
-        _check_subcommand(command, module, rest)
-        return module.main(rest)
+        with _one_line_usage_errors():
+            return _dispatch(command, rest)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -248,6 +250,25 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(e).splitlines() or [type(e).__name__]:  # one line per problem
             print(f"error: {line}", file=sys.stderr)
         return EXIT_DIVERGED if isinstance(e, TrainingDivergedError) else 2
+
+
+def _dispatch(command: str, rest: list[str]) -> int:
+    """Runs `command` with its arguments `rest`; returns its exit status."""
+    if command not in COMMANDS:
+        raise unknown_name("command", command, list(COMMANDS), "; a config file to train ends in .py")
+    if command == "help":
+        return _help(rest)
+    if command in ("test", "bench"):
+        return _launcher_command(command, rest)
+    if command == "train" and "--sweep" in rest:  # ./launch.sh CONFIG.py --sweep ...
+        return importlib.import_module(COMMANDS["sweep"].module).main(rest)
+    if command == "train":
+        return train(rest)
+    if command in WORKDIR_NUMERICS:
+        _apply_workdir_xla_flags(rest)
+    module = importlib.import_module(COMMANDS[command].module)
+    _check_subcommand(command, module, rest)
+    return module.main(rest)
 
 
 def _check_subcommand(command: str, module, rest: list[str]) -> None:

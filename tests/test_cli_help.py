@@ -118,3 +118,18 @@ def test_sweep_still_takes_a_config_file_without_the_flag(tmp_path, capsys):
         assert cli.main(["sweep", spec, "--dry-run"]) == 2
         err = capsys.readouterr().err
         assert "subcommand" not in err and "nope.py" in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["summarize"], "./launch.sh summarize: the following arguments are required: sweep_dir"),
+    (["sweep", "status"], "./launch.sh sweep status: the following arguments are required"),
+    (["summarize", "d", "--mode", "avg"], "argument --mode: invalid choice: 'avg'"),
+    (["eval"], "./launch.sh eval: one of the arguments --workdir --weights is required"),
+    (["convert"], "./launch.sh convert: the following arguments are required: command"),
+    (["train", "c.py", "--workdir"], "argument --workdir: expected one argument"),
+])
+def test_a_usage_error_is_one_line_naming_the_help(argv, says, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and says in err, err
+    assert err.rstrip().endswith("--help)")
