@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -122,6 +123,9 @@ def _overrides(folder: pathlib.Path) -> dict:
         return {}
 
 
+_MISSING = object()
+
+
 def _lookup(config: Mapping | None, key: str):
     """The value of dotted `key` in a nested config dict, or _MISSING."""
     value = config
@@ -130,9 +134,6 @@ def _lookup(config: Mapping | None, key: str):
             return _MISSING
         value = value[part]
     return value
-
-
-_MISSING = object()
 
 
 def _base_config(sweep_dir: pathlib.Path) -> dict | None:
@@ -155,7 +156,7 @@ def with_config_values(sweep_dir: pathlib.Path, points: Sequence[Point]) -> list
     the point's own value, else the one it trained with (its config.json), else the sweep's base
     config's (left out when none is known)."""
     keys = list(dict.fromkeys(k for p in points for k in p.overrides))
-    base: list = []  # resolved once, and only when a point needs it
+    base = functools.cache(lambda: _base_config(sweep_dir))  # loaded once, only if a point needs it
     out = []
     for point in points:
         saved = None
@@ -168,9 +169,7 @@ def with_config_values(sweep_dir: pathlib.Path, points: Sequence[Point]) -> list
                 saved = files.read_json(sweep_dir / point.name / "config.json") or {}
             value = _lookup(saved, key)
             if value is _MISSING:
-                if not base:
-                    base.append(_base_config(sweep_dir))
-                value = _lookup(base[0], key)
+                value = _lookup(base(), key)
             if value is not _MISSING:
                 complete[key] = value
         out.append(complete)
