@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The one entry point of cnnjax.
-#   ./launch.sh CONFIG.py[:ARG] [--workdir DIR] [--config.key=value ...]   train
-#   ./launch.sh test [pytest args]                                          the whole test suite
-#   ./launch.sh eval|predict|summary|summarize|sweep|convert|visualize ...  the tools (see README)
-#   ./launch.sh sweep status|summarize SWEEP_DIR                            a sweep's points, its results
-#   ./launch.sh bench NAME [args]                      benchmarks/NAME.py (see benchmarks/README.md)
+# The one entry point of cnnjax: ./launch.sh (or ./launch.sh help) lists every command, from the one
+# table in cnnjax/cli.py; ./launch.sh COMMAND --help gives a command's options and examples.
+#   ./launch.sh CONFIG.py[:ARG] [--workdir DIR] [--config.KEY=VALUE ...] [--sweep ...]   train (a sweep)
+#   ./launch.sh test [pytest args]       run here: ruff, then the test suite
+#   ./launch.sh bench NAME [args]        run here: benchmarks/NAME.py with the default config's XLA flags
+#   ./launch.sh COMMAND ...              every other command: python -m cnnjax.cli COMMAND ...
 # On first use it creates .venv and installs the project there (versions pinned by constraints.txt);
 # later runs reinstall only when pyproject.toml or constraints.txt has changed, so they start at once.
 # Environment:
@@ -56,11 +56,11 @@ cd "$ROOT"
 
 cmd="${1:-}"
 case "$cmd" in
-  "")
-    echo "usage: ./launch.sh CONFIG.py[:ARG] [flags] | test | eval | predict | summary | summarize | sweep | convert | visualize | bench" >&2
-    exit 2 ;;
   test)
     shift
+    if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then  # ours, then pytest's own options
+      "$PY" -m cnnjax.cli test --help && echo && exec "$PY" -m pytest --help
+    fi
     if "$PY" -m ruff --version >/dev/null 2>&1; then
       "$PY" -m ruff check --quiet cnnjax tests benchmarks configs experiments
     else
@@ -68,8 +68,8 @@ case "$cmd" in
     fi
     exec "$PY" -m pytest "$@" ;;
   bench)
-    [[ -f "benchmarks/${2:-}.py" ]] || { echo "usage: ./launch.sh bench NAME [args], NAME one of:" \
-      $(cd benchmarks && ls *.py | sed 's/\.py$//') >&2; exit 2; }
+    # No name, --help or a misspelt name: the usage (with the list of benchmarks/*.py) from cnnjax.cli.
+    [[ -f "benchmarks/${2:-}.py" ]] || exec "$PY" -m cnnjax.cli "$@"
     name="$2"; shift 2
     # Benchmarks have no config: they get the default config's XLA flags for this platform (a flag
     # set by hand in XLA_FLAGS wins, so that flags can be compared).
@@ -78,6 +78,6 @@ case "$cmd" in
     exec "$PY" "benchmarks/$name.py" "$@" ;;
   *.py|*.py:*)
     exec "$PY" -m cnnjax.cli train "$@" ;;
-  *)
+  *)  # no command at all included: cnnjax.cli prints the list of commands
     exec "$PY" -m cnnjax.cli "$@" ;;
 esac

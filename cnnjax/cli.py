@@ -1,28 +1,61 @@
-"""The command line behind ./launch.sh: train, summary, and the tools of later issues.
+"""The command line behind ./launch.sh: one table of every command (COMMANDS), the usage listing
+printed from it, the dispatch to each tool's main(argv), and one-line errors.
 
-    python -m cnnjax.cli train CONFIG.py[:ARG] [--workdir DIR] [--config.KEY=VALUE ...]
-    python -m cnnjax.cli summary MODEL [--input 224x224x3] [--KNOB=VALUE ...]
-    python -m cnnjax.cli visualize --workdir DIR [--step N] [--image FILE ...] [--layers ...] --out DIR
+    python -m cnnjax.cli COMMAND [args]     (./launch.sh COMMAND [args]; ./launch.sh help lists them)
 
-Every user error ends in one line on stderr and exit status 2; nothing is lost or overwritten.
+`./launch.sh` runs `test` and `bench` itself and hands everything else here, the listing included, so
+the table below is the only list of commands. A misspelt command says which one was meant. Every user
+error ends in one line on stderr and exit status 2; nothing is lost or overwritten.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import importlib
 import pathlib
 import sys
 import traceback
 import warnings
 
-from cnnjax.errors import UserError
+from cnnjax.errors import UserError, unknown_name
 
-# Tools that own their argument parsing: command -> module with main(argv) -> int.
-TOOLS = {"summary": "cnnjax.summary", "eval": "cnnjax.evaluate", "predict": "cnnjax.predict",
-         "sweep": "cnnjax.sweep.cli", "summarize": "cnnjax.sweep.summarize",
-         "convert": "cnnjax.convert.cli", "visualize": "cnnjax.visualize.cli"}
-COMMANDS = ("train", *TOOLS)
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One command of ./launch.sh: what it does, the module whose main(argv) runs it (None: run by
+    launch.sh itself, or by this module), and its arguments where no parser of its own says them."""
+
+    description: str
+    module: str | None = None
+    args: str = ""
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train a config file's model (`train` may be left out); --sweep runs its "
+                     "get_sweep()"),
+    "test": Command("ruff, then the test suite (pytest)", args="[PYTEST_ARGS ...]"),
+    "bench": Command("a benchmark script, benchmarks/NAME.py (benchmarks/README.md)",
+                     args="NAME [args]"),
+    "eval": Command("evaluate a run's checkpoints or a weights file", "cnnjax.evaluate"),
+    "predict": Command("top-k classes of image files under a trained run", "cnnjax.predict"),
+    "summary": Command("a model's layers, parameters, multiply-adds and knobs (nothing allocated)",
+                       "cnnjax.summary"),
+    "summarize": Command("a sweep's results table and figure", "cnnjax.sweep.summarize"),
+    "sweep": Command("a sweep folder's points: where each stands, or its results (run one with "
+                     "CONFIG.py --sweep)", "cnnjax.sweep.cli"),
+    "convert": Command("weights between PyTorch state dicts and cnnjax", "cnnjax.convert.cli"),
+    "visualize": Command("filters, feature maps, receptive fields and attribution of a trained "
+                         "network", "cnnjax.visualize.cli"),
+    "help": Command("this list, or a command's --help (help COMMAND)"),
+}
+# Examples of the commands whose help is not an argparse parser's (run by launch.sh).
+EXAMPLES = {
+    "test": ["./launch.sh test tests/ops -q -x", "./launch.sh test -k summary"],
+    "bench": ["./launch.sh bench ops", "./launch.sh bench train_step --help"],
+}
+REPO = pathlib.Path(__file__).resolve().parents[1]
 # Tools that compute with a workdir's model: they get the XLA flags its run chose (config.json).
 WORKDIR_NUMERICS = ("eval", "predict")
 DECODER_LOG = "decoder_messages.log"  # libjpeg's and libpng's own lines (cnnjax.stderr_filter)
@@ -37,8 +70,17 @@ def default_workdir(config_spec: str) -> pathlib.Path:
 
 def parse_train_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(args, overrides) with overrides as 'key=value' strings from --config.key=value."""
-    parser = argparse.ArgumentParser(prog="./launch.sh CONFIG.py[:ARG]",
-                                     description="Train the model of a config file.")
+    parser = argparse.ArgumentParser(
+        prog="./launch.sh CONFIG.py[:ARG]", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the model of a config file. Any config key can be changed with "
+        "--config.KEY=VALUE (a misspelt key lists the valid ones); --sweep runs every point of the "
+        "file's get_sweep() instead (./launch.sh CONFIG.py --sweep --help).",
+        epilog="examples:\n"
+        "  ./launch.sh configs/lenet5_mnist.py:smoke\n"
+        "  ./launch.sh configs/resnet_cifar.py:resnet20 --workdir workdirs/r20 --config.batch_size=256\n"
+        "  ./launch.sh configs/lenet5_mnist.py --config.model.activation=relu "
+        "--config.schedule.base_lr=0.05\n"
+        "  ./launch.sh configs/lenet5_activation_sweep.py --sweep --dry-run")
     parser.add_argument("config", help="config file, optionally with :ARG for its get_config(arg)")
     parser.add_argument("--workdir", help="where checkpoints, metrics and the config go "
                         "(default: workdirs/<config name>); an existing one is resumed")
@@ -127,26 +169,74 @@ def _quiet_unraisable(unraisable, _default=sys.unraisablehook) -> None:
     _default(unraisable)
 
 
+def usage() -> str:
+    """The listing of every command, one line each, from COMMANDS."""
+    rows = [("CONFIG.py[:ARG]" if name == "train" else name, c) for name, c in COMMANDS.items()]
+    width = max(len(label) for label, _ in rows)
+    lines = ["usage: ./launch.sh COMMAND [args]; ./launch.sh COMMAND --help gives its options and "
+             "examples", ""]
+    lines += [f"  {label:<{width}}  {c.description}" for label, c in rows]
+    return "\n".join(lines) + "\n"
+
+
+def benchmarks() -> list[str]:
+    """The names ./launch.sh bench takes: the scripts in the checkout's benchmarks/."""
+    return sorted(p.stem for p in (REPO / "benchmarks").glob("*.py"))
+
+
+def _launcher_help(name: str) -> str:
+    """--help of a command launch.sh runs itself (test, bench)."""
+    text = (f"usage: ./launch.sh {name} {COMMANDS[name].args}\n\n{COMMANDS[name].description}\n")
+    if name == "bench":
+        text += f"\nNAME is one of: {', '.join(benchmarks())}\n"
+    return text + "\nexamples:\n" + "".join(f"  {e}\n" for e in EXAMPLES[name])
+
+
+def _launcher_command(name: str, rest: list[str]) -> int:
+    """`test` and `bench` reach Python only for their help or a bad benchmark name (launch.sh runs
+    them); run directly, they say where they run."""
+    if not rest or rest[0] in ("-h", "--help"):
+        print(_launcher_help(name), end="", file=sys.stdout if rest else sys.stderr)
+        return 0 if rest else 2
+    if name == "bench" and rest[0] not in benchmarks():
+        raise unknown_name("benchmark", rest[0], benchmarks())
+    raise UserError(f"{name} runs through launch.sh: ./launch.sh {name} {' '.join(rest)}")
+
+
+def _help(rest: list[str]) -> int:
+    """`help`: the listing; `help COMMAND`: that command's --help."""
+    if not rest:
+        print(usage(), end="")
+        return 0
+    return main([rest[0], "--help"])
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    """Every tool's argparse usage error (a missing argument, a bad choice) as one UserError line that
+    names the tool's --help, instead of argparse's usage block; only while a command runs here."""
+    def error(parser: argparse.ArgumentParser, message: str):
+        raise UserError(f"{parser.prog}: {message} (see {parser.prog} --help)")
+
+    original = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
+        print(usage(), end="", file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     warnings.formatwarning = _one_line_warning
     sys.unraisablehook = _quiet_unraisable
-    if command not in COMMANDS:
-        print(f"error: unknown command {command!r}; expected a config file (*.py) or one of "
-              f"{', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
     try:
-        if command == "train" and "--sweep" in rest:  # ./launch.sh CONFIG.py --sweep ...
-            return importlib.import_module(TOOLS["sweep"]).main(rest)
-        if command == "train":
-            return train(rest)
-        if command in WORKDIR_NUMERICS:
-            _apply_workdir_xla_flags(rest)
-        return importlib.import_module(TOOLS[command]).main(rest)
+        with _one_line_usage_errors():
+            return _dispatch(command, rest)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -160,6 +250,37 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(e).splitlines() or [type(e).__name__]:  # one line per problem
             print(f"error: {line}", file=sys.stderr)
         return EXIT_DIVERGED if isinstance(e, TrainingDivergedError) else 2
+
+
+def _dispatch(command: str, rest: list[str]) -> int:
+    """Runs `command` with its arguments `rest`; returns its exit status."""
+    if command not in COMMANDS:
+        raise unknown_name("command", command, list(COMMANDS), "; a config file to train ends in .py")
+    if command == "help":
+        return _help(rest)
+    if command in ("test", "bench"):
+        return _launcher_command(command, rest)
+    if command == "train" and "--sweep" in rest:  # ./launch.sh CONFIG.py --sweep ...
+        return importlib.import_module(COMMANDS["sweep"].module).main(rest)
+    if command == "train":
+        return train(rest)
+    if command in WORKDIR_NUMERICS:
+        _apply_workdir_xla_flags(rest)
+    module = importlib.import_module(COMMANDS[command].module)
+    _check_subcommand(command, module, rest)
+    return module.main(rest)
+
+
+def _check_subcommand(command: str, module, rest: list[str]) -> None:
+    """A misspelt subcommand of a tool built on argparse subparsers (convert) in one line with the
+    closest name, instead of argparse's usage and choice list."""
+    make_parser = getattr(module, "_parser", None)
+    if not rest or rest[0].startswith("-") or make_parser is None:
+        return
+    choices = [name for action in make_parser()._actions
+               if isinstance(action, argparse._SubParsersAction) for name in action.choices]
+    if choices and rest[0] not in choices:
+        raise unknown_name(f"{command} subcommand", rest[0], choices)
 
 
 def _decoder_log(argv: list[str]) -> pathlib.Path | None:

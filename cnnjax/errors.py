@@ -13,7 +13,9 @@ Exit codes (documented in the README; the sweep tools read them):
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Sequence
 
 TRACEBACK_ENV = "CNNJAX_TRACEBACK"
 
@@ -44,3 +46,11 @@ def is_user_error(error: BaseException) -> bool:
 def traceback_requested() -> bool:
     """True when CNNJAX_TRACEBACK is set (to anything but '' or '0'): show user errors' tracebacks."""
     return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+
+
+def unknown_name(what: str, name: str, choices: Sequence[str], hint: str = "") -> UserError:
+    """The one-line error for a misspelt command, subcommand or name: says the closest of `choices`
+    (difflib) when one is close, else lists them all; `hint` is appended (e.g. another way to call)."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return UserError(f"unknown {what} {name!r}; {guess}one of: {', '.join(choices)}{hint}")

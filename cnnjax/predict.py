@@ -117,7 +117,12 @@ def predict_probabilities(state, config: ml_collections.ConfigDict, images: np.n
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(args, --config. overrides as 'key=value')."""
     parser = argparse.ArgumentParser(prog="./launch.sh predict",
-                                     description="Top-k classes of image files under a trained run.")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Top-k classes of image files under a trained run.",
+                                     epilog="examples:\n"
+                                     "  ./launch.sh predict --workdir workdirs/lenet5_mnist digit.png\n"
+                                     "  ./launch.sh predict --workdir workdirs/r20 --step best --top 3 "
+                                     "photos/")
     parser.add_argument("--workdir", required=True, help="the run's folder (config.json, checkpoints/)")
     parser.add_argument("--step", default="latest", help="checkpoint step N, 'best' or 'latest'")
     parser.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")

@@ -1,6 +1,10 @@
 """Layer-by-layer summary of a model: output shapes, parameters, multiply-adds, receptive fields.
 
     ./launch.sh summary MODEL [--input 224x224x3] [--num_classes N] [--KNOB=VALUE ...]
+
+examples:
+    ./launch.sh summary resnet20
+    ./launch.sh summary vgg16 --input 64x64x3 --num_classes 10 --norm=batch
     python -m cnnjax.summary resnet50 --dtype=bfloat16
 
 Nothing is allocated or compiled (jax.eval_shape and a jaxpr), so VGG-19 prints in a second.
@@ -8,7 +12,7 @@ Nothing is allocated or compiled (jax.eval_shape and a jaxpr), so VGG-19 prints 
 allconv and the CIFAR ResNets, 224x224x3 otherwise) and --num_classes likewise (10 or 1000).
 Knob values are Python literals (0.5, true, 1024,512) or plain strings (relu, batch). Below the table,
 every knob of the model is listed with its default (the value a config gets unless it sets one, as
---config.model.KNOB=VALUE) and its allowed values where the model declares them.
+--config.model.KNOB=VALUE) and, where it takes a choice, the values this model accepts.
 The counting lives in cnnjax.models.introspect; this module parses arguments and prints.
 """
 
@@ -125,19 +129,43 @@ def format_summary(title: str, summary, dense_units: int = 1024) -> str:
     return "\n".join(lines)
 
 
-def format_knobs(name: str, chosen: dict) -> str:
+def format_knobs(name: str, chosen: dict, num_classes: int) -> str:
     """Every knob of model `name`: its default, the value `chosen` on the command line where one was,
-    and the allowed values where the model declares them."""
+    and the values this model accepts where the knob takes a choice (accepted_choices)."""
     from cnnjax import models
 
-    defaults, choices = models.knobs(name), models.knob_choices(name)
+    defaults, choices = models.knobs(name), accepted_choices(name, chosen, num_classes)
     width = max(len(k) for k in defaults)
-    lines = [f"knobs of {name} (--config.model.KNOB=VALUE in a run; default, then allowed values):"]
+    lines = [f"knobs of {name} (--config.model.KNOB=VALUE in a run; default, then the values it "
+             "accepts with the other knobs as here):"]
     for knob, default in defaults.items():
         value = f"{default!r}" + (f" (here {chosen[knob]!r})" if knob in chosen else "")
         allowed = " | ".join(repr(c) for c in choices.get(knob, ()))
         lines.append(f"  {knob:<{width}}  {value:<24} {allowed}".rstrip())
     return "\n".join(lines)
+
+
+def accepted_choices(name: str, chosen: dict, num_classes: int) -> dict[str, tuple]:
+    """{knob: the values of models.knob_choices(name) that model `name` accepts}, each tried with the
+    other knobs as `chosen` (else their defaults). The choices are the family's (ResNet's pool values
+    are the ImageNet stem's); a variant refuses some when it is built (the CIFAR ResNets have no
+    stem pool), which is how each value is tried: building runs the model's checks, allocates nothing."""
+    from cnnjax import models
+
+    accepted = {}
+    for knob, values in models.knob_choices(name).items():
+        accepted[knob] = tuple(v for v in values if _builds(name, {**chosen, knob: v}, num_classes))
+    return accepted
+
+
+def _builds(name: str, knobs: dict, num_classes: int) -> bool:
+    from cnnjax import models
+
+    try:
+        models.build(name, num_classes=num_classes, **knobs)
+    except models.ModelError:
+        return False
+    return True
 
 
 def main(argv: list[str]) -> int:
@@ -164,7 +192,7 @@ def main(argv: list[str]) -> int:
     title = (f"{name} on {_shape(shape)} inputs, {classes} classes"
              + (f" ({knob_text})" if knob_text else ""))
     print(format_summary(title, summary))
-    print(format_knobs(name, knobs))
+    print(format_knobs(name, knobs, classes))
     return 0
 
 

@@ -88,3 +88,46 @@ def test_googlenet_aux_heads_are_counted_but_not_listed(capsys):
     aux = 2 * (1024 * 1000 + 1000 + 4 * 4 * 128 * 1024 + 1024 + 128) + 128 * (512 + 528)
     assert f"of which {aux:,} in layers that run only in training" in out
     assert "aux1" not in out
+
+
+def _knob_lines(out: str) -> dict[str, list[str]]:
+    """{knob: the values listed after its default} from the knob table the summary prints."""
+    lines = out.split("knobs of ", 1)[1].splitlines()[1:]
+    table = {}
+    for line in lines:
+        knob, rest = line.split(None, 1)
+        _default, _, listed = rest.partition("  ")  # two spaces end the default column
+        table[knob] = [v.strip() for v in listed.split("|")] if listed.strip() else []
+    return table
+
+
+def _evaluates(name: str, knobs: dict) -> bool:
+    """Whether the model builds and its init traces on its natural input (jax.eval_shape: nothing
+    is allocated), the way a run would use it."""
+    import jax
+    import jax.numpy as jnp
+
+    from cnnjax import models
+
+    shape, classes = models.natural_input(name)
+    try:
+        model = models.build(name, num_classes=classes, **knobs)
+        jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False),
+                       jax.ShapeDtypeStruct((1, *shape), jnp.float32))
+    except models.ModelError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", ["resnet20", "lenet5"])
+def test_listed_knob_values_are_exactly_those_the_model_accepts(name, capsys):
+    from cnnjax import models
+
+    rc, out, err = _run(capsys, name)
+    assert rc == 0, err
+    listed = _knob_lines(out)
+    for knob, values in models.knob_choices(name).items():
+        accepted = [repr(v) for v in values if _evaluates(name, {knob: v})]
+        assert listed[knob] == accepted, knob
+    if name == "resnet20":  # the CIFAR stem has no pool to choose, and basic blocks no stride_in_3x3
+        assert listed["pool"] == ["'max'"] and listed["stride_in_3x3"] == ["True"]

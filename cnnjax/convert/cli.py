@@ -100,17 +100,33 @@ def import_(path: pathlib.Path, model: str | None, knobs: dict[str, Any],
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="./launch.sh convert",
-                                     description="Convert weights between PyTorch and cnnjax.")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Convert weights between PyTorch and cnnjax.",
+                                     epilog="examples:\n"
+                                     "  ./launch.sh convert export --workdir workdirs/r20 --out "
+                                     "r20.safetensors\n"
+                                     "  ./launch.sh convert import resnet18.pth --model resnet18 --out "
+                                     "r18.npz\n"
+                                     "  ./launch.sh convert models\n"
+                                     "  ./launch.sh convert export --help (each subcommand's options)")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="a run's checkpoint, or imported weights, as a torchvision "
-                        "state dict")
+                        "state dict", formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="examples:\n"
+                        "  ./launch.sh convert export --workdir workdirs/r20 --out r20.safetensors\n"
+                        "  ./launch.sh convert export --weights g.npz --out googlenet.pth")
     source = ex.add_mutually_exclusive_group(required=True)
     source.add_argument("--workdir", type=pathlib.Path)
     source.add_argument("--weights", type=pathlib.Path, help="an .npz written by convert import")
     ex.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     ex.add_argument("--out", required=True, type=pathlib.Path,
                     help="output file: .safetensors, .npz, or .pth (needs torch)")
-    im = sub.add_parser("import", help="a torch state dict as cnnjax variables (.npz)")
+    im = sub.add_parser("import", help="a torch state dict as cnnjax variables (.npz)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="examples:\n"
+                        "  ./launch.sh convert import resnet18.pth --model resnet18 --out r18.npz\n"
+                        "  ./launch.sh convert import googlenet.pth --model googlenet_torchvision "
+                        "--knob transform_input=True --out g.npz")
     im.add_argument("file", type=pathlib.Path)
     im.add_argument("--model", help="supported model name (see 'models'); may be left out for an "
                     "imported .npz, which records it")

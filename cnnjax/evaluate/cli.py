@@ -43,7 +43,13 @@ from cnnjax.train.metrics import read_metrics
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="./launch.sh eval",
-                                     description="Evaluate the checkpoints of a training run.")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Evaluate the checkpoints of a training run.",
+                                     epilog="examples:\n"
+                                     "  ./launch.sh eval --workdir workdirs/lenet5_mnist --step best\n"
+                                     "  ./launch.sh eval --workdir workdirs/r20 --crops 10 --all\n"
+                                     "  ./launch.sh eval --weights r50.pth --model resnet50 "
+                                     "--data folder:/data/imagenet/val")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--workdir", help="the run's folder (config.json, checkpoints/)")
     source.add_argument("--weights", help="a weights file (.pth/.pt, .safetensors, .npz in torchvision "

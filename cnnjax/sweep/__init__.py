@@ -4,8 +4,9 @@
     plan.py       a config file's get_sweep() -> validated, named points with folders and commands
     files.py      what a sweep folder holds (sweep.json, each point's log, exit_code, ...)
     devices.py    GPUs or CPU cores shared out among points running side by side
-    local.py      the local runner
-    slurm.py      the sbatch array script, its submission, and squeue/sacct
+    backends.py   the Backend interface (run or submit a plan) and its registry, BACKENDS
+    local.py      the local backend: points side by side on this machine's devices
+    slurm.py      the Slurm backend: the sbatch array script, its submission, and squeue/sacct
     status.py     finished / failed (why) / running / pending, per point
     summarize.py  the results table and figure of a sweep folder
     cli.py        ./launch.sh CONFIG.py --sweep, ./launch.sh sweep status|summarize DIR

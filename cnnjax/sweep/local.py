@@ -1,4 +1,5 @@
-"""Run the points of a plan on this machine, `len(slots)` at a time, each in its own process.
+"""The local backend: the points of a plan on this machine, `len(slots)` at a time, each in its own
+process, on shares of the visible GPUs or CPU cores (cnnjax.sweep.devices).
 
 Every attempt appends to the point's log.txt, records its process in running.json while it runs and
 leaves its exit status in exit_code (cnnjax.sweep.files), so `./launch.sh sweep status` can tell a
@@ -7,6 +8,7 @@ running point from one that died. A failed point is named with the reason and it
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
 import dataclasses
@@ -20,8 +22,8 @@ import time
 from typing import IO
 
 from cnnjax.sweep import files, status
-from cnnjax.sweep.devices import Slot
-from cnnjax.sweep.plan import PointRun
+from cnnjax.sweep.devices import Slot, device_slots, visible_gpus
+from cnnjax.sweep.plan import PointRun, write_records
 from cnnjax.train.metrics import format_duration, read_metrics
 
 
@@ -142,3 +144,40 @@ def run_local(plan: list[PointRun], slots: list[Slot], cwd: pathlib.Path | None 
                 say(run, "interrupted; run the sweep again to resume it")
             raise
     return failed
+
+
+class LocalBackend:
+    """cnnjax.sweep.backends.Backend on this machine: --parallel points side by side, each on
+    --devices-per-run GPUs (or CPU devices), by default the visible ones shared out."""
+
+    name = "local"
+    description = "run the points on this machine, --parallel at a time"
+    absolute_paths = False
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> list[str]:
+        return []  # --parallel and --devices-per-run are the sweep command's own
+
+    def check(self, args: argparse.Namespace) -> None:
+        pass
+
+    def run(self, plan: list[PointRun], sweep_dir: pathlib.Path, config_spec: str, base: list[str],
+            args: argparse.Namespace) -> int:
+        slots = device_slots(args.parallel, args.devices_per_run, visible_gpus(),
+                             sorted(os.sched_getaffinity(0)), os.environ.get("XLA_FLAGS", ""))
+        if args.dry_run:
+            print(f"{len(slots)} at a time on: " + " | ".join(s.describe() for s in slots))
+            for run in plan:
+                print(f"[{run.status}] {shlex.join(run.command)} >> {shlex.quote(str(run.log))} 2>&1")
+            return 0
+        write_records(plan, sweep_dir, config_spec, base)
+        failed = run_local(plan, slots)
+        finished = sum(r.status == status.FINISHED for r in plan)
+        ran = len(plan) - finished
+        print(f"sweep done: {ran} run ({ran - len(failed)} finished, {len(failed)} failed), {finished} "
+              f"skipped as already finished; results: ./launch.sh summarize {sweep_dir}")
+        for point, reason in failed:
+            print(f"  FAILED {point.name}: {reason} [see {point.log}]")
+        return 1 if failed else 0
+
+
+BACKEND = LocalBackend()

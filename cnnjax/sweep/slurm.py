@@ -1,4 +1,5 @@
-"""A sweep as a Slurm array job: the sbatch script, its submission, and what Slurm says of its tasks.
+"""The Slurm backend: a sweep as an sbatch array job: the script, its submission, and what Slurm
+says of its tasks.
 
 Task i of the array trains point i. The script appends the point's output to its log.txt and leaves
 the exit status in its exit_code file, also when Slurm ends the task with SIGTERM (scancel, time
@@ -8,6 +9,7 @@ once squeue no longer lists the task (with sacct's state where Slurm keeps accou
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 import shlex
@@ -18,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from cnnjax.errors import UserError
-from cnnjax.sweep import files
+from cnnjax.sweep import files, status
 
 if TYPE_CHECKING:  # the plan imports the config machinery; the script writer itself needs none
     from cnnjax.sweep.plan import PointRun
@@ -133,8 +135,6 @@ def record_submission(sweep_dir: pathlib.Path, job: str, plan: list[PointRun],
 def run_slurm(plan: list[PointRun], sweep_dir: pathlib.Path, config_spec: str, parallel: int,
               slurm_args: str, dry_run: bool) -> int:
     """Writes the array script for the unfinished points and submits it (or prints it: dry_run)."""
-    from cnnjax.sweep import status
-
     todo = [r.index for r in plan if r.status != status.FINISHED]
     if not todo:
         print(f"all {len(plan)} points have finished; nothing to submit")
@@ -155,6 +155,38 @@ def run_slurm(plan: list[PointRun], sweep_dir: pathlib.Path, config_spec: str, p
           f"progress: ./launch.sh sweep status {sweep_dir}; "
           f"when done: ./launch.sh summarize {sweep_dir}")
     return 0
+
+
+class SlurmBackend:
+    """cnnjax.sweep.backends.Backend as one sbatch array job (--parallel throttles it); its commands
+    use absolute paths, as Slurm may start them in another directory."""
+
+    name = "slurm"
+    description = "submit the points as one sbatch array job (--slurm-args for sbatch's options)"
+    absolute_paths = True
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> list[str]:
+        parser.add_argument("--slurm-args", default="", help='with --slurm: extra sbatch options, '
+                            'e.g. "--partition=gpu --gres=gpu:4 --time=8:00:00"')
+        return ["slurm_args"]
+
+    def check(self, args: argparse.Namespace) -> None:
+        if args.devices_per_run:
+            raise UserError("with --slurm, ask for devices in --slurm-args (e.g. --gres=gpu:4), "
+                            "not --devices-per-run")
+
+    def run(self, plan: list[PointRun], sweep_dir: pathlib.Path, config_spec: str, base: list[str],
+            args: argparse.Namespace) -> int:
+        from cnnjax.sweep.plan import write_records  # the config machinery, only to run a sweep
+
+        if args.dry_run:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            write_records(plan, sweep_dir, config_spec, base)
+        return run_slurm(plan, sweep_dir, config_spec, args.parallel, args.slurm_args, args.dry_run)
+
+
+BACKEND = SlurmBackend()
 
 
 # ---------------------------------------------------------------------------------------------------

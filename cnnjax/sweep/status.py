@@ -276,17 +276,16 @@ def read_sweep(sweep_dir: str | pathlib.Path, slurm_lookup: SlurmLookup | None =
                ) -> list[PointState]:
     """The state of every point of the sweep in `sweep_dir`, in sweep order.
 
-    `slurm_lookup(task_ids)` -> ({task: (state, reason)}, whether Slurm answered); by default
-    cnnjax.sweep.slurm.task_states (squeue, then sacct where accounting is on).
+    `slurm_lookup(task_ids)` -> ({task: (state, reason)}, whether Slurm answered), e.g.
+    cnnjax.sweep.slurm.task_states (squeue, then sacct where accounting is on); without one, the
+    points submitted to Slurm are reported from their folders alone, as unconfirmed.
     """
     sweep_dir = pathlib.Path(sweep_dir)
     points = sweep_points(sweep_dir)
     tasks = slurm_tasks(sweep_dir)
     slurm_states: dict[str, tuple[str, str]] = {}
     queried = False
-    if tasks:
-        if slurm_lookup is None:
-            from cnnjax.sweep.slurm import task_states as slurm_lookup
+    if tasks and slurm_lookup is not None:
         slurm_states, queried = slurm_lookup(sorted(set(tasks.values())))
     out = []
     for index, (name, overrides) in enumerate(points):

@@ -7,9 +7,16 @@ In a sweep folder (one with sweep.json) every point of the sweep gets a row, wit
 finished, or failed / running / pending with the reason (cnnjax.sweep.status), so a point that failed
 before logging anything is listed, not dropped; the exit status is 1 when any point failed. In any
 other folder, every subfolder with a metrics.jsonl is a point. Reads each point's metrics.jsonl and its
-sweep_point.json (the overrides that made it), and writes SWEEP_DIR/results.csv, SWEEP_DIR/results.md
-(also printed) and SWEEP_DIR/<metric>.png, the chosen metric against step for every point (failed
-points marked in the legend).
+sweep_point.json (the overrides that made it), and writes, per metric, SWEEP_DIR/results_<metric>.csv
+and .md (also printed; for the default metric eval/top1 the names are results.csv and results.md, as
+before) and SWEEP_DIR/<metric>.png, the chosen metric against step for every point (failed points
+marked in the legend); <metric> is the metric with every other character than letters and digits as
+'_' (train/loss: results_train_loss.csv, train_loss.png).
+
+The table shows the metrics in the unit training logs them: the top-k accuracies, logged as fractions,
+in percent (their columns marked '(%)'). A key that some points override and another does not shows,
+for that one, the value it trained with (its config.json), else the value of the sweep's config file
+with the sweep's base overrides.
 """
 
 from __future__ import annotations
@@ -17,19 +24,35 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
+import io
 import json
 import math
+import os
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 
 from cnnjax.errors import UserError
-from cnnjax.sweep import status
+from cnnjax.sweep import files, slurm, status
 from cnnjax.sweep.files import POINT_FILE, SWEEP_FILE
-from cnnjax.train.metrics import METRICS_FILE, read_metrics
+from cnnjax.train.metrics import METRICS_FILE, is_fraction, read_metrics
 
 # Final values reported for every point when its metrics have them.
 FINAL_KEYS = ("eval/top1", "eval/top5", "eval/loss", "train/loss", "train/top1")
+DEFAULT_METRIC = "eval/top1"
 __all__ = ["POINT_FILE", "Point", "find_points", "point_row", "series", "summarize"]
+
+
+def metric_slug(metric: str) -> str:
+    """`metric` as part of a file name: 'train/loss' -> 'train_loss'."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
+
+
+def results_name(metric: str) -> str:
+    """The stem of a metric's results files: 'results' for the default metric (the name every metric
+    was written under before), else 'results_<metric slug>'."""
+    return "results" if metric == DEFAULT_METRIC else f"results_{metric_slug(metric)}"
 
 
 def default_mode(metric: str) -> str:
@@ -100,6 +123,59 @@ def _overrides(folder: pathlib.Path) -> dict:
         return {}
 
 
+_MISSING = object()
+
+
+def _lookup(config: Mapping | None, key: str):
+    """The value of dotted `key` in a nested config dict, or _MISSING."""
+    value = config
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _base_config(sweep_dir: pathlib.Path) -> dict | None:
+    """The sweep's config file resolved with its base overrides (sweep.json), as a dict; None when
+    there is no sweep.json or the file cannot be loaded from here any more (moved, or relative to
+    another directory): then the cells it would fill stay empty."""
+    from cnnjax.train import config_io
+
+    record = files.read_json(sweep_dir / SWEEP_FILE)
+    if not record or not isinstance(record.get("config"), str):
+        return None
+    try:
+        return config_io.resolve_config(record["config"], record.get("base_overrides") or []).to_dict()
+    except (UserError, OSError, ImportError, SyntaxError):
+        return None
+
+
+def with_config_values(sweep_dir: pathlib.Path, points: Sequence[Point]) -> list[dict]:
+    """Each point's overrides completed with every key another point overrides, in one key order:
+    the point's own value, else the one it trained with (its config.json), else the sweep's base
+    config's (left out when none is known)."""
+    keys = list(dict.fromkeys(k for p in points for k in p.overrides))
+    base = functools.cache(lambda: _base_config(sweep_dir))  # loaded once, only if a point needs it
+    out = []
+    for point in points:
+        saved = None
+        complete = {}
+        for key in keys:
+            if key in point.overrides:
+                complete[key] = point.overrides[key]
+                continue
+            if saved is None:
+                saved = files.read_json(sweep_dir / point.name / "config.json") or {}
+            value = _lookup(saved, key)
+            if value is _MISSING:
+                value = _lookup(base(), key)
+            if value is not _MISSING:
+                complete[key] = value
+        out.append(complete)
+    return out
+
+
 def find_points(sweep_dir: pathlib.Path) -> list[Point]:
     """Every point of the sweep (with its state) when `sweep_dir` holds a sweep.json, in sweep order;
     else every subfolder with a non-empty metrics.jsonl, alphabetically."""
@@ -107,7 +183,7 @@ def find_points(sweep_dir: pathlib.Path) -> list[Point]:
         raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
     if (sweep_dir / SWEEP_FILE).is_file():
         points = [Point(p.name, p.overrides, _records(p.workdir), p.state, p.reason)
-                  for p in status.read_sweep(sweep_dir)]
+                  for p in status.read_sweep(sweep_dir, slurm_lookup=slurm.task_states)]
         if not any(p.records or p.state == status.FAILED for p in points):
             raise UserError(f"no results in {sweep_dir} yet: no point has logged metrics or failed "
                             f"(see ./launch.sh sweep status {sweep_dir})")
@@ -136,37 +212,58 @@ def columns(rows: Sequence[Mapping]) -> list[str]:
     return ["point", *overrides, *[c for c in ("status",) if c in cols], "last_step", *metrics]
 
 
-def _cell(value) -> str:
+def in_percent(rows: Sequence[Mapping], cols: Sequence[str]) -> tuple[list[dict], list[str]]:
+    """The rows and columns as shown: the final and best values of the metrics logged as fractions
+    (top-k accuracies) in percent, their columns marked ' (%)'."""
+    def percent(col: str) -> bool:
+        return col.startswith(("final ", "best ")) and is_fraction(col.split(" ", 1)[1])
+
+    names = {c: f"{c} (%)" if percent(c) else c for c in cols}
+    # rounded to 10 decimals: drops the binary noise of the product (0.45 * 100 = 45.00000000000001),
+    # far below the float32 precision the metrics are logged with
+    shown = [{names.get(k, k): round(100 * v, 10) if percent(k) and isinstance(v, int | float)
+              and not isinstance(v, bool) else v for k, v in row.items()} for row in rows]
+    return shown, [names[c] for c in cols]
+
+
+def _cell(value, percent: bool = False) -> str:
     if value is None:
         return ""
+    if isinstance(value, float) and percent:
+        return f"{value:.2f}"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value).replace("|", "\\|")
 
 
 def markdown_table(rows: Sequence[Mapping], cols: Sequence[str]) -> str:
-    """A GitHub markdown table, floats to 4 significant digits, missing values empty."""
+    """A GitHub markdown table, floats to 4 significant digits (percentages to 2 decimals, as
+    training prints them), missing values empty."""
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c)) for c in cols) + " |")
+        lines.append("| " + " | ".join(_cell(row.get(c), c.endswith(" (%)")) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
 def write_csv(path: pathlib.Path, rows: Sequence[Mapping], cols: Sequence[str]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(cols), restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.get(c, "") for c in cols})
+    """The rows as CSV, written whole (temporary file, then rename)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(cols), restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in cols})
+    files.write_text_atomic(path, text.getvalue())
 
 
 def plot_metric(path: pathlib.Path, curves: Sequence[tuple[str, list[int], list[float]]],
                 metric: str, title: str) -> None:
-    """One line per point: `metric` against step."""
+    """One line per point: `metric` against step, written whole (drawn beside, then renamed)."""
     from cnnjax import plots
 
-    plots.line_plot(path, [(name, steps, values) for name, steps, values in curves],
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix picks the format
+    plots.line_plot(partial, [(name, steps, values) for name, steps, values in curves],
                     xlabel="step", ylabel=metric, title=title)
+    os.replace(partial, path)
 
 
 def _label(point: Point) -> str:
@@ -178,7 +275,8 @@ def _label(point: Point) -> str:
 
 def summarize(sweep_dir: str | pathlib.Path, metric: str = "eval/top1",
               mode: str | None = None) -> tuple[list[dict], list[str]]:
-    """Writes results.csv, results.md and the figure into `sweep_dir`; returns (rows, columns)."""
+    """Writes the results table of `metric` (results_name: .csv and .md) and its figure into
+    `sweep_dir`; returns (rows, columns) as written (accuracies in percent: in_percent)."""
     sweep_dir = pathlib.Path(sweep_dir)
     mode = mode or default_mode(metric)
     if mode not in ("max", "min"):
@@ -189,14 +287,16 @@ def summarize(sweep_dir: str | pathlib.Path, metric: str = "eval/top1",
         found = sorted({k for p in logged for r in p.records for k in r} - {"step", "time"})
         raise UserError(f"metric {metric!r} is in no point's {METRICS_FILE}; logged metrics: "
                         + ", ".join(found))
-    rows = [point_row(p.name, p.overrides, p.records, metric, mode, p.state, p.reason)
-            for p in points]
-    cols = columns(rows)
-    write_csv(sweep_dir / "results.csv", rows, cols)
-    (sweep_dir / "results.md").write_text(markdown_table(rows, cols))
+    overrides = with_config_values(sweep_dir, points)
+    rows = [point_row(p.name, o, p.records, metric, mode, p.state, p.reason)
+            for p, o in zip(points, overrides, strict=True)]
+    rows, cols = in_percent(rows, columns(rows))
+    stem = sweep_dir / results_name(metric)
+    write_csv(stem.with_suffix(".csv"), rows, cols)
+    files.write_text_atomic(stem.with_suffix(".md"), markdown_table(rows, cols))
     curves = [(_label(p), *series(p.records, metric)) for p in points]
     failed = sum(p.state == status.FAILED for p in points)
-    plot_metric(sweep_dir / f"{metric.replace('/', '_')}.png", curves, metric,
+    plot_metric(sweep_dir / f"{metric_slug(metric)}.png", curves, metric,
                 f"{sweep_dir.name}: {metric}" + (f" ({failed} failed)" if failed else ""))
     return rows, cols
 
@@ -204,10 +304,18 @@ def summarize(sweep_dir: str | pathlib.Path, metric: str = "eval/top1",
 def main(argv: list[str]) -> int:
     """`./launch.sh summarize DIR`: prints the table; 1 when any point of the sweep failed."""
     parser = argparse.ArgumentParser(prog="./launch.sh summarize",
-                                     description="Collect a sweep's final and best metrics.")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Collect a sweep's final and best metrics.",
+                                     epilog="examples:\n"
+                                     "  ./launch.sh summarize workdirs/lenet5_activation_sweep\n"
+                                     "  ./launch.sh summarize workdirs/lenet5_activation_sweep "
+                                     "--metric train/loss\n"
+                                     "  ./launch.sh sweep summarize workdirs/lenet5_activation_sweep "
+                                     "(the same)")
     parser.add_argument("sweep_dir", help="the sweep folder (the --workdir of the sweep)")
-    parser.add_argument("--metric", default="eval/top1", help="metric to rank and plot (default "
-                        "eval/top1), any key of metrics.jsonl")
+    parser.add_argument("--metric", default=DEFAULT_METRIC, help="metric to rank and plot (default "
+                        "eval/top1), any key of metrics.jsonl; each metric has its own results "
+                        "files: results.csv/.md for eval/top1, results_<metric>.csv/.md for another")
     parser.add_argument("--mode", choices=("max", "min"),
                         help="whether the best value is the largest or the smallest (default: min "
                         "for losses and errors, else max)")
@@ -215,8 +323,9 @@ def main(argv: list[str]) -> int:
     rows, cols = summarize(args.sweep_dir, args.metric, args.mode)
     sweep_dir = pathlib.Path(args.sweep_dir)
     print(markdown_table(rows, cols), end="")
-    print(f"wrote {sweep_dir / 'results.csv'}, {sweep_dir / 'results.md'} and "
-          f"{sweep_dir / (args.metric.replace('/', '_') + '.png')}")
+    stem = sweep_dir / results_name(args.metric)
+    print(f"wrote {stem.with_suffix('.csv')}, {stem.with_suffix('.md')} and "
+          f"{sweep_dir / (metric_slug(args.metric) + '.png')}")
     states = [str(r.get("status", status.FINISHED)) for r in rows]
     failed = [(r["point"], s) for r, s in zip(rows, states, strict=True)
               if s.startswith(status.FAILED)]

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import sys
 import time
 
 METRICS_FILE = "metrics.jsonl"
+
+
+def is_fraction(key: str) -> bool:
+    """Whether metric `key` is logged as a fraction in [0, 1] and shown as a percent: the top-k
+    accuracies (train/top1, eval/top5, ...), as progress_line prints them."""
+    return re.fullmatch(r"top\d+", key.rpartition("/")[2]) is not None
 
 
 def format_duration(seconds: float) -> str:

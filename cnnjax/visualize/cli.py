@@ -31,8 +31,15 @@ from cnnjax.visualize import features
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(args, --config. overrides as 'key=value')."""
     p = argparse.ArgumentParser(prog="./launch.sh visualize",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Filters, feature maps, receptive fields and attribution "
-                                "of a trained network.")
+                                "of a trained network.",
+                                epilog="examples:\n"
+                                "  ./launch.sh visualize --workdir workdirs/lenet5_mnist --out vis\n"
+                                "  ./launch.sh visualize --workdir workdirs/lenet5_mnist --image "
+                                "digit.png --layers c1 c3 --out vis\n"
+                                "  ./launch.sh visualize --weights r50.pth --model resnet50 "
+                                "--image cat.jpg --out vis_r50")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--workdir", help="the run's folder (config.json, checkpoints/)")
     source.add_argument("--weights", help="a weights file (.pth/.pt, .safetensors, .npz) instead of "

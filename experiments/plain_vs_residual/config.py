@@ -4,7 +4,7 @@ higher training and test error than the shallower one (degradation); with shortc
 network is better or equal. Short runs on Fashion-MNIST, seed 0.
 
     ./launch.sh experiments/plain_vs_residual/config.py --sweep --workdir workdirs/exp_plain_vs_residual
-    ./launch.sh summarize workdirs/exp_plain_vs_residual --metric train/top1   # results.*
+    ./launch.sh summarize workdirs/exp_plain_vs_residual --metric train/top1   # results_train_top1.*
     .venv/bin/python experiments/plain_vs_residual/curves.py workdirs/exp_plain_vs_residual
 
 The base is configs/resnet_cifar.py (16-32-64 filters, batch norm, SGD with momentum 0.9, weight

@@ -68,10 +68,11 @@ def test_csv_has_final_and_best_values_per_point(sweep):
                                            "model.activation=relu,seed=0"]  # sweep.json order
     tanh, relu = table
     assert tanh["model.activation"] == "tanh" and tanh["seed"] == "0"
-    assert float(relu["final eval/top1"]) == 0.45 and float(relu["best eval/top1"]) == 0.50
+    # accuracies in percent, as training logs them (0.45 logged: 45%); losses as logged
+    assert float(relu["final eval/top1 (%)"]) == 45 and float(relu["best eval/top1 (%)"]) == 50
     assert int(relu["best_step"]) == 4 and int(relu["last_step"]) == 8
-    assert float(relu["final train/loss"]) == 1.0 and float(relu["final eval/top5"]) == 0.95
-    assert float(tanh["final eval/top1"]) == 0.55 and float(tanh["best eval/top1"]) == 0.60
+    assert float(relu["final train/loss"]) == 1.0 and float(relu["final eval/top5 (%)"]) == 95
+    assert float(tanh["final eval/top1 (%)"]) == 55 and float(tanh["best eval/top1 (%)"]) == 60
     assert int(tanh["best_step"]) == 4  # a tie with step 8: the earlier step
     assert int(tanh["last_step"]) == 12
     assert tanh["final train/loss"] == ""  # never logged
@@ -99,7 +100,7 @@ def test_cli_prints_and_saves_the_markdown_table(sweep, capsys):
     assert header.startswith("| point | model.activation | seed | status | last_step |")
     assert len(body) == 2
     assert body[1].startswith("| model.activation=relu,seed=0 | relu | 0 | finished | 8 |")
-    assert "| 0.45 |" in body[1] and "| 0.5 |" in body[1]
+    assert "| 45.00 |" in body[1] and "| 50.00 |" in body[1]
     assert (sweep / "eval_top1.png").is_file()
 
 
@@ -133,7 +134,7 @@ def test_failed_points_stay_in_the_table_and_figure_marked_with_the_reason(tmp_p
     assert rows["act=bogus"]["status"] == (
         "failed: user error (exit status 2) before logging any metrics: "
         "error: unknown activation 'bogus'; expected relu, tanh")
-    assert rows["act=bogus"]["last_step"] == "" and rows["act=bogus"]["final eval/top1"] == ""
+    assert rows["act=bogus"]["last_step"] == "" and rows["act=bogus"]["final eval/top1 (%)"] == ""
     assert rows["lr=9"]["status"].startswith("failed: diverged (exit status 2), last logged step 4: error: "
                                              "loss is nan")
     assert rows["lr=8"]["status"].startswith("failed: diverged (exit status 3), last logged step 2: error: "
@@ -163,7 +164,7 @@ def test_folders_without_sweep_records_use_their_names(tmp_path):
     write_point(tmp_path, "run_a", [{"step": 1, "eval/top1": 0.2}])
     rows, cols = summarize.summarize(tmp_path)
     assert [r["point"] for r in rows] == ["run_a", "run_b"]
-    assert cols == ["point", "last_step", "final eval/top1", "best eval/top1", "best_step"]
+    assert cols == ["point", "last_step", "final eval/top1 (%)", "best eval/top1 (%)", "best_step"]
 
 
 @pytest.mark.parametrize("setup, args, message", [
@@ -182,3 +183,56 @@ def test_errors_are_one_line(tmp_path, capsys, setup, args, message):
     assert cli.main(["summarize", str(target), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_each_metric_has_its_own_results_files(sweep):
+    summarize.summarize(sweep)  # the default metric, eval/top1: results.csv and .md as before
+    default_csv, default_md = (sweep / "results.csv").read_bytes(), (sweep / "results.md").read_bytes()
+    summarize.summarize(sweep, "train/loss")
+    assert (sweep / "results.csv").read_bytes() == default_csv  # not overwritten
+    assert (sweep / "results.md").read_bytes() == default_md
+    rows = list(csv.DictReader((sweep / "results_train_loss.csv").open()))
+    assert {r["point"]: r["best train/loss"] for r in rows} == {
+        "model.activation=tanh,seed=0": "", "model.activation=relu,seed=0": "1.0"}
+    assert (sweep / "results_train_loss.md").read_text().startswith("| point |")
+    assert (sweep / "train_loss.png").is_file()
+    assert not list(sweep.glob(".*"))  # no temporary file left behind
+    assert summarize.results_name("eval/top-5 (crops)") == "results_eval_top_5_crops"
+
+
+def test_accuracies_are_percent_and_other_metrics_as_logged(tmp_path):
+    write_point(tmp_path, "a", [{"step": 1, "train/top1": 0.5836, "train/loss": 0.25,
+                                 "train/lr": 0.5, "eval/top5": 1.0}])
+    rows, cols = summarize.summarize(tmp_path, "train/top1")
+    row, = rows
+    # training prints train/top1 0.5836 as 58.36%; 1e-9 absolute covers the double rounding of x100
+    assert row["final train/top1 (%)"] == pytest.approx(58.36, abs=1e-9)
+    assert row["best train/top1 (%)"] == pytest.approx(58.36, abs=1e-9)
+    assert row["final eval/top5 (%)"] == 100 and row["final train/loss"] == 0.25
+    assert "| 58.36 | 58.36 |" in (tmp_path / "results_train_top1.md").read_text()
+    assert {c for c in cols if c.endswith("(%)")} == {
+        "final eval/top5 (%)", "final train/top1 (%)", "best train/top1 (%)"}
+
+
+def test_a_key_a_point_does_not_override_shows_the_config_value(tmp_path):
+    from cnnjax import models
+
+    root = tmp_path / "sweep"
+    config = pathlib.Path(__file__).resolve().parents[1] / "helpers" / "tiny_config.py"
+    write_point(root, "act", [{"step": 8, "eval/top1": 0.5}], {"model.activation": "relu"})
+    (root / "act" / "config.json").write_text(json.dumps(  # what this point trained with
+        {"model": {"name": "lenet5", "activation": "relu"}, "schedule": {"base_lr": 0.3}}))
+    write_point(root, "lr", [{"step": 8, "eval/top1": 0.4}], {"schedule.base_lr": 0.01})
+    write_point(root, "seed", [{"step": 8, "eval/top1": 0.4}], {"seed": 3})
+    (root / "sweep.json").write_text(json.dumps({
+        "config": str(config), "base_overrides": ["schedule.base_lr=0.07"],
+        "points": [{"name": n, "overrides": json.loads((root / n / "sweep_point.json").read_text())[
+            "overrides"]} for n in ("act", "lr", "seed")]}))
+    summarize.summarize(root)
+    rows = {r["point"]: r for r in csv.DictReader((root / "results.csv").open())}
+    assert rows["act"]["schedule.base_lr"] == "0.3"  # from its config.json
+    assert rows["act"]["seed"] == "0"  # config.json lacks it: tiny_config's default_config seed
+    assert rows["lr"]["schedule.base_lr"] == "0.01"  # its own override
+    # no config.json: tiny_config.py with the sweep's base override, and lenet5's default activation
+    assert rows["lr"]["model.activation"] == models.knobs("lenet5")["activation"]
+    assert rows["seed"]["schedule.base_lr"] == "0.07" and rows["seed"]["seed"] == "3"

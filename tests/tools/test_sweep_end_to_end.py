@@ -63,7 +63,9 @@ def test_two_point_sweep_runs_then_skips_then_summarizes(tmp_path, capsys):
     for row in rows:
         records = read_metrics(sweep_dir / row["point"])
         last_eval = [r for r in records if "eval/top1" in r][-1]
-        assert float(row["final eval/top1"]) == last_eval["eval/top1"]
+        # shown in percent, rounded to 10 decimals (summarize.in_percent): within 1e-9 of 100x
+        assert float(row["final eval/top1 (%)"]) == pytest.approx(100 * last_eval["eval/top1"],
+                                                                   rel=0, abs=1e-9)
         assert int(row["last_step"]) == 2
 
 

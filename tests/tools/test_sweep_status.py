@@ -177,7 +177,7 @@ def test_sweep_summarize_is_summarize(tmp_path, capsys):
     first = capsys.readouterr().out
     assert cli.main(["summarize", str(root)]) == 0
     assert capsys.readouterr().out == first
-    assert "| a | finished | 8 | 0.5 |" in first
+    assert "| a | finished | 8 | 50.00 |" in first  # eval/top1 0.5 logged: 50% (in_percent)
 
 
 def test_last_line_skips_what_srun_adds_after_the_training(tmp_path):
