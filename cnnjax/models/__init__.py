@@ -13,6 +13,9 @@ from typing import Any
 
 import jax
 
+# Importing a family registers its models (registry.register_model in each file): a new family
+# is its own file plus its name here.
+from cnnjax.models import alexnet, allconv, googlenet, lenet, mlp, resnet, smallcnn, vgg  # noqa: F401
 from cnnjax.models.layers import ModelError
 from cnnjax.models.registry import build, knob_choices, knobs, list_models, natural_input
 

@@ -27,59 +27,43 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from cnnjax.models import layers
+from cnnjax.models import base, layers
+from cnnjax.models.registry import register_model
 
 _WEIGHT_INIT = nn.initializers.normal(0.01)
 _ONE = nn.initializers.ones
 _ZERO = nn.initializers.zeros
 
 
-class AlexNet(layers.HasLayerOptions, nn.Module):
+@register_model("alexnet")
+class AlexNet(base.ConvModel):
     """The five-conv, three-FC network of Fig. 2. Shapes below are for 224x224x3 inputs.
 
     Knobs: groups (1 or 2: the two towers), activation, norm ('lrn', 'none', 'batch'), pool,
     conv_impl, dtype, dropout_rate.
     """
 
-    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
-    CHOICES: ClassVar[dict[str, tuple]] = {"groups": (1, 2), "norm": layers.NORMS, "pool": layers.POOLS}
-
+    OWNER: ClassVar[str] = "alexnet"
+    CHOICES: ClassVar[dict[str, tuple]] = {"groups": (1, 2)}
     STRUCTURE: ClassVar[tuple[str, ...]] = ("filters", "dropout_before_fc")
 
     filters: Sequence[int] = (96, 256, 384, 384, 256)
     dropout_before_fc: bool = False  # torchvision drops fc6's and fc7's inputs, the paper their outputs
-    num_classes: int = 1000
     groups: int = 2
-    activation: str = "relu"
     norm: str = "lrn"
-    pool: str = "max"
-    conv_impl: str = "auto"
-    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
-    dtype: str = "float32"
     dropout_rate: float = 0.5
-
-    def __post_init__(self) -> None:
-        layers.check_positive_int("alexnet", "num_classes", self.num_classes)
-        layers.check_choice("alexnet", "groups", self.groups, self.CHOICES["groups"])
-        self.options.validate("alexnet", self.CHOICES["norm"])
-        layers.check_choice("alexnet", "pool", self.pool, self.CHOICES["pool"])
-        layers.check_rate("alexnet", "dropout_rate", self.dropout_rate)
-        super().__post_init__()
 
     def _conv(self, x: jax.Array, seq: layers.SequentialNames, features: int, kernel: int, *,
               stride: int = 1, padding: int, groups: int = 1, bias_one: bool, train: bool,
               lrn: bool = False) -> jax.Array:
         """Conv [-> BN] -> activation [-> LRN], each taking one Sequential index."""
-        opts = self.options
-        x = layers.Conv(features, kernel, stride=stride, padding=padding, groups=groups,
-                        use_bias=opts.conv_bias, impl=opts.conv_impl, dtype=opts.dtype,
-                        kernel_init=_WEIGHT_INIT, bias_init=_ONE if bias_one else _ZERO,
-                        name=seq())(x)
-        if opts.norm == "batch":
-            x = layers.batch_norm(opts, seq())(x, use_running_average=not train)
-        x = opts.act(x)
+        name = seq()
+        bn_name = seq() if self.norm == "batch" else None
+        x = layers.conv_norm_act(x, self.options, features, kernel, name=name, bn_name=bn_name,
+                                 train=train, stride=stride, padding=padding, groups=groups,
+                                 kernel_init=_WEIGHT_INIT, bias_init=_ONE if bias_one else _ZERO)
         seq()  # the activation's index
-        if lrn and opts.norm == "lrn":
+        if lrn and self.norm == "lrn":
             x = layers.LRN(name=seq())(x)
         return x
 
@@ -126,3 +110,7 @@ class AlexNet(layers.HasLayerOptions, nn.Module):
         x = self._fc(x, c, 4096, hidden=True, train=train)                       # (N, 4096) fc7
         x = self._fc(x, c, self.num_classes, hidden=False, train=train)          # (N, classes) fc8
         return layers.to_logits(x)
+
+
+register_model("alexnet_torchvision", AlexNet, filters=(64, 192, 384, 256, 256),
+               dropout_before_fc=True, groups=1, norm="none")

@@ -17,38 +17,26 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from cnnjax.models import layers
+from cnnjax.models import base, layers
+from cnnjax.models.registry import CIFAR, register_model
 
 
-class AllConvNet(layers.HasLayerOptions, nn.Module):
+@register_model("allconv", natural_input=CIFAR)
+class AllConvNet(base.ConvModel):
     """Model C / All-CNN-C. Shapes below are for 32x32x3 inputs.
 
     Knobs: activation, norm ('none', 'batch'), pool ('strided_conv', 'max', 'avg'), conv_impl,
     dtype, dropout_rate (0.5), input_dropout_rate (0.2), relu_logits.
     """
 
-    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
-    CHOICES: ClassVar[dict[str, tuple]] = {"norm": ("none", "batch"), "pool": layers.POOLS}
+    OWNER: ClassVar[str] = "allconv"
+    CHOICES: ClassVar[dict[str, tuple]] = {"norm": ("none", "batch")}
 
     num_classes: int = 10
-    activation: str = "relu"
-    norm: str = "none"
     pool: str = "strided_conv"
-    conv_impl: str = "auto"
-    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
-    dtype: str = "float32"
     dropout_rate: float = 0.5
     input_dropout_rate: float = 0.2
     relu_logits: bool = True
-
-    def __post_init__(self) -> None:
-        layers.check_positive_int("allconv", "num_classes", self.num_classes)
-        self.options.validate("allconv", norms=self.CHOICES["norm"])
-        layers.check_choice("allconv", "pool", self.pool, self.CHOICES["pool"])
-        layers.check_rate("allconv", "dropout_rate", self.dropout_rate)
-        layers.check_rate("allconv", "input_dropout_rate", self.input_dropout_rate)
-        layers.check_bool("allconv", "relu_logits", self.relu_logits)
-        super().__post_init__()
 
     def _conv(self, x: jax.Array, features: int, kernel: int, padding: int, name: str,
               train: bool, act: bool = True) -> jax.Array:

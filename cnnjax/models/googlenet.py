@@ -34,13 +34,15 @@ k 1). Initialisation as that model: Caffe 'xavier' weights, conv biases 0.2, lin
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnnjax.models import layers
+from cnnjax.models import base, layers
+from cnnjax.models.registry import CIFAR, register_model
 
 # Table 1: (name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj); "M" a 3x3/2 max pool.
 INCEPTION_TABLE: tuple = (
@@ -135,43 +137,23 @@ class InceptionAux(nn.Module):
         return layers.to_logits(x)
 
 
-class GoogLeNet(layers.HasLayerOptions, nn.Module):
+@register_model("googlenet")
+class GoogLeNet(base.ConvModel):
     """Table 1's network. Shapes below are for 224x224x3 inputs.
 
     Knobs: activation, norm ('lrn', 'none', 'batch'), pool, conv_impl, dtype, dropout_rate (0.4),
     aux_heads, aux_dropout_rate (0.7), naive_inception.
     """
 
-    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
-    CHOICES: ClassVar[dict[str, tuple]] = {"norm": layers.NORMS, "pool": layers.POOLS}
-
-    STRUCTURE: ClassVar[tuple[str, ...]] = ()
     OWNER: ClassVar[str] = "googlenet"  # the model name in one-line errors
     INCEPTION: ClassVar[type[nn.Module]] = Inception  # module classes a variant may replace
     AUX: ClassVar[type[nn.Module]] = InceptionAux
 
-    num_classes: int = 1000
-    activation: str = "relu"
     norm: str = "lrn"
-    pool: str = "max"
-    conv_impl: str = "auto"
-    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
-    dtype: str = "float32"
     dropout_rate: float = 0.4
     aux_heads: bool = True
     aux_dropout_rate: float = 0.7
     naive_inception: bool = False
-
-    def __post_init__(self) -> None:
-        owner = self.OWNER
-        layers.check_positive_int(owner, "num_classes", self.num_classes)
-        self.options.validate(owner, self.CHOICES["norm"])
-        layers.check_choice(owner, "pool", self.pool, self.CHOICES["pool"])
-        layers.check_rate(owner, "dropout_rate", self.dropout_rate)
-        layers.check_rate(owner, "aux_dropout_rate", self.aux_dropout_rate)
-        layers.check_bool(owner, "aux_heads", self.aux_heads)
-        layers.check_bool(owner, "naive_inception", self.naive_inception)
-        super().__post_init__()
 
     @property
     def inception_table(self) -> tuple:
@@ -237,6 +219,7 @@ class GoogLeNet(layers.HasLayerOptions, nn.Module):
         return logits
 
 
+@register_model("googlenet_small", natural_input=CIFAR, width_divisor=8)
 class GoogLeNetSmall(GoogLeNet):
     """GoogLeNet scaled down for 32x32 inputs (CIFAR-10, Fashion-MNIST padded to 32), for the
     googlenet_aux ablation; not a network of the paper.
@@ -324,25 +307,17 @@ def ceil_mode_padding(size: int, window: int, stride: int) -> tuple[int, int]:
     return 0, max((out - 1) * stride + window - size, 0)
 
 
-class BasicConv2d(nn.Module):
-    """torchvision's GoogLeNet block: (N, H, W, Cin) -> (N, Ho, Wo, features); a convolution without
-    bias, batch norm with eps 0.001, then the activation. Submodules 'conv' and 'bn'."""
-
-    features: int
-    kernel_size: int
-    stride: int = 1
-    padding: int = 0
-    options: layers.LayerOptions = layers.LayerOptions()
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        opts = self.options
-        x = layers.Conv(self.features, self.kernel_size, stride=self.stride, padding=self.padding,
-                        use_bias=False, impl=opts.conv_impl, dtype=opts.dtype,
-                        kernel_init=layers.caffe_xavier, name="conv")(x)
-        x = layers.BatchNorm(bn_stats=opts.bn_stats, dtype=opts.dtype,
-                             epsilon=TORCHVISION_BN_EPSILON, name="bn")(x, use_running_average=not train)
-        return opts.act(x)
+def basic_conv2d(features: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+                 options: layers.LayerOptions | None = None,
+                 name: str | None = None) -> layers.ConvNormAct:
+    """torchvision's GoogLeNet block BasicConv2d: (N, H, W, Cin) -> (N, Ho, Wo, features); a
+    convolution without bias, batch norm with eps 0.001 (whatever options.norm says), then the
+    activation. Submodules 'conv' and 'bn'."""
+    return layers.ConvNormAct(features, kernel_size, stride=stride, padding=padding,
+                              options=dataclasses.replace(options or layers.LayerOptions(),
+                                                          norm="batch"),
+                              kernel_init=layers.caffe_xavier, bn_epsilon=TORCHVISION_BN_EPSILON,
+                              name=name)
 
 
 class TorchvisionInception(Inception):
@@ -352,8 +327,8 @@ class TorchvisionInception(Inception):
 
     def _conv(self, x, features, kernel, name, train):
         kernel = 3 if name == "branch3_1" else kernel
-        return BasicConv2d(features, kernel, padding=kernel // 2, options=self.options,
-                           name=name)(x, train=train)
+        return basic_conv2d(features, kernel, padding=kernel // 2, options=self.options,
+                            name=name)(x, train=train)
 
 
 class TorchvisionAux(InceptionAux):
@@ -364,7 +339,7 @@ class TorchvisionAux(InceptionAux):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         opts = self.options
         x = adaptive_avg_pool(x, 4)                                              # (N, 4, 4, C)
-        x = BasicConv2d(self.conv_features, 1, options=opts, name="conv")(x, train=train)
+        x = basic_conv2d(self.conv_features, 1, options=opts, name="conv")(x, train=train)
         x = x.reshape(x.shape[0], -1)                                            # (N, 2048)
         fc = dict(dtype=opts.dtype, kernel_init=layers.caffe_xavier)
         x = opts.act(layers.Dense(self.fc_features, name="fc1", **fc)(x))       # (N, 1024)
@@ -373,6 +348,7 @@ class TorchvisionAux(InceptionAux):
         return layers.to_logits(x)
 
 
+@register_model("googlenet_torchvision")
 class GoogLeNetTorchvision(GoogLeNet):
     """torchvision.models.googlenet, so that its weights import (cnnjax.convert). Shapes as the
     paper model's for 224x224x3 inputs: 112, 56, 28, 14, 7.
@@ -399,13 +375,9 @@ class GoogLeNetTorchvision(GoogLeNet):
     dropout_rate: float = 0.2
     transform_input: bool = True
 
-    def __post_init__(self) -> None:
-        layers.check_bool(self.OWNER, "transform_input", self.transform_input)
-        super().__post_init__()
-
     def _conv(self, x, features, kernel, stride, name, train):
-        return BasicConv2d(features, kernel, stride=stride, padding=kernel // 2,
-                           options=self.options, name=name)(x, train=train)
+        return basic_conv2d(features, kernel, stride=stride, padding=kernel // 2,
+                            options=self.options, name=name)(x, train=train)
 
     def _pool(self, x: jax.Array, name: str) -> jax.Array:
         window = 2 if name == "maxpool4" else 3  # torchvision: MaxPool2d(2, 2, ceil_mode=True)

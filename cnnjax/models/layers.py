@@ -1,5 +1,6 @@
 """Layers shared by every model family: Conv and Dense on `cnnjax.ops`, pooling, LRN, batch norm,
-activations, initialisers and the validation of the knobs that every family understands.
+the conv-norm-activation block, activations, initialisers and the one-line value checks
+(cnnjax.models.base applies them to the knobs).
 
 Parameters are always float32; `dtype` is the compute dtype ('float32' or 'bfloat16'): inputs and
 parameters are cast to it before each layer, and the models cast their logits back to float32.
@@ -79,11 +80,13 @@ def lecun98_uniform(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-def check_choice(owner: str, arg: str, value: Any, choices: Sequence[Any]) -> None:
-    """Raise a one-line ModelError unless `value` is one of `choices`."""
-    if value not in choices:
+def check_choice(owner: str, arg: str, value: Any, choices: Sequence[Any], why: str = "") -> None:
+    """Raise a one-line ModelError unless `value` is one of `choices`, of the same type (True is
+    not the 1 of groups=(1, 2), nor 1 the True of a boolean knob); `why` ends the message."""
+    if not any(type(c) is type(value) and c == value for c in choices):
         valid = ", ".join(repr(c) for c in choices)
-        raise ModelError(f"{owner}: {arg} must be one of {valid}; got {value!r}")
+        raise ModelError(f"{owner}: {arg} must be one of {valid}; got {value!r}"
+                         + (f" ({why})" if why else ""))
 
 
 def check_rate(owner: str, arg: str, value: Any) -> None:
@@ -123,37 +126,28 @@ def _group_arg(bn_stats: str) -> int:
     return int(n)
 
 
-def check_bool(owner: str, arg: str, value: Any) -> None:
-    """Raise a one-line ModelError unless `value` is True or False."""
-    if not isinstance(value, bool):
-        raise ModelError(f"{owner}: {arg} must be True or False; got {value!r}")
+def check_bn_stats(owner: str, bn_stats: Any) -> None:
+    """Raise a one-line ModelError unless `bn_stats` is one of BN_STATS ('group:N' with N >= 1)."""
+    if bn_stats not in ("global", "device"):
+        try:
+            _group_arg(bn_stats)
+        except ModelError as e:
+            raise ModelError(f"{owner}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerOptions:
     """How every layer of a model computes: activation, normalisation, conv implementation, dtype.
 
-    Families pass one of these down to their blocks instead of repeating four fields.
+    A model (cnnjax.models.base, which checks the values) passes one of these down to its blocks
+    instead of repeating five fields.
     """
 
     activation: str = "relu"
     norm: str = "none"
-    conv_impl: str = "auto"
+    conv_impl: str = ops.DEFAULT_IMPL
     dtype: str = "float32"
     bn_stats: str = "global"
-
-    def validate(self, owner: str, norms: Sequence[str] = NORMS) -> None:
-        """One-line ModelError for an unknown activation, norm (among `norms`), impl, dtype or
-        bn_stats."""
-        check_choice(owner, "activation", self.activation, tuple(ACTIVATIONS))
-        check_choice(owner, "norm", self.norm, tuple(norms))
-        check_choice(owner, "conv_impl", self.conv_impl, ops.IMPLS)
-        check_choice(owner, "dtype", self.dtype, tuple(DTYPES))
-        if self.bn_stats not in ("global", "device"):
-            try:
-                _group_arg(self.bn_stats)
-            except ModelError as e:
-                raise ModelError(f"{owner}: {e}") from None
 
     @property
     def act(self) -> Callable[[jax.Array], jax.Array]:
@@ -169,15 +163,6 @@ class LayerOptions:
         return self.norm != "batch"
 
 
-class HasLayerOptions:
-    """Mixin for model families with activation, norm, conv_impl, dtype and bn_stats fields:
-    `options`."""
-
-    @property
-    def options(self) -> LayerOptions:
-        return LayerOptions(self.activation, self.norm, self.conv_impl, self.dtype, self.bn_stats)
-
-
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
@@ -187,7 +172,7 @@ class Conv(nn.Module):
 
     Owns 'kernel' (kh, kw, Cin/groups, features) HWIO and, with use_bias, 'bias' (features,).
     `padding` is anything `ops.resolve_padding` accepts ('VALID', 'SAME', an int as in torch, or
-    explicit pairs); `impl` picks the 'xla' or 'explicit' convolution.
+    explicit pairs); `impl` picks the convolution (ops.IMPLS; ops.DEFAULT_IMPL, as ops.conv2d).
     """
 
     features: int
@@ -197,7 +182,7 @@ class Conv(nn.Module):
     dilation: int | Sequence[int] = 1
     groups: int = 1
     use_bias: bool = True
-    impl: str = "xla"
+    impl: str = ops.DEFAULT_IMPL
     dtype: str = "float32"
     kernel_init: Initializer = he_normal_fan_out
     bias_init: Initializer = nn.initializers.zeros
@@ -294,12 +279,13 @@ class GlobalAvgPool(nn.Module):
         return ops.global_avg_pool(x)
 
 
-def batch_norm(options: LayerOptions, name: str, *, zero_scale: bool = False) -> nn.Module:
+def batch_norm(options: LayerOptions, name: str, *, zero_scale: bool = False,
+               epsilon: float = BN_EPSILON) -> nn.Module:
     """Batch norm over the channel axis (Ioffe & Szegedy 2015) with torch's momentum and epsilon.
 
     Called as bn(x, use_running_average=not train). zero_scale starts the scale gamma at 0
     (Goyal et al. 2017: the last BN of each residual block, so blocks start as identities)."""
-    return BatchNorm(bn_stats=options.bn_stats, dtype=options.dtype,
+    return BatchNorm(bn_stats=options.bn_stats, dtype=options.dtype, epsilon=epsilon,
                      scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones,
                      name=name)
 
@@ -339,16 +325,25 @@ class BatchNorm(nn.Module):
         return y
 
 
-def conv_norm_act(x: jax.Array, options: LayerOptions, features: int, kernel_size: int, *,
-                  name: str, train: bool, act: bool = True, **conv_kwargs: Any) -> jax.Array:
-    """Conv `name` [-> batch norm `name`_bn when options.norm == 'batch'] [-> activation].
+def conv_norm_act(x: jax.Array, options: LayerOptions, features: int,
+                  kernel_size: int | Sequence[int], *, name: str, train: bool,
+                  bn_name: str | None = None, act: bool = True, zero_scale: bool = False,
+                  bn_epsilon: float = BN_EPSILON, **conv_kwargs: Any) -> jax.Array:
+    """The conv-norm-activation block of every family: (N, H, W, Cin) -> (N, Ho, Wo, features).
 
-    The conv drops its bias under batch norm; `conv_kwargs` (padding, kernel_init, ...) go to Conv.
-    Call it inside a model's compact method: the layers become that model's submodules."""
-    x = Conv(features, kernel_size, use_bias=options.conv_bias, impl=options.conv_impl,
-             dtype=options.dtype, name=name, **conv_kwargs)(x)
+    Conv `name` [-> batch norm `bn_name` (default `name`_bn) when options.norm == 'batch']
+    [-> the activation, unless act=False: a residual block's last conv before the addition].
+    The conv drops its bias under batch norm unless conv_kwargs say use_bias=True (torchvision's
+    vgg*_bn keeps it); conv_kwargs (stride, padding, groups, kernel_init, ...) go to Conv;
+    zero_scale and bn_epsilon to `batch_norm`. Called inside a model's compact method, the layers
+    become that model's submodules under the names given (torchvision's flat names such as
+    'features_3' / 'features_4' or 'conv1' / 'bn1'); ConvNormAct nests them as 'conv' and 'bn'."""
+    conv_kwargs.setdefault("use_bias", options.conv_bias)
+    x = Conv(features, kernel_size, impl=options.conv_impl, dtype=options.dtype, name=name,
+             **conv_kwargs)(x)
     if options.norm == "batch":
-        x = batch_norm(options, f"{name}_bn")(x, use_running_average=not train)
+        bn = batch_norm(options, bn_name or f"{name}_bn", zero_scale=zero_scale, epsilon=bn_epsilon)
+        x = bn(x, use_running_average=not train)
     return options.act(x) if act else x
 
 
@@ -360,9 +355,8 @@ def dropout(x: jax.Array, rate: float, train: bool) -> jax.Array:
 
 
 class ConvNormAct(nn.Module):
-    """Conv, then batch norm when options.norm == 'batch', then the activation.
-
-    Submodules 'conv' and 'bn' mirror torchvision's BasicConv2d (GoogLeNet's building block)."""
+    """`conv_norm_act` as a module of its own: submodules 'conv' and 'bn', as torchvision's
+    BasicConv2d (GoogLeNet's building block). (N, H, W, Cin) -> (N, Ho, Wo, features)."""
 
     features: int
     kernel_size: int | Sequence[int]
@@ -371,16 +365,14 @@ class ConvNormAct(nn.Module):
     options: LayerOptions = LayerOptions()
     kernel_init: Initializer = he_normal_fan_out
     bias_init: Initializer = nn.initializers.zeros
+    bn_epsilon: float = BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        x = Conv(self.features, self.kernel_size, stride=self.stride, padding=self.padding,
-                 use_bias=self.options.conv_bias, impl=self.options.conv_impl,
-                 dtype=self.options.dtype, kernel_init=self.kernel_init,
-                 bias_init=self.bias_init, name="conv")(x)
-        if self.options.norm == "batch":
-            x = batch_norm(self.options, "bn")(x, use_running_average=not train)
-        return self.options.act(x)
+        return conv_norm_act(x, self.options, self.features, self.kernel_size, name="conv",
+                             bn_name="bn", train=train, bn_epsilon=self.bn_epsilon,
+                             stride=self.stride, padding=self.padding,
+                             kernel_init=self.kernel_init, bias_init=self.bias_init)
 
 
 class SequentialNames:

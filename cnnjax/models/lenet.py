@@ -17,34 +17,23 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from cnnjax.models import layers
+from cnnjax.models import base, layers
+from cnnjax.models.registry import register_model
 
 
-class LeNet5(layers.HasLayerOptions, nn.Module):
+@register_model("lenet5", natural_input=((32, 32, 1), 10))
+class LeNet5(base.ConvModel):
     """C1-S2-C3-S4-C5-F6-output; tanh and average-pool subsampling by default.
 
     Knobs: activation, norm ('none', 'batch', 'lrn': LRN after each pooling), pool, conv_impl,
     dtype, dropout_rate (before F6 and before the output layer; 0 by default).
     """
 
-    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
-    CHOICES: ClassVar[dict[str, tuple]] = {"norm": layers.NORMS, "pool": layers.POOLS}
+    OWNER: ClassVar[str] = "lenet5"
 
     num_classes: int = 10
     activation: str = "tanh"
-    norm: str = "none"
     pool: str = "avg"
-    conv_impl: str = "auto"
-    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
-    dtype: str = "float32"
-    dropout_rate: float = 0.0
-
-    def __post_init__(self) -> None:
-        layers.check_positive_int("lenet5", "num_classes", self.num_classes)
-        self.options.validate("lenet5", self.CHOICES["norm"])
-        layers.check_choice("lenet5", "pool", self.pool, self.CHOICES["pool"])
-        layers.check_rate("lenet5", "dropout_rate", self.dropout_rate)
-        super().__post_init__()
 
     def _conv(self, x: jax.Array, features: int, name: str, train: bool) -> jax.Array:
         return layers.conv_norm_act(x, self.options, features, 5, padding="VALID",

@@ -14,41 +14,27 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from cnnjax.models import layers
+from cnnjax.models import base, layers
+from cnnjax.models.registry import register_model
 
 
-class MLP(nn.Module):
+@register_model("mlp", natural_input=((32, 32, 1), 10))
+class MLP(base.Model):
     """(N, H, W, C) -> flatten (N, H*W*C) -> Dense(h) + activation per hidden width -> logits.
 
     Knobs: hidden (the widths), activation, norm ('none', 'batch': BN before each activation),
     dtype, dropout_rate (after each hidden layer).
     """
 
-    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
+    OWNER: ClassVar[str] = "mlp"
     CHOICES: ClassVar[dict[str, tuple]] = {"norm": ("none", "batch")}
 
     num_classes: int = 10
     hidden: Sequence[int] = (1024, 512)
-    activation: str = "relu"
-    norm: str = "none"
-    dtype: str = "float32"
-    dropout_rate: float = 0.0
-    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
 
     def __post_init__(self) -> None:
-        layers.check_positive_int("mlp", "num_classes", self.num_classes)
-        if not isinstance(self.hidden, Sequence) or not self.hidden:
-            raise layers.ModelError(f"mlp: hidden must be a non-empty sequence of widths; got "
-                                    f"{self.hidden!r}")
-        for width in self.hidden:
-            layers.check_positive_int("mlp", "hidden widths", width)
-        self.options.validate("mlp", norms=self.CHOICES["norm"])
-        layers.check_rate("mlp", "dropout_rate", self.dropout_rate)
+        self.check_widths("hidden", self.hidden)
         super().__post_init__()
-
-    @property
-    def options(self) -> layers.LayerOptions:
-        return layers.LayerOptions(self.activation, self.norm, "xla", self.dtype, self.bn_stats)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:

@@ -32,7 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnnjax.models import layers
+from cnnjax.models import base, layers
+from cnnjax.models.registry import CIFAR, register_model
 
 SHORTCUTS = ("projection", "identity_pad", "none")
 
@@ -49,15 +50,11 @@ class _Block(nn.Module):
 
     def conv_bn(self, x: jax.Array, features: int, kernel: int, stride: int, index: int,
                 train: bool, *, last: bool = False) -> jax.Array:
-        """conv{index} then bn{index}, without the activation."""
-        opts = self.options
-        x = layers.Conv(features, kernel, stride=stride, padding=kernel // 2,
-                        use_bias=opts.conv_bias, impl=opts.conv_impl, dtype=opts.dtype,
-                        name=f"conv{index}")(x)
-        if opts.norm == "batch":
-            bn = layers.batch_norm(opts, f"bn{index}", zero_scale=last and self.zero_init_residual)
-            x = bn(x, use_running_average=not train)
-        return x
+        """conv{index}, bn{index}, then the activation unless `last` (it follows the addition)."""
+        return layers.conv_norm_act(x, self.options, features, kernel, name=f"conv{index}",
+                                    bn_name=f"bn{index}", train=train, act=not last,
+                                    zero_scale=last and self.zero_init_residual, stride=stride,
+                                    padding=kernel // 2)
 
     def add_shortcut(self, x: jax.Array, y: jax.Array, train: bool) -> jax.Array:
         """activation(y + shortcut(x)) (Sec. 3.2, eq. 1), or activation(y) in plain nets.
@@ -72,10 +69,9 @@ class _Block(nn.Module):
         if self.stride == 1 and x.shape[-1] == y.shape[-1]:
             return opts.act(y + x.astype(y.dtype))
         if self.shortcut == "projection":
-            s = layers.Conv(y.shape[-1], 1, stride=self.stride, use_bias=opts.conv_bias,
-                            impl=opts.conv_impl, dtype=opts.dtype, name="downsample_0")(x)
-            if opts.norm == "batch":
-                s = layers.batch_norm(opts, "downsample_1")(s, use_running_average=not train)
+            s = layers.conv_norm_act(x, opts, y.shape[-1], 1, name="downsample_0",
+                                     bn_name="downsample_1", train=train, act=False,
+                                     stride=self.stride)
         else:
             s = x[:, ::self.stride, ::self.stride, :]
             s = jnp.pad(s, ((0, 0), (0, 0), (0, 0), (0, y.shape[-1] - s.shape[-1])))
@@ -89,8 +85,8 @@ class BasicBlock(_Block):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        f, act = self.features, self.options.act
-        y = act(self.conv_bn(x, f, 3, self.stride, 1, train))        # (N, H/s, W/s, f)
+        f = self.features
+        y = self.conv_bn(x, f, 3, self.stride, 1, train)             # (N, H/s, W/s, f)
         y = self.conv_bn(y, f, 3, 1, 2, train, last=True)            # (N, H/s, W/s, f)
         return self.add_shortcut(x, y, train)
 
@@ -102,15 +98,15 @@ class Bottleneck(_Block):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        f, act = self.features, self.options.act
+        f = self.features
         s1, s3 = (1, self.stride) if self.stride_in_3x3 else (self.stride, 1)
-        y = act(self.conv_bn(x, f, 1, s1, 1, train))                 # (N, H/s1, W/s1, f)
-        y = act(self.conv_bn(y, f, 3, s3, 2, train))                 # (N, H/s, W/s, f)
+        y = self.conv_bn(x, f, 1, s1, 1, train)                      # (N, H/s1, W/s1, f)
+        y = self.conv_bn(y, f, 3, s3, 2, train)                      # (N, H/s, W/s, f)
         y = self.conv_bn(y, f * 4, 1, 1, 3, train, last=True)        # (N, H/s, W/s, 4f)
         return self.add_shortcut(x, y, train)
 
 
-class ResNet(layers.HasLayerOptions, nn.Module):
+class ResNet(base.ConvModel):
     """Stem, len(stage_sizes) stages of residual blocks, global average pool, FC.
 
     ImageNet shapes for 224x224x3 inputs: stem (N, 56, 56, 64); stages (N, 56, 56, 64e),
@@ -120,48 +116,31 @@ class ResNet(layers.HasLayerOptions, nn.Module):
     norm ('batch', 'none'), pool (the ImageNet stem's), conv_impl, dtype, dropout_rate (before fc).
     """
 
-    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
+    OWNER: ClassVar[str] = "resnet"
     CHOICES: ClassVar[dict[str, tuple]] = {"shortcut": SHORTCUTS, "norm": ("batch", "none"),
-                                           "pool": layers.POOLS}
-
+                                           "stem": ("imagenet", "cifar")}
     STRUCTURE: ClassVar[tuple[str, ...]] = ("stage_sizes", "block_cls", "stem", "width")
 
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     block_cls: type[_Block] = BasicBlock
     stem: str = "imagenet"
     width: int = 64
-    num_classes: int = 1000
     shortcut: str = "projection"
     zero_init_residual: bool = False
     stride_in_3x3: bool = True
-    activation: str = "relu"
     norm: str = "batch"
-    pool: str = "max"
-    conv_impl: str = "auto"
-    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
-    dtype: str = "float32"
-    dropout_rate: float = 0.0
 
-    def __post_init__(self) -> None:
-        owner = "resnet"
-        layers.check_choice(owner, "stem", self.stem, ("imagenet", "cifar"))
-        layers.check_positive_int(owner, "num_classes", self.num_classes)
-        layers.check_choice(owner, "shortcut", self.shortcut, self.CHOICES["shortcut"])
-        self.options.validate(owner, norms=self.CHOICES["norm"])
-        layers.check_choice(owner, "pool", self.pool, self.CHOICES["pool"])
-        layers.check_rate(owner, "dropout_rate", self.dropout_rate)
-        layers.check_bool(owner, "zero_init_residual", self.zero_init_residual)
-        layers.check_bool(owner, "stride_in_3x3", self.stride_in_3x3)
-        if self.stem == "cifar" and self.pool != "max":
-            raise layers.ModelError(f"{owner}: pool applies to the ImageNet stem's max pool; the CIFAR "
-                                    f"ResNets have none, so pool must stay 'max' (got {self.pool!r})")
-        if self.zero_init_residual and (self.norm != "batch" or self.shortcut == "none"):
-            raise layers.ModelError(f"{owner}: zero_init_residual needs norm='batch' and a shortcut "
-                                    f"(got norm={self.norm!r}, shortcut={self.shortcut!r})")
-        if not self.stride_in_3x3 and self.block_cls is not Bottleneck:
-            raise layers.ModelError(f"{owner}: stride_in_3x3 applies to bottleneck blocks only "
-                                    f"(resnet50/101/152)")
-        super().__post_init__()
+    @property
+    def restrictions(self) -> dict[str, tuple[tuple, str]]:
+        out = {}
+        if self.stem == "cifar":
+            out["pool"] = (("max",), "pool is the ImageNet stem's max pool; the CIFAR ResNets have none")
+        if self.block_cls is not Bottleneck:
+            out["stride_in_3x3"] = ((True,), "it applies to bottleneck blocks only: resnet50/101/152")
+        if self.norm != "batch" or self.shortcut == "none":
+            out["zero_init_residual"] = ((False,), f"it needs norm='batch' and a shortcut; got "
+                                        f"norm={self.norm!r}, shortcut={self.shortcut!r}")
+        return out
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -169,12 +148,9 @@ class ResNet(layers.HasLayerOptions, nn.Module):
         opts = self.options
         imagenet = self.stem == "imagenet"
         kernel, stride = (7, 2) if imagenet else (3, 1)
-        x = layers.Conv(self.width, kernel, stride=stride, padding=kernel // 2,
-                        use_bias=opts.conv_bias, impl=opts.conv_impl, dtype=opts.dtype,
-                        name="conv1")(x)                     # (N, 112, 112, 64) | (N, 32, 32, 16)
-        if opts.norm == "batch":
-            x = layers.batch_norm(opts, "bn1")(x, use_running_average=not train)
-        x = opts.act(x)
+        x = layers.conv_norm_act(x, opts, self.width, kernel, name="conv1", bn_name="bn1",
+                                 train=train, stride=stride,
+                                 padding=kernel // 2)        # (N, 112, 112, 64) | (N, 32, 32, 16)
         if imagenet:
             x = layers.Pool(self.pool, 3, 2, padding=1, options=opts,
                             name="maxpool")(x)               # (N, 56, 56, 64)
@@ -189,3 +165,19 @@ class ResNet(layers.HasLayerOptions, nn.Module):
         x = layers.dropout(x, self.dropout_rate, train)
         x = layers.Dense(self.num_classes, dtype=opts.dtype, name="fc")(x)  # (N, num_classes)
         return layers.to_logits(x)
+
+
+_IMAGENET_STAGES = {18: ((2, 2, 2, 2), BasicBlock), 34: ((3, 4, 6, 3), BasicBlock),
+                    50: ((3, 4, 6, 3), Bottleneck), 101: ((3, 4, 23, 3), Bottleneck),
+                    152: ((3, 8, 36, 3), Bottleneck)}
+for _depth, (_stages, _block) in _IMAGENET_STAGES.items():
+    register_model(f"resnet{_depth}", ResNet, stage_sizes=_stages, block_cls=_block)
+    if _depth in (18, 34):  # Sec. 4.1's plain networks
+        register_model(f"plain{_depth}", ResNet, stage_sizes=_stages, block_cls=_block,
+                       shortcut="none")
+# CIFAR-10 ResNets of depth 6n + 2 (Sec. 4.2) and their plain counterparts.
+for _depth in (20, 32, 44, 56, 110):
+    for _kind, _shortcut in (("resnet", "identity_pad"), ("plain", "none")):
+        register_model(f"{_kind}{_depth}", ResNet, natural_input=CIFAR,
+                       stage_sizes=((_depth - 2) // 6,) * 3, block_cls=BasicBlock, stem="cifar",
+                       width=16, shortcut=_shortcut)

@@ -25,12 +25,14 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from cnnjax.models import layers
+from cnnjax.models import base, layers
+from cnnjax.models.registry import register_model
 
 CONVS_PER_STAGE = 2
 
 
-class SmallCNN(layers.HasLayerOptions, nn.Module):
+@register_model("smallcnn", natural_input=((32, 32, 1), 10))
+class SmallCNN(base.ConvModel):
     """[conv3x3 -> conv3x3 -> downsample] per stage -> flatten -> Dense(num_classes).
 
     Knobs: widths (one per conv layer, an even number of them: two per stage), activation, norm
@@ -39,30 +41,14 @@ class SmallCNN(layers.HasLayerOptions, nn.Module):
     the default widths.
     """
 
-    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
-    CHOICES: ClassVar[dict[str, tuple]] = {"norm": layers.NORMS, "pool": layers.POOLS}
+    OWNER: ClassVar[str] = "smallcnn"
 
     num_classes: int = 10
     widths: Sequence[int] = (32, 32, 64, 64)
-    activation: str = "relu"
-    norm: str = "none"
-    pool: str = "max"
-    conv_impl: str = "auto"
-    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
-    dtype: str = "float32"
-    dropout_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        layers.check_positive_int("smallcnn", "num_classes", self.num_classes)
-        if (not isinstance(self.widths, Sequence) or isinstance(self.widths, str)
-                or not self.widths or len(self.widths) % CONVS_PER_STAGE):
-            raise layers.ModelError(f"smallcnn: widths must be a non-empty sequence of an even number of "
-                                    f"conv widths (two per stage); got {self.widths!r}")
-        for width in self.widths:
-            layers.check_positive_int("smallcnn", "widths entries", width)
-        self.options.validate("smallcnn", self.CHOICES["norm"])
-        layers.check_choice("smallcnn", "pool", self.pool, self.CHOICES["pool"])
-        layers.check_rate("smallcnn", "dropout_rate", self.dropout_rate)
+        self.check_widths("widths", self.widths, multiple=CONVS_PER_STAGE,
+                          what="a non-empty sequence of an even number of conv widths (two per stage)")
         super().__post_init__()
 
     def _conv(self, x: jax.Array, features: int, name: str, train: bool) -> jax.Array:

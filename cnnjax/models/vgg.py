@@ -21,7 +21,8 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from cnnjax.models import layers
+from cnnjax.models import base, layers
+from cnnjax.models.registry import register_model
 
 # Table 1: an int is a 3x3 conv with that many filters, (c, 1) a 1x1 conv with c filters,
 # 'M' a 2x2/2 max pool, 'LRN' local response normalisation.
@@ -38,7 +39,7 @@ CONFIGS: dict[str, tuple] = {
 }
 
 
-class VGG(layers.HasLayerOptions, nn.Module):
+class VGG(base.ConvModel):
     """features (the configuration's convs and pools) -> flatten -> classifier.
 
     For 224x224x3 inputs the five pools give (N, 112, 112, 64), (N, 56, 56, 128),
@@ -46,28 +47,12 @@ class VGG(layers.HasLayerOptions, nn.Module):
     Knobs: activation, norm ('none', 'batch'), pool, conv_impl, dtype, dropout_rate.
     """
 
-    # Allowed values of the knobs that take a choice (checked below; `summary` lists them).
-    CHOICES: ClassVar[dict[str, tuple]] = {"norm": ("none", "batch"), "pool": layers.POOLS}
-
+    OWNER: ClassVar[str] = "vgg"
+    CHOICES: ClassVar[dict[str, tuple]] = {"norm": ("none", "batch"), "config": tuple(CONFIGS)}
     STRUCTURE: ClassVar[tuple[str, ...]] = ("config",)
 
     config: str = "D"
-    num_classes: int = 1000
-    activation: str = "relu"
-    norm: str = "none"
-    pool: str = "max"
-    conv_impl: str = "auto"
-    bn_stats: str = "global"   # batch norm's statistics: global | device | group:N (layers.BN_STATS)
-    dtype: str = "float32"
     dropout_rate: float = 0.5
-
-    def __post_init__(self) -> None:
-        layers.check_choice("vgg", "config", self.config, tuple(CONFIGS))
-        layers.check_positive_int("vgg", "num_classes", self.num_classes)
-        self.options.validate("vgg", norms=self.CHOICES["norm"])
-        layers.check_choice("vgg", "pool", self.pool, self.CHOICES["pool"])
-        layers.check_rate("vgg", "dropout_rate", self.dropout_rate)
-        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -81,12 +66,12 @@ class VGG(layers.HasLayerOptions, nn.Module):
                 x = layers.LRN(name=f())(x)
             else:                                              # (N, H, W, channels)
                 channels, kernel = v if isinstance(v, tuple) else (v, 3)
-                x = layers.Conv(channels, kernel, padding=kernel // 2, impl=opts.conv_impl,
-                                dtype=opts.dtype, name=f())(x)
-                if opts.norm == "batch":
-                    x = layers.batch_norm(opts, f())(x, use_running_average=not train)
-                x = opts.act(x)
-                f()
+                name = f()
+                bn_name = f() if opts.norm == "batch" else None
+                x = layers.conv_norm_act(x, opts, channels, kernel, name=name, bn_name=bn_name,
+                                         train=train, padding=kernel // 2,
+                                         use_bias=True)  # torchvision's vgg*_bn keep it
+                f()  # the activation's index
         x = x.reshape(x.shape[0], -1)                          # (N, 7*7*512)
         c = layers.SequentialNames("classifier")
         fc = dict(dtype=opts.dtype, kernel_init=nn.initializers.normal(0.01))
@@ -97,3 +82,10 @@ class VGG(layers.HasLayerOptions, nn.Module):
             c()
         x = layers.Dense(self.num_classes, name=c(), **fc)(x)  # (N, num_classes)
         return layers.to_logits(x)
+
+
+for _letter in CONFIGS:
+    register_model(f"vgg_{_letter.lower().replace('-', '_')}", VGG, config=_letter)
+# torchvision's names for A, B, D, E.
+for _depth, _letter in ((11, "A"), (13, "B"), (16, "D"), (19, "E")):
+    register_model(f"vgg{_depth}", VGG, config=_letter)

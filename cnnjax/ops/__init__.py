@@ -3,12 +3,13 @@
 Convolution (cross-correlation and true convolution, 1-D and 2-D, transposed), pooling, local
 response normalisation, batch normalisation (training mode, hand-written backward pass)
 and the arithmetic of output sizes and receptive fields. Convolutions take
-`impl='xla'` (lax.conv_general_dilated) or `impl='explicit'` (from the definition, hand-written
-backward pass).
+`impl='xla'` (lax.conv_general_dilated), `impl='explicit'` (from the definition, hand-written
+backward pass), `impl='onednn'` or `impl='auto'` (DEFAULT_IMPL: oneDNN on the CPU where built, else XLA).
 """
 
 from cnnjax.ops.batch_norm import batch_norm
 from cnnjax.ops.conv import (
+    DEFAULT_IMPL,
     IMPLS,
     conv1d,
     conv2d,
@@ -29,6 +30,7 @@ from cnnjax.ops.pooling import avg_pool, global_avg_pool, max_pool
 from cnnjax.ops.receptive_field import LayerGeometry, ReceptiveField, receptive_field
 
 __all__ = [
+    "DEFAULT_IMPL",
     "IMPLS",
     "PADDING_STRINGS",
     "LayerGeometry",

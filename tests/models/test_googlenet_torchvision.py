@@ -77,7 +77,7 @@ def test_knobs_and_batch_norm_epsilon():
     with pytest.raises(ValueError, match="googlenet_torchvision: transform_input"):
         models.build("googlenet_torchvision", transform_input="yes")
     # eps 0.001: a channel with variance 0.001 is scaled by 1/sqrt(0.002), not 1/sqrt(0.001 + 1e-5)
-    block = googlenet.BasicConv2d(1, 1)
+    block = googlenet.basic_conv2d(1, 1)
     x = jnp.ones((1, 1, 1, 1))
     v = block.init(jax.random.key(0), x)
     v = {"params": {"conv": {"kernel": jnp.ones((1, 1, 1, 1))}, "bn": {"scale": jnp.ones(1),
