@@ -172,7 +172,8 @@ class Conv(nn.Module):
 
     Owns 'kernel' (kh, kw, Cin/groups, features) HWIO and, with use_bias, 'bias' (features,).
     `padding` is anything `ops.resolve_padding` accepts ('VALID', 'SAME', an int as in torch, or
-    explicit pairs); `impl` picks the convolution (ops.IMPLS; ops.DEFAULT_IMPL, as ops.conv2d).
+    explicit pairs); `impl` picks the convolution (ops.IMPLS; default ops.DEFAULT_IMPL, where
+    ops.conv2d itself defaults to 'xla').
     """
 
     features: int

@@ -4,7 +4,8 @@ Convolution (cross-correlation and true convolution, 1-D and 2-D, transposed), p
 response normalisation, batch normalisation (training mode, hand-written backward pass)
 and the arithmetic of output sizes and receptive fields. Convolutions take
 `impl='xla'` (lax.conv_general_dilated), `impl='explicit'` (from the definition, hand-written
-backward pass), `impl='onednn'` or `impl='auto'` (DEFAULT_IMPL: oneDNN on the CPU where built, else XLA).
+backward pass), `impl='onednn'` or `impl='auto'` (oneDNN on the CPU where built, else XLA);
+the functions default to 'xla', the layers and models to DEFAULT_IMPL ('auto'), see ops.conv.
 """
 
 from cnnjax.ops.batch_norm import batch_norm

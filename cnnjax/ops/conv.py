@@ -10,10 +10,11 @@ from the definition with a hand-written backward pass). A third, `impl='onednn'`
 (another platform, a dtype other than float32/bfloat16, the extension not built) it is XLA's.
 `impl='auto'` is 'onednn' on the CPU when the extension is loaded, since it measured faster than
 XLA's convolution on every layer shape and training step benchmarked (benchmarks/README.md), and
-'xla' everywhere else. It is the default of every convolution here, of `models.layers.Conv` and of
-the models' `conv_impl` knob (DEFAULT_IMPL, stated once), so that a layer and the op it wraps compute
-the same way unless told otherwise. 'onednn' and 'explicit' define reverse-mode derivatives only:
-forward-mode differentiation (jax.jvp, jax.jacfwd) needs impl='xla'.
+'xla' everywhere else. It is the default of `models.layers.Conv` and of the models' `conv_impl` knob
+(DEFAULT_IMPL, stated once): modules are trained, and training needs only reverse mode. The functions
+here default to 'xla' instead, because a pure function of this module is expected to compose with every
+JAX transformation: 'onednn' and 'explicit' define reverse-mode derivatives only, so jax.jvp,
+jax.jacfwd and jax.linear_transpose (which conv_transpose2d's tests use) need impl='xla'.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def _conv(x, kernel, bias, nd, *, stride, padding, dilation, groups, impl, preci
 
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
            stride: IntOrSeq = 1, padding: Padding = "VALID", dilation: IntOrSeq = 1,
-           groups: int = 1, impl: str = DEFAULT_IMPL, precision=None) -> jax.Array:
+           groups: int = 1, impl: str = "xla", precision=None) -> jax.Array:
     """2-D cross-correlation (deep-learning "convolution"), plus bias.
 
     y[n, i, j, o] = b[o] + sum_{a, b, c} xp[n, i sh + a dh, j sw + b dw, g(o) Cin/g + c]
@@ -182,7 +183,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
 
 def convolve2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
                stride: IntOrSeq = 1, padding: Padding = "VALID", dilation: IntOrSeq = 1,
-               groups: int = 1, impl: str = DEFAULT_IMPL, precision=None) -> jax.Array:
+               groups: int = 1, impl: str = "xla", precision=None) -> jax.Array:
     """2-D true convolution: `conv2d` with the kernel flipped on both spatial axes.
 
     y[n, i, j, o] = b[o] + sum_{a, b, c} xp[n, i sh + a dh, j sw + b dw, c]
@@ -198,7 +199,7 @@ def convolve2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *
 
 def conv1d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
            stride: IntOrSeq = 1, padding: Padding = "VALID", dilation: IntOrSeq = 1,
-           groups: int = 1, impl: str = DEFAULT_IMPL, precision=None) -> jax.Array:
+           groups: int = 1, impl: str = "xla", precision=None) -> jax.Array:
     """1-D cross-correlation: y[n, i, o] = b[o] + sum_{t, c} xp[n, i s + t d, c] kernel[t, c, o].
 
     x: (N, L, Cin); kernel: (k, Cin/groups, Cout); bias: (Cout,) or None. Returns (N, Lo, Cout)
@@ -210,7 +211,7 @@ def conv1d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
 
 def convolve1d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
                stride: IntOrSeq = 1, padding: Padding = "VALID", dilation: IntOrSeq = 1,
-               groups: int = 1, impl: str = DEFAULT_IMPL, precision=None) -> jax.Array:
+               groups: int = 1, impl: str = "xla", precision=None) -> jax.Array:
     """1-D true convolution: y[n, i, o] = b[o] + sum_{t, c} xp[n, i s + t d, c] kernel[k-1-t, c, o]
     (Deep Learning, Sec. 9.1, eq. 9.3 in discrete form). Shapes as in `conv1d`."""
     return _conv(x, kernel, bias, 1, stride=stride, padding=padding, dilation=dilation,
@@ -259,7 +260,7 @@ def _transpose_padding(in_size, out_size, kernel_size, stride, dilation, padding
 
 def conv_transpose2d(y: jax.Array, kernel: jax.Array, *, stride: IntOrSeq = 1,
                      padding: Padding = "VALID", dilation: IntOrSeq = 1, groups: int = 1,
-                     output_padding: IntOrSeq = 0, impl: str = DEFAULT_IMPL,
+                     output_padding: IntOrSeq = 0, impl: str = "xla",
                      precision=None) -> jax.Array:
     """Transposed convolution: the adjoint of x -> conv2d(x, kernel, stride=..., padding=...,
     dilation=..., groups=...) (Dumoulin & Visin 2016, Sec. 4), with the SAME kernel array.

@@ -90,11 +90,12 @@ def test_a_choice_of_the_wrong_type_is_refused():
 
 
 def test_one_conv_impl_default():
-    """ops' convolutions, layers.Conv and every model's conv_impl knob default to one value,
-    ops.DEFAULT_IMPL ('auto': oneDNN on the CPU where it is built, XLA's convolution elsewhere)."""
+    """layers.Conv and every model's conv_impl knob default to one value, ops.DEFAULT_IMPL ('auto':
+    oneDNN on the CPU where it is built, XLA's convolution elsewhere). ops' pure functions default to
+    'xla', the one implementation with every JAX transformation (jvp, linear_transpose)."""
     assert ops.DEFAULT_IMPL == "auto" and ops.DEFAULT_IMPL in ops.IMPLS
     for fn in (ops.conv1d, ops.conv2d, ops.convolve1d, ops.convolve2d, ops.conv_transpose2d):
-        assert inspect.signature(fn).parameters["impl"].default == ops.DEFAULT_IMPL, fn.__name__
+        assert inspect.signature(fn).parameters["impl"].default == "xla", fn.__name__
     assert layers.Conv(1, 1).impl == ops.DEFAULT_IMPL
     assert layers.LayerOptions().conv_impl == ops.DEFAULT_IMPL
     with_conv = [n for n in models.list_models() if "conv_impl" in models.knobs(n)]
