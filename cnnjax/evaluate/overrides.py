@@ -25,6 +25,7 @@ from typing import Any
 import ml_collections
 
 from cnnjax.train import config_io, validate
+from cnnjax.train.defaults import default_config
 
 # Each key evaluation may change -> whether it changes the result (and so goes into the result's file
 # name, so that two evaluations of one step that differ in it do not overwrite each other).
@@ -92,8 +93,6 @@ def apply_eval_overrides(config: ml_collections.ConfigDict, overrides: Sequence[
 
 def _complete(config: ml_collections.ConfigDict, allowed: Mapping[str, bool]) -> None:
     """Gives a config saved before an allowed key existed (data.eval_crops) that key's default."""
-    from cnnjax.train.defaults import default_config
-
     defaults = validate.flatten(default_config().to_dict())
     for key in allowed:
         *parents, leaf = key.split(".")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import pathlib
 import re
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnjax import atomic
 from cnnjax.evaluate.overrides import EVAL_KEYS
 
 
@@ -51,9 +53,9 @@ def write_result(directory: pathlib.Path, stem: str, result: dict,
 
     png = plots.confusion_plot(directory / f"{stem}_confusion.png",
                                np.asarray(result["confusion_matrix"]), class_names, title)
-    path = directory / f"{stem}.json"
-    path.write_text(json.dumps({**result, "class_names": list(class_names) if class_names else None,
-                                "confusion_png": png.name}, indent=1) + "\n")
+    path = atomic.write_text(directory / f"{stem}.json", json.dumps(
+        {**result, "class_names": list(class_names) if class_names else None,
+         "confusion_png": png.name}, indent=1) + "\n")  # whole or not at all: summarize reads it
     return path, png
 
 
@@ -81,11 +83,12 @@ def write_table(directory: pathlib.Path, stem: str, rows: list[dict]) -> list[pa
     from cnnjax import plots
 
     keys = ["step", "examples", "top1", "top5", "top1_error", "top5_error", "loss"]
-    (directory / f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
-    with (directory / f"{stem}.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic.write_text(directory / f"{stem}.json", json.dumps(rows, indent=1) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(directory / f"{stem}.csv", table.getvalue())
     steps = [r["step"] for r in rows]
     plots.line_plot(directory / f"{stem}.png",
                     [("top-1", steps, [r["top1"] for r in rows]),
