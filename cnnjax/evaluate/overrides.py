@@ -77,9 +77,10 @@ def apply_eval_overrides(config: ml_collections.ConfigDict, overrides: Sequence[
         if key not in before:
             raise config_io.ConfigError(f"unknown config key {key!r}; {tool} may change {may}")
         if not _no_change(key, text, before[key]):
-            raise config_io.ConfigError(
-                f"{tool} cannot change {key} (the checkpoint's parameters or its training depend on "
-                f"it; it is {before[key]!r}); {tool} may change {may}")
+            why = ("only eval reads it: predict reads the image files it is given" if key in EVAL_KEYS
+                   else "the checkpoint's parameters or its training depend on it")
+            raise config_io.ConfigError(f"{tool} cannot change {key} ({why}; it is "
+                                        f"{before[key]!r}); {tool} may change {may}")
     problems = set(validate.config_problems(config))
     config_io.apply_overrides(config, [f"{k}={t}" for k, t in given.items()])
     new = [p for p in validate.config_problems(config) if p not in problems]

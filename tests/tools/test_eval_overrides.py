@@ -205,5 +205,7 @@ def test_predict_refuses_what_only_eval_may_change(run, tmp_path, capsys):
     assert cli.main(["predict", "--workdir", str(run), "--config.data.eval_split=train",
                      str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: predict cannot change data.eval_split") and err.count("\n") == 1
+    assert err.startswith("error: predict cannot change data.eval_split (only eval reads it: "
+                          "predict reads the image files it is given; it is 'test')")
+    assert err.count("\n") == 1
     assert "predict may change data.eval_transform, data.image_size, data.resize_size, " in err
