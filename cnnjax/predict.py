@@ -14,6 +14,10 @@ data.resize_size and takes the central data.image_size square; 'pad_or_crop' (ol
 'none' keeps the image as it is, after resizing a file of another size to data.image_size. Images are
 converted to the config's channels (grayscale for 1-channel models). Class names are printed where the
 dataset has them.
+
+--config. overrides may change how the images are cut (cnnjax.evaluate.overrides.PREDICT_KEYS: the
+eval transform and its sizes, data.eval_crops, data.max_image_pixels), never the model; with
+data.eval_crops=5 or 10 the probabilities are the softmax averaged over the crops, as in eval.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ class UnreadableImageError(UserError):
 
 
 def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.ndarray:
-    """The file as the model's input: uint8 (H, W, C) after the config's evaluation transform.
+    """The file as the model's input: uint8 (H, W, C) after the config's evaluation transform, or
+    (crops, H, W, C) with data.eval_crops 5 or 10.
 
     Raises FileNotFoundError for a path that does not exist, UnreadableImageError (one line naming
     the file and why) for one that cannot be read or decoded, or whose header states more than
@@ -69,7 +74,7 @@ def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.
     except tf.errors.OpError as e:
         raise UnreadableImageError(path, f"corrupt or unreadable (the decoder refused it: "
                                    f"{type(e).__name__})") from None
-    from cnnjax.data.config import transform_name
+    from cnnjax.data.config import eval_crops, transform_name
 
     name = transform_name(data.eval_transform, train=False)
     size = int(data.image_size)
@@ -81,7 +86,7 @@ def load_image(path: str | pathlib.Path, data: ml_collections.ConfigDict) -> np.
     if name == "pad_or_crop" and max(height, width) > 2 * size:
         print(f"note: {path} is {width}x{height}; the {name!r} transform keeps only its central "
               f"{size}x{size} pixels: resize it to the dataset's resolution first", file=sys.stderr)
-    transform = T.make_transform(data, name, tuple(image.shape), train=False)
+    transform = T.make_transform(data, name, tuple(image.shape), train=False, crops=eval_crops(data))
     key = tf.zeros([2], tf.int32)  # evaluation transforms are deterministic; the key is unused
     return transform.on_decoded(image, key, key).numpy()
 
@@ -99,7 +104,8 @@ def class_label(index: int, class_names: Sequence[str] | None) -> str:
 
 
 def predict_probabilities(state, config: ml_collections.ConfigDict, images: np.ndarray) -> np.ndarray:
-    """Softmax of the model's logits for uint8 images (N, H, W, C) -> (N, num_classes)."""
+    """Softmax of the model's logits for uint8 images (N, H, W, C) -> (N, num_classes); for
+    (N, crops, H, W, C) the softmax averaged over the crops."""
     import jax
 
     from cnnjax.data.device import normalize
@@ -107,9 +113,11 @@ def predict_probabilities(state, config: ml_collections.ConfigDict, images: np.n
 
     @jax.jit
     def forward(state, images):
-        x = normalize(images, config.data.mean, config.data.std, jax.numpy.dtype(config.model.dtype))
+        flat = images.reshape((-1, *images.shape[-3:]))
+        x = normalize(flat, config.data.mean, config.data.std, jax.numpy.dtype(config.model.dtype))
         logits, _ = split_outputs(state.apply_fn(state.variables(), x, train=False))
-        return jax.nn.softmax(logits.astype(jax.numpy.float32))
+        probs = jax.nn.softmax(logits.astype(jax.numpy.float32))
+        return probs.reshape(images.shape[0], -1, probs.shape[-1]).mean(1)
 
     return np.asarray(forward(state, images))
 
@@ -138,8 +146,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str]) -> int:
     args, overrides = parse_args(argv)
-    run = evaluate.open_run(args.workdir, overrides)
+    run = evaluate.open_run(args.workdir)
     config = run.config
+    changes = evaluate.apply_eval_overrides(config, overrides, evaluate.PREDICT_KEYS, "predict")
     evaluate.resolve_step(args.step, run.steps, read_metrics(run.workdir), config.best_metric,
                           config.best_mode)  # a wrong --step is refused before any work
     paths, images = read_images(args.images, config.data)  # all read first
@@ -155,11 +164,12 @@ def main(argv: list[str]) -> int:
     if num_classes <= 0:
         raise UserError("the run's config has data.num_classes=0 and its dataset is not on hand to "
                         "say how many classes the model has; pass --config.data.num_classes=N")
-    model, abstract = evaluate.abstract_variables(config, images.shape[1:], num_classes)
+    model, abstract = evaluate.abstract_variables(config, images.shape[-3:], num_classes)
     step, state = evaluate.restore_step(run, args.step, model, abstract, replicated)
     probabilities = predict_probabilities(state, config, images)
     class_names = info.class_names if info else None
-    print(f"{run.workdir} at step {step}:")
+    with_changes = " with " + ", ".join(f"{k}={v!r}" for k, v in changes.items()) if changes else ""
+    print(f"{run.workdir} at step {step}{with_changes}:")
     for path, probs in zip(paths, probabilities, strict=True):
         ranked = top_k(probs, min(args.top, probs.size))
         print(f"{path}: " + ", ".join(f"{class_label(c, class_names)} {p:.2%}" for c, p in ranked))

@@ -51,6 +51,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     #                    resize_size, random crop, flip, PCA lighting) | random_resized_crop (crop of
     #                    min_area..1 of the area, aspect_range, resized, flip)
     c.eval_transform = "pad_or_crop"   # none | pad_or_crop | center_crop (shorter side resize_size, crop)
+    c.eval_crops = 1             # 1, or 5 / 10 views per example with the softmax averaged: corners and
+    #                              centre (+ mirrors), see cnnjax.data.transforms.make_transform
     c.image_size = 32            # side of the square images the pipelines yield (none: the native size)
     c.resize_size = 256          # crop_flip_pca / center_crop / 5- and 10-crop: the shorter side first
     c.pca_lighting_std = 0.1     # crop_flip_pca: std of the PCA lighting coefficients (AlexNet 4.1); 0 = off
@@ -93,6 +95,7 @@ def check_data_config(data: ml_collections.ConfigDict) -> None:
     _choice("on_corrupt", data.on_corrupt, ON_CORRUPT)
     _choice("channels", data.channels, (1, 3))
     _choice("deterministic", data.get("deterministic", True), (True, False))
+    _choice("eval_crops", eval_crops(data), EVAL_CROPS)
     for name in ("image_size", "resize_size", "synthetic_examples", "shuffle_buffer"):
         if int(data[name]) <= 0:
             raise DataError(f"data.{name} must be a positive integer, got {data[name]!r}")
@@ -114,6 +117,11 @@ def check_data_config(data: ml_collections.ConfigDict) -> None:
     if len(data.mean) not in (1, data.channels) or len(data.std) != len(data.mean):
         raise DataError(f"data.mean and data.std need 1 or channels={data.channels} values each, got "
                         f"{tuple(data.mean)} and {tuple(data.std)}")
+
+
+def eval_crops(data: ml_collections.ConfigDict) -> int:
+    """data.eval_crops; 1 for configs saved before the field existed."""
+    return data.get("eval_crops", 1)
 
 
 def max_image_pixels(data: ml_collections.ConfigDict) -> int:
@@ -142,13 +150,10 @@ def transform_name(name: str, *, train: bool) -> str:
 def check_transform(data: ml_collections.ConfigDict, name: str, *, train: bool, crops: int = 1
                     ) -> str:
     """The registered name of transform `name`; DataError where it cannot run with these data
-    fields and `crops`."""
+    fields and `crops` (every evaluation transform takes 1, 5 or 10 crops: make_transform)."""
     given, name = name, transform_name(name, train=train)
     if crops not in EVAL_CROPS:
         raise DataError(f"crops must be one of {EVAL_CROPS}, got {crops!r}")
-    if crops > 1 and name != "center_crop":
-        raise DataError(f"crops={crops} cuts the crops from the image resized to resize_size: it needs "
-                        f"data.eval_transform='center_crop', got {given!r}")
     if name in ("crop_flip_pca", "center_crop") and data.image_size > data.resize_size:
         raise DataError(f"data.image_size={data.image_size} must not exceed data.resize_size="
                         f"{data.resize_size} for the {given!r} transform")

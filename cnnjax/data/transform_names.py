@@ -23,9 +23,11 @@ class TransformName:
 
 
 TRANSFORMS: dict[str, TransformName] = {t.name: t for t in (
-    TransformName("none", True, True, "the image as the source gives it, at its own size"),
+    TransformName("none", True, True, "the image as the source gives it, at its own size (5 and 10 "
+                  "crops: corners and center of it padded by 4, and their mirrors)"),
     TransformName("pad_or_crop", True, True,
-                  "pad with zeros or crop the center to image_size (MNIST 28 -> 32: LeCun et al. 1998)"),
+                  "pad with zeros or crop the center to image_size (MNIST 28 -> 32: LeCun et al. 1998; "
+                  "5 and 10 crops: corners and center of that padded by 4, and their mirrors)"),
     TransformName("pad_crop_flip", True, False,
                   "pad 4 pixels, random image_size crop, random horizontal flip (He et al. 2016, 4.2)"),
     TransformName("crop_flip_pca", True, False,

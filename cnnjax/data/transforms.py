@@ -25,6 +25,9 @@ PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
 PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
               (-0.5808, -0.0045, -0.8140),
               (-0.5836, -0.6948, 0.4203))
+# Zero padding of each side before pad_crop_flip's random crop (He et al. 2016, Sec. 4.2); the 5 and
+# 10 crops of 'pad_or_crop' and 'none' are that crop's four extreme positions and its centre.
+PAD = 4
 
 Window = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]   # (shape (3,), key (2,)) -> [y, x, h, w]
 Finish = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]   # (image HWC, key (2,)) -> uint8 output
@@ -235,12 +238,32 @@ def uniform_int(key: tf.Tensor, high: tf.Tensor) -> tf.Tensor:
     return tf.random.stateless_uniform([], seed=key, minval=0, maxval=high + 1, dtype=tf.int32)
 
 
-def five_crops(image: tf.Tensor, size: int) -> tf.Tensor:
-    """(5, size, size, C): top-left, top-right, bottom-left, bottom-right, center (AlexNet Sec. 4.1)."""
+def five_crops(image: tf.Tensor, size: int | tf.Tensor, width: int | tf.Tensor | None = None
+               ) -> tf.Tensor:
+    """(5, size, width, C): top-left, top-right, bottom-left, bottom-right, center (AlexNet Sec. 4.1);
+    width defaults to size (square crops)."""
+    width = size if width is None else width
     h, w = tf.shape(image)[0], tf.shape(image)[1]
-    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size),
-               ((h - size) // 2, (w - size) // 2)]
-    return tf.stack([image[y:y + size, x:x + size] for y, x in corners])
+    corners = [(0, 0), (0, w - width), (h - size, 0), (h - size, w - width),
+               ((h - size) // 2, (w - width) // 2)]
+    return tf.stack([image[y:y + size, x:x + width] for y, x in corners])
+
+
+def with_mirrors(five: tf.Tensor, crops: int) -> tf.Tensor:
+    """The 5 crops (crops=5) or the 5 crops followed by their left-right mirror images (crops=10)."""
+    return five if crops == 5 else tf.concat([five, tf.reverse(five, axis=[2])], axis=0)
+
+
+def padded_crops(view: tf.Tensor, crops: int) -> tf.Tensor:
+    """(crops, h, w, C) for the single-crop view (h, w, C): the view padded with PAD zeros on every
+    side, its four h x w corner crops and its centre crop (the view itself), then for crops=10 their
+    mirror images. The corners are the extreme shifts of pad_crop_flip's random crop, so this is the
+    usual CIFAR test-time augmentation; crops=1 is the view unchanged."""
+    if crops == 1:
+        return view
+    h, w = tf.shape(view)[0], tf.shape(view)[1]
+    padded = tf.pad(view, [[PAD, PAD], [PAD, PAD], [0, 0]])
+    return with_mirrors(five_crops(padded, h, w), crops)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -300,16 +323,17 @@ def transform(name: str) -> Callable[[Builder], Builder]:
 
 
 @transform("none")
-def _none(data, train, crops):
-    return None, lambda image, key: image
+def _none(data, train, crops):  # 5 and 10 crops: padded_crops of the image itself
+    return None, lambda image, key: padded_crops(image, crops)
 
 
 @transform("pad_or_crop")
 def _pad_or_crop(data, train, crops):
     size = int(data.image_size)
 
-    def finish(image, key):  # pads (MNIST 28 -> 32: LeCun et al. 1998, Sec. II-B) or crops
-        return tf.image.resize_with_crop_or_pad(image, size, size)
+    def finish(image, key):  # pads (MNIST 28 -> 32: LeCun et al. 1998, Sec. II-B) or crops;
+        # 5 and 10 crops: padded_crops of that image_size view
+        return padded_crops(tf.image.resize_with_crop_or_pad(image, size, size), crops)
     return None, finish
 
 
@@ -319,7 +343,7 @@ def _pad_crop_flip(data, train, crops):
 
     def finish(image, key):  # He et al. 2016 Sec. 4.2: pad 4, random crop, random flip
         kc, kf = tf.unstack(tf.random.experimental.stateless_split(key, 2))
-        padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+        padded = tf.pad(image, [[PAD, PAD], [PAD, PAD], [0, 0]])
         return random_flip(tf.image.stateless_random_crop(padded, [size, size, channels], kc), kf)
     return None, finish
 
@@ -351,15 +375,20 @@ def _center_crop(data, train, crops):
         return center_window(size, resize_size), lambda image, key: to_uint8(resize(image, size))
 
     def finish(image, key):  # 5 or 10 crops of the image with shorter side resize_size
-        five = five_crops(to_uint8(resize_shorter(image, resize_size)), size)
-        return five if crops == 5 else tf.concat([five, tf.reverse(five, axis=[2])], axis=0)
+        return with_mirrors(five_crops(to_uint8(resize_shorter(image, resize_size)), size), crops)
     return None, finish
 
 
 def make_transform(data: ml_collections.ConfigDict, name: str, source_shape: tuple, *,
                    train: bool, crops: int = 1) -> Transform:
     """Transform `name` (a registered name or an older alias) for these data fields, in the training
-    or evaluation role; source_shape is the source's (H, W, C)."""
+    or evaluation role; source_shape is the source's (H, W, C).
+
+    crops 5 and 10 (evaluation) yield (crops, H, W, C): for 'center_crop' the four corner and the
+    centre image_size crops of the image resized to shorter side resize_size (AlexNet Sec. 4.1), for
+    'pad_or_crop' and 'none' `padded_crops` of the single-crop view (the view padded by PAD, its
+    corners and centre); crops 10 adds each crop's mirror image.
+    """
     canonical = check_transform(data, name, train=train, crops=crops)
     shape = output_shape(data, canonical, source_shape, crops)
     window, finish = BUILDERS[canonical](data, train, crops)

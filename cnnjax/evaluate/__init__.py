@@ -1,13 +1,13 @@
 """`./launch.sh eval` and its parts, one concern per module:
 
     restore     which checkpoint (resolve_step, best_step) and its variables as a state
-    evaluation  the Evaluator: one pass of cnnjax.train.evaluation (the loop training uses too), and
-                the counts it reports (accuracies, confusion matrix, per-class accuracy)
+    overrides   what eval and predict may change in the saved config (EVAL_KEYS), the flags' keys
     report      the files and console lines an evaluation leaves
     cli         the command line: parse_args, prepare, evaluate_and_report, main
 
-The names below are re-exported so that `from cnnjax import evaluate; evaluate.open_run(...)` keeps
-working.
+The evaluator itself (the pass, the counts it reports) is cnnjax.train.evaluator, shared with the
+training loop. The names below are re-exported so that `from cnnjax import evaluate;
+evaluate.open_run(...)` keeps working.
 """
 
 from cnnjax.evaluate.cli import (
@@ -19,13 +19,7 @@ from cnnjax.evaluate.cli import (
     parse_args,
     prepare,
 )
-from cnnjax.evaluate.evaluation import (
-    CROPS,
-    Evaluator,
-    confusion_matrix,
-    per_class_accuracy,
-    summarize_counts,
-)
+from cnnjax.evaluate.overrides import EVAL_KEYS, PREDICT_KEYS, apply_eval_overrides
 from cnnjax.evaluate.report import report_lines, result_stem, write_result, write_table
 from cnnjax.evaluate.restore import (
     Run,
@@ -37,13 +31,23 @@ from cnnjax.evaluate.restore import (
     restore_step,
     state_from_variables,
 )
+from cnnjax.train.evaluator import (
+    CROPS,
+    Evaluator,
+    confusion_matrix,
+    per_class_accuracy,
+    summarize_counts,
+)
 
 __all__ = [
     "CROPS",
+    "EVAL_KEYS",
+    "PREDICT_KEYS",
     "Evaluator",
     "Prepared",
     "Run",
     "abstract_variables",
+    "apply_eval_overrides",
     "best_step",
     "confusion_matrix",
     "evaluate_and_report",

@@ -5,11 +5,16 @@ confusion matrix.
                      [--split NAME] [--data SOURCE] [--batch-size B] [--config.KEY=VALUE ...]
 
 The checkpoint is restored with the config saved beside it (DIR/config.json); --config. overrides change
-that config for this evaluation only (e.g. --config.data.resize_size=256). Multi-crop evaluation averages
-the softmax over the crops (four corners and the center, and their mirror images for 10 crops), as
-AlexNet's test procedure did (Krizhevsky et al. 2012, Sec. 4.1). Results go to
-DIR/eval_<step>_<crops>crop.json with the confusion matrix as DIR/eval_<step>_<crops>crop_confusion.png;
---all evaluates every checkpoint and adds DIR/eval_all_<crops>crop.{json,csv,png} (accuracy vs. step).
+how it is evaluated, for this evaluation only (cnnjax.evaluate.overrides.EVAL_KEYS: the eval transform
+and its sizes, data.eval_crops, the split and source, the batch size; never the model or the number of
+classes). --crops, --split, --data and --batch-size are short for data.eval_crops, data.eval_split,
+data.eval_source and eval_batch_size. Multi-crop evaluation averages the softmax over the crops (four
+corners and the center, and their mirror images for 10 crops), as AlexNet's test procedure did
+(Krizhevsky et al. 2012, Sec. 4.1); cnnjax.data.transforms.make_transform says where each transform
+cuts them. Results go to DIR/eval_<step>_<crops>crop.json, which records the overrides, with the
+confusion matrix as DIR/eval_<step>_<crops>crop_confusion.png; an override of the result (a source,
+split, transform, size) adds itself to the name (report.result_stem). --all evaluates every checkpoint
+and adds DIR/eval_all_<crops>crop.{json,csv,png} (accuracy vs. step).
 
 The parts are layered so that parameters can come from elsewhere than a checkpoint: `prepare` needs
 only a config, `evaluate_and_report` only that and a state, and `state_from_variables` makes the state
@@ -27,7 +32,7 @@ from collections.abc import Sequence
 import ml_collections
 
 from cnnjax.errors import UserError
-from cnnjax.evaluate.evaluation import CROPS, Evaluator
+from cnnjax.evaluate.overrides import EVAL_KEYS, SHORTHANDS, apply_eval_overrides, flag_overrides
 from cnnjax.evaluate.report import report_lines, result_stem, write_result, write_table
 from cnnjax.evaluate.restore import (
     abstract_variables,
@@ -38,6 +43,7 @@ from cnnjax.evaluate.restore import (
     state_from_variables,
 )
 from cnnjax.train import config_io
+from cnnjax.train.evaluator import CROPS, Evaluator
 from cnnjax.train.metrics import read_metrics
 
 
@@ -70,7 +76,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                        "or 'latest' (default)")
     which.add_argument("--all", action="store_true", help="every checkpoint in turn, plus a table "
                        "and a plot of accuracy against step")
-    parser.add_argument("--crops", type=int, default=1, choices=CROPS,
+    parser.add_argument("--crops", type=int, choices=CROPS,
                         help="1, or 5 / 10 crops with the softmax averaged (AlexNet Sec. 4.1)")
     parser.add_argument("--split", help="split to evaluate (default: the config's data.eval_split)")
     parser.add_argument("--data", help="data source to evaluate on instead of the config's, e.g. "
@@ -91,8 +97,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 @dataclasses.dataclass
 class Prepared:
-    """Everything an evaluation needs besides the parameters: the (overridden) config, the split's
-    DatasetInfo, the jitted evaluator and the model with its abstract variables to check against."""
+    """Everything an evaluation needs besides the parameters: the (overridden) config and what its
+    overrides changed, the split's DatasetInfo and class count, the evaluator and the model with its
+    abstract variables to check against."""
 
     config: ml_collections.ConfigDict
     split: str
@@ -100,24 +107,28 @@ class Prepared:
     evaluator: Evaluator
     model: object
     abstract: dict
+    num_classes: int = 0
+    changes: dict = dataclasses.field(default_factory=dict)
 
 
-def prepare(config: ml_collections.ConfigDict, args: argparse.Namespace, model=None) -> Prepared:
-    """Applies --data, checks --crops against the eval transform, builds the evaluator and the model
-    (or takes `model`, already built for imported weights)."""
+def prepare(config: ml_collections.ConfigDict, args: argparse.Namespace, model=None,
+            changes: dict | None = None) -> Prepared:
+    """Checks the crops against the eval transform, builds the evaluator and the model (or takes
+    `model`, already built for imported weights). `changes` are the overrides that changed the config
+    (default: the shorthand flags given, for a config built for --weights)."""
     from cnnjax import data
-    from cnnjax.data.config import check_transform
+    from cnnjax.data.config import check_transform, eval_crops
 
-    if args.data:
-        with config.data.ignore_type():
-            config.data.eval_source = args.data
+    if changes is None:
+        changes = {key: getattr(args, flag) for flag, key in SHORTHANDS.items()
+                   if getattr(args, flag, None) is not None}
     # the crops and the transform are checked before any model is built
-    check_transform(config.data, config.data.eval_transform, train=False, crops=args.crops)
-    split = args.split or config.data.eval_split
+    check_transform(config.data, config.data.eval_transform, train=False,
+                    crops=eval_crops(config.data))
+    split = config.data.eval_split
     info = data.dataset_info(config.data, split)
     num_classes = int(config.data.num_classes) or info.num_classes  # as training built the model
-    batch_size = int(config.eval_batch_size) if args.batch_size is None else args.batch_size
-    evaluator = Evaluator(config, batch_size, num_classes)
+    evaluator = Evaluator(config)
     shape = info.image_shape
     if None in shape:  # 'none' transform on images of mixed sizes: what the model was built for
         shape = (config.data.image_size, config.data.image_size, config.data.channels)
@@ -125,24 +136,26 @@ def prepare(config: ml_collections.ConfigDict, args: argparse.Namespace, model=N
         model, abstract = abstract_variables(config, tuple(int(s) for s in shape), num_classes)
     else:
         abstract = {}
-    return Prepared(config, split, info, evaluator, model, abstract)
+    return Prepared(config, split, info, evaluator, model, abstract, num_classes, dict(changes))
 
 
 def evaluate_and_report(prepared: Prepared, state, step: int | str, out_dir: pathlib.Path,
                         args: argparse.Namespace) -> dict:
     """Evaluates `state`, prints the report, writes <stem>.json and the confusion PNG into out_dir;
     returns the summary row (no per-class values) for the --all table."""
-    config, split = prepared.config, prepared.split
-    result = {"step": step, "crops": args.crops, "split": split,
-              "data": config.data.eval_source or config.data.source,
-              **prepared.evaluator(state, split=args.split, crops=args.crops)}
-    stem = result_stem(step, args.crops, args.split, args.data)
-    crop_text = f"{args.crops} crop" + ("s" if args.crops > 1 else "")
+    config, split, crops = prepared.config, prepared.split, prepared.evaluator.crops
+    result = {"step": step, "crops": crops, "split": split,
+              "data": config.data.eval_source or config.data.source, "overrides": prepared.changes,
+              **prepared.evaluator.report(state, prepared.num_classes)}
+    stem = result_stem(step, crops, changes=prepared.changes)
+    crop_text = f"{crops} crop" + ("s" if crops > 1 else "")
     class_names = prepared.info.class_names
     path, png = write_result(out_dir, stem, result, class_names, f"step {step}, {crop_text}, {split}")
     read = prepared.info.source  # a folder: the one really read, split subfolder or whole folder
     read = read if read.startswith("folder:") else f"{result['data']} split {split!r}"
     print(f"{out_dir} at step {step}, {crop_text}, {read} ({result['examples']} examples)")
+    if prepared.changes:
+        print("  with " + ", ".join(f"{k}={v!r}" for k, v in prepared.changes.items()))
     for line in report_lines(result, class_names):
         print("  " + line)
     print(f"  wrote {path} and {png.name}")
@@ -195,16 +208,18 @@ def evaluate_weights(args: argparse.Namespace, overrides: Sequence[str]) -> int:
 
 def main(argv: list[str]) -> int:
     args, overrides = parse_args(argv)
+    overrides = flag_overrides(args) + overrides  # the flags are short for their keys
     if args.weights:
         return evaluate_weights(args, overrides)
-    run = open_run(args.workdir, overrides)
+    run = open_run(args.workdir)
+    changes = apply_eval_overrides(run.config, overrides, EVAL_KEYS, "eval")
     from cnnjax.train.workdir import check_writable
 
     check_writable(run.workdir, "write the evaluation's results into")  # before, not after, evaluating
     if not args.all:  # a wrong --step is refused before the model is built
         resolve_step(args.step, run.steps, read_metrics(run.workdir), run.config.best_metric,
                      run.config.best_mode)
-    prepared = prepare(run.config, args)
+    prepared = prepare(run.config, args, changes=changes)
     restore_args = (prepared.model, prepared.abstract, prepared.evaluator.replicated)
     if not args.all:
         step, state = restore_step(run, args.step, *restore_args)
@@ -224,6 +239,7 @@ def main(argv: list[str]) -> int:
     if not rows:  # every listed step removed meanwhile: the newest one that exists now
         step, state = restore_step(run, "latest", *restore_args)
         rows.append(evaluate_and_report(prepared, state, step, run.workdir, args))
-    written = write_table(run.workdir, result_stem("all", args.crops, args.split, args.data), rows)
+    written = write_table(run.workdir, result_stem("all", prepared.evaluator.crops,
+                                                   changes=prepared.changes), rows)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -5,21 +5,45 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import pathlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from cnnjax import atomic
+from cnnjax.evaluate.overrides import EVAL_KEYS
 
-def result_stem(step: int | str, crops: int, split: str | None = None,
-                data: str | None = None) -> str:
-    """'eval_<step>_<crops>crop', plus '_<data>_<split>' for whichever of --data and --split was given."""
-    stem = f"eval_{step}_{crops}crop"
-    extra = "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", part).strip("-")
-                     for part in (data, split) if part)
-    return f"{stem}_{extra}" if extra else stem
+
+def result_stem(step: int | str, crops: int, split: str | None = None, data: str | None = None,
+                changes: Mapping[str, Any] | None = None) -> str:
+    """'eval_<step>_<crops>crop', plus '_<data>_<split>' for whichever of the evaluation source and
+    split was changed (data.eval_source, data.eval_split: --data, --split), plus '_<leaf>-<value>' for
+    each other change of the result (overrides.EVAL_KEYS), e.g. '_eval_transform-center_crop'; a
+    10-digit digest stands for those others where they would make the name longer than 100.
+
+    Without changes the name is the same as before overrides existed, so earlier results keep theirs.
+    """
+    changes = dict(changes or {})
+    data = changes.pop("data.eval_source", data)
+    split = changes.pop("data.eval_split", split)
+    changes.pop("data.eval_crops", None)  # in the name already
+    others = [f"{key.rsplit('.', 1)[-1]}-{value}" for key, value in sorted(changes.items())
+              if EVAL_KEYS.get(key, True)]
+    stem = "_".join([f"eval_{step}_{crops}crop"] + [_safe(str(p)) for p in (data, split) if p])
+    tail = "_".join(_safe(p, "_") for p in others)
+    if len(stem) + len(tail) > 100:
+        tail = hashlib.sha256(repr(sorted(changes.items())).encode()).hexdigest()[:10]
+    return f"{stem}_{tail}" if tail else stem
+
+
+def _safe(part: str, keep: str = "") -> str:
+    """`part` with every run of other characters than letters, digits, '.+-' and `keep` as '-'."""
+    return re.sub(rf"[^A-Za-z0-9.+{keep}-]+", "-", part).strip("-")
 
 
 def write_result(directory: pathlib.Path, stem: str, result: dict,
@@ -29,9 +53,9 @@ def write_result(directory: pathlib.Path, stem: str, result: dict,
 
     png = plots.confusion_plot(directory / f"{stem}_confusion.png",
                                np.asarray(result["confusion_matrix"]), class_names, title)
-    path = directory / f"{stem}.json"
-    path.write_text(json.dumps({**result, "class_names": list(class_names) if class_names else None,
-                                "confusion_png": png.name}, indent=1) + "\n")
+    path = atomic.write_text(directory / f"{stem}.json", json.dumps(
+        {**result, "class_names": list(class_names) if class_names else None,
+         "confusion_png": png.name}, indent=1) + "\n")  # whole or not at all: summarize reads it
     return path, png
 
 
@@ -59,11 +83,12 @@ def write_table(directory: pathlib.Path, stem: str, rows: list[dict]) -> list[pa
     from cnnjax import plots
 
     keys = ["step", "examples", "top1", "top5", "top1_error", "top5_error", "loss"]
-    (directory / f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
-    with (directory / f"{stem}.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic.write_text(directory / f"{stem}.json", json.dumps(rows, indent=1) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(directory / f"{stem}.csv", table.getvalue())
     steps = [r["step"] for r in rows]
     plots.line_plot(directory / f"{stem}.png",
                     [("top-1", steps, [r["top1"] for r in rows]),

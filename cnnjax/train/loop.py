@@ -25,7 +25,7 @@ from cnnjax.errors import TrainingDivergedError, UserError
 from cnnjax.train import distributed, environment, validate
 from cnnjax.train import workdir as workdir_lib
 from cnnjax.train.checkpoint import Checkpoints
-from cnnjax.train.evaluation import EvalCache, evaluation_pass, padded_batch_size
+from cnnjax.train.evaluator import EvalCache, Evaluator
 from cnnjax.train.metrics import MetricWriter, format_duration, progress_line
 from cnnjax.train.optim import make_optimizer, plateau_scale
 from cnnjax.train.state import TrainState, checkpoint_items, from_checkpoint_items
@@ -66,27 +66,6 @@ def run_length(config: ml_collections.ConfigDict, num_examples: int) -> tuple[in
     if config.num_steps > 0:
         return steps_per_epoch, int(config.num_steps)
     return steps_per_epoch, max(math.ceil(config.num_epochs * steps_per_epoch), 1)
-
-
-def evaluate(eval_fn, state, config, sharding, split: str | None = None, crops: int = 1,
-             cache: EvalCache | None = None, skipped: data.SkippedImages | None = None) -> dict:
-    """Loss, top-1 and top-5 accuracy over one whole pass of the evaluation split.
-
-    The batch is config.eval_batch_size padded up to a multiple of the devices (padding masked out);
-    `cache` keeps the decoded batches for the next evaluation when they fit (config.eval_cache_gb);
-    `skipped` names each unreadable file once per run.
-    """
-    batch_size = padded_batch_size(config.eval_batch_size)
-    if cache is None:
-        batches = data.eval_batches(config.data, global_batch_size=batch_size, split=split,
-                                    crops=crops, skipped=skipped)
-    else:
-        batches = cache.batches(config.data, global_batch_size=batch_size, split=split, crops=crops,
-                                skipped=skipped)
-    totals, _, _ = evaluation_pass(eval_fn, state, batches, sharding)
-    count = max(totals["count"], 1.0)
-    return {"eval/loss": totals["loss"] / count, "eval/top1": totals["top1"] / count,
-            "eval/top5": totals["top5"] / count, "eval/examples": totals["count"]}
 
 
 class _Preemption:
@@ -234,12 +213,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                        f"effect: {start['xla_cpu_conv']['why']} (recorded in "
                        f"{environment.ENVIRONMENT_FILE})")
 
-    train_fn, eval_fn = jit_steps(config.data.mean, config.data.std, config.model.dtype,
-                                  config.loss.label_smoothing, config.loss.aux_weight,
-                                  replicated, batch_sharding)
+    train_fn, _ = jit_steps(config.data.mean, config.data.std, config.model.dtype,
+                            config.loss.label_smoothing, config.loss.aux_weight,
+                            replicated, batch_sharding)
     base_key = jax.random.key(config.seed + 1)
     skipped = data.SkippedImages()  # unreadable files: named once per run, counted at the end
-    eval_cache = EvalCache.from_gb(config.get("eval_cache_gb", 0.0))
+    evaluator = Evaluator(config, mesh=mesh, skipped=skipped,
+                          cache=EvalCache.from_gb(config.get("eval_cache_gb", 0.0)))
     batches = data.device_train_batches(config.data, global_batch_size=config.batch_size,
                                         seed=config.seed, start_step=start_step,
                                         sharding=batch_sharding, skipped=skipped)
@@ -303,8 +283,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                     interval_start, interval_steps = time.perf_counter(), 0
                 if eval_now:
                     t0 = time.perf_counter()
-                    last_eval = evaluate(eval_fn, state, config, batch_sharding, cache=eval_cache,
-                                         skipped=skipped)
+                    last_eval = evaluator.metrics(state)
                     eval_seconds += time.perf_counter() - t0
                     writer.write(done, last_eval)
                     final.update(last_eval)

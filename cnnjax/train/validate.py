@@ -217,7 +217,7 @@ def _check_optimizer(c: _Checker) -> None:
 
 def _check_data(c: _Checker) -> None:
     from cnnjax.data import transform_names
-    from cnnjax.data.config import AUTOTUNE, ON_CORRUPT
+    from cnnjax.data.config import AUTOTUNE, EVAL_CROPS, ON_CORRUPT
 
     # Registered names and the aliases of earlier versions (cnnjax.data.transform_names).
     for key, train in (("data.train_transform", True), ("data.eval_transform", False)):
@@ -225,6 +225,7 @@ def _check_data(c: _Checker) -> None:
         aliases = tuple(a for a in transform_names.ALIASES if transform_names.canonical(a, train=train))
         c.choice(key, allowed + aliases)
     c.choice("data.on_corrupt", ON_CORRUPT)
+    c.choice("data.eval_crops", EVAL_CROPS)
     channels = c.choice("data.channels", (1, 3))
     image_size = c.integer("data.image_size", 1)
     resize_size = c.integer("data.resize_size", 1)

@@ -268,8 +268,11 @@ def test_unknown_source_split_and_transform_fail_at_once(idx_dir):
 def test_bad_batch_crops_and_class_settings_fail_at_once(idx_dir, class_folder):
     one_line_error(lambda: D.train_batches(idx_config(idx_dir), global_batch_size=6, seed=0,
                                            process_index=0, process_count=4), "multiple of")
-    one_line_error(lambda: D.eval_batches(idx_config(idx_dir), global_batch_size=4, crops=10,
-                                          **ONE_HOST), "eval_transform='center_crop'")
+    # every evaluation transform takes 10 crops, but not crops larger than what they are cut from
+    one_line_error(lambda: D.eval_batches(idx_config(idx_dir, eval_transform="center_crop",
+                                                     image_size=8, resize_size=4),
+                                          global_batch_size=4, crops=10, **ONE_HOST),
+                   "data.image_size=8 must not exceed data.resize_size=4")
     one_line_error(lambda: D.eval_batches(idx_config(idx_dir), global_batch_size=4, crops=3,
                                           **ONE_HOST), "crops must be one of")
     one_line_error(lambda: D.dataset_info(idx_config(idx_dir, num_classes=5), "train"),

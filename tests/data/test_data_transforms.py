@@ -154,6 +154,33 @@ def test_multi_crop_geometry(crops):
             np.testing.assert_array_equal(out[5 + k], image[y:y + 48, x:x + 48][:, ::-1])
 
 
+@pytest.mark.parametrize("name, source, size", [("pad_or_crop", (28, 28), 32),  # MNIST: padded
+                                                 ("pad_or_crop", (40, 36), 32),  # cropped
+                                                 ("none", (32, 32), 32)])         # CIFAR preset
+@pytest.mark.parametrize("crops", [5, 10])
+def test_multi_crop_of_a_fixed_size_view_is_its_padded_corners_and_center(name, source, size, crops):
+    """numpy: the single-crop view, zero-padded by 4 on each side, cut at the four corners and the
+    center (which is the view itself), then mirrored for 10 crops."""
+    image = coordinate_image(*source) + 1  # +1 keeps image pixels apart from the zero padding
+    t = T.make_transform(rgb_config(image_size=size), name, (*source, 3), train=False, crops=crops)
+    out = run(t, image, KEYS[0])
+    # the view: image_size x image_size, centred (resize_with_crop_or_pad), or the image itself
+    canvas = np.zeros((max(source[0], size), max(source[1], size), 3), np.uint8)
+    top, left = (canvas.shape[0] - source[0]) // 2, (canvas.shape[1] - source[1]) // 2
+    canvas[top:top + source[0], left:left + source[1]] = image
+    y0, x0 = (canvas.shape[0] - size) // 2, (canvas.shape[1] - size) // 2
+    view = canvas[y0:y0 + size, x0:x0 + size] if name == "pad_or_crop" else image
+    np.testing.assert_array_equal(run(T.make_transform(rgb_config(image_size=size), name,
+                                                       (*source, 3), train=False), image, KEYS[0]),
+                                  view)
+    padded = np.pad(view, [(4, 4), (4, 4), (0, 0)])
+    five = [padded[y:y + size, x:x + size] for y, x in [(0, 0), (0, 8), (8, 0), (8, 8), (4, 4)]]
+    expected = np.stack(five + [c[:, ::-1] for c in five] if crops == 10 else five)
+    assert out.shape == (crops, size, size, 3)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out[4], view)  # the center crop is the single-crop view
+
+
 def test_none_keeps_pixels_and_channel_conversion():
     rgb = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     t = T.make_transform(rgb_config(), "none", (5, 7, 3), train=True)

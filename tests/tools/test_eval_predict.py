@@ -249,9 +249,8 @@ def broken_runs(run, tmp_path_factory) -> dict[str, pathlib.Path]:
     ("no_checkpoints", [], "no checkpoints in {w}/checkpoints: nothing to evaluate"),
     ("run", ["--step", "3"], "no checkpoint at step 3; available steps: 2, 4"),
     ("run", ["--step", "first"], "--step must be a number, 'best' or 'latest', got 'first'"),
-    ("run", ["--batch-size", "0"], "--batch-size 0 must be positive"),
-    ("run", ["--crops", "5", "--config.data.eval_transform=none"],
-     "crops=5 cuts the crops from the image resized to resize_size"),
+    ("run", ["--batch-size", "0"], "config.eval_batch_size=0 is not accepted: an integer >= 1 "
+     "(--batch-size is short for --config.eval_batch_size)"),
     ("run", ["--config.data.nope=1"], "unknown config key 'data.nope'"),
     ("mismatch", [], "does not match the config: params/output/bias (10,) vs (7,); "
      "params/output/kernel (84, 10) vs (84, 7)"),

@@ -12,8 +12,8 @@ import pytest
 from helpers.ops_reference import network_rtol
 
 from cnnjax import data
-from cnnjax.train import config_io, evaluation
-from cnnjax.train.evaluation import EvalCache, padded_batch_size
+from cnnjax.train import config_io, evaluator
+from cnnjax.train.evaluator import EvalCache, padded_batch_size
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "helpers" / "tiny_config.py"
@@ -72,7 +72,7 @@ def counting(monkeypatch) -> list:
         calls.append(kwargs["global_batch_size"])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation.data, "eval_batches", eval_batches)
+    monkeypatch.setattr(evaluator.data, "eval_batches", eval_batches)
     return calls
 
 

@@ -53,6 +53,7 @@ CASES = {
     "data.mean": ([(0.1, 0.2), (-0.1,)], [(0.0,)]),
     "data.std": ([(0.0,), (0.5, 0.5)], [(1e-3,)]),
     "data.channels": ([2, 0], [1, 3]),
+    "data.eval_crops": ([0, 3, 7], [1, 5, 10]),
     "data.num_classes": ([-1, 0], [1]),  # 0 is refused for the synthetic source of the tiny config
     "data.shuffle_buffer": ([0], [1]),
     "data.synthetic_examples": ([0], [1]),
