@@ -164,12 +164,5 @@ def _model_and_template(spec: Any, knobs: dict) -> tuple[Any, dict]:
     return module, template
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m cnnjax.convert export|import ...`; see cnnjax.convert.cli."""
-    from cnnjax.convert import cli
-
-    return cli.main(argv)
-
-
-__all__ = ["Weights", "load_state_dict", "load_weights", "main", "read_weights", "save_state_dict",
+__all__ = ["Weights", "load_state_dict", "load_weights", "read_weights", "save_state_dict",
            "supported_models", "torch_to_variables", "variables_to_torch"]
