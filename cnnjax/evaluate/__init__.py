@@ -1,6 +1,6 @@
 """`./launch.sh eval` and its parts, one concern per module:
 
-    restore     which checkpoint (resolve_step, best_step) and its variables as a state
+    restore     which checkpoint (resolve_step, best_step, read_step) and its variables as a state
     evaluation  the Evaluator: one pass of cnnjax.train.evaluation (the loop training uses too), and
                 the counts it reports (accuracies, confusion matrix, per-class accuracy)
     report      the files and console lines an evaluation leaves
@@ -32,6 +32,7 @@ from cnnjax.evaluate.restore import (
     abstract_variables,
     best_step,
     open_run,
+    read_step,
     resolve_step,
     restore_checkpoint,
     restore_step,
@@ -54,6 +55,7 @@ __all__ = [
     "parse_args",
     "per_class_accuracy",
     "prepare",
+    "read_step",
     "report_lines",
     "resolve_step",
     "restore_checkpoint",

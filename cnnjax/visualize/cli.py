@@ -127,14 +127,15 @@ def load(args: argparse.Namespace, overrides: Sequence[str]) -> Loaded:
     if args.data:
         with config.data.ignore_type():
             config.data.eval_source = args.data
-    step = evaluate.resolve_step(args.step, run.steps, read_metrics(run.workdir), config.best_metric,
-                                 config.best_mode)
+    evaluate.resolve_step(args.step, run.steps, read_metrics(run.workdir), config.best_metric,
+                          config.best_mode)  # a wrong --step is refused before the model is built
     num_classes = int(config.data.num_classes) or _num_classes(config)
     with config.model.ignore_type():
         config.model.dtype = "float32"  # gradients and maps in full precision, whatever training used
     shape = (int(config.data.image_size),) * 2 + (int(config.data.channels),)
     model, abstract = evaluate.abstract_variables(config, shape, num_classes)
-    state = evaluate.restore_checkpoint(run, step, model, abstract, NamedSharding(data_mesh(), P()))
+    step, state = evaluate.restore_step(run, args.step, model, abstract,
+                                        NamedSharding(data_mesh(), P()))
     return Loaded(model, jax.device_get(state.variables()), config,
                   f"{config.model.name} at step {step} of {run.workdir}", True)
 
