@@ -12,12 +12,15 @@ working.
 
 from cnnjax.evaluate.cli import (
     Prepared,
+    check_fits,
+    data_for_weights,
     evaluate_and_report,
     evaluate_weights,
     imagenet_eval_config,
     main,
     parse_args,
     prepare,
+    weights_and_config,
 )
 from cnnjax.evaluate.evaluation import (
     CROPS,
@@ -46,7 +49,9 @@ __all__ = [
     "Run",
     "abstract_variables",
     "best_step",
+    "check_fits",
     "confusion_matrix",
+    "data_for_weights",
     "evaluate_and_report",
     "evaluate_weights",
     "imagenet_eval_config",
@@ -63,6 +68,7 @@ __all__ = [
     "result_stem",
     "state_from_variables",
     "summarize_counts",
+    "weights_and_config",
     "write_result",
     "write_table",
 ]
