@@ -122,6 +122,36 @@ def variables_to_torch(variables: Mapping[str, Any], model_name: str,
     return mapping.to_torch(variables, spec_for(model_name), num_batches_tracked)
 
 
+def fit_weights(path: str | pathlib.Path, template: Mapping[str, Any], model_name: str) -> dict:
+    """The variables in the weights file `path` (any that cnnjax writes or reads: an .npz of convert
+    import, or a state dict in .pth/.pt, .safetensors or .npz) for the model `model_name` (a
+    registry name, as config.model.name) whose variables are shaped like `template`
+    ({'params', ['batch_stats']}, arrays or ShapeDtypeStructs): float32 numpy leaves of exactly
+    the template's names and shapes. One-line ConvertError when they do not fit (missing,
+    unexpected or misshapen entries, naming the first few), or for a model the converter does not
+    know."""
+    from cnnjax.convert import mapping, record
+
+    spec = spec_for(model_name)
+    path = pathlib.Path(path)
+    arrays = load_state_dict(path)
+    state = arrays
+    if record.is_imported(arrays):  # back in torch names (exact transposes): one check for all
+        recorded, variables, buffers = record.split_imported(arrays, str(path))
+        state = {**variables_to_torch(variables, recorded["model"] if recorded else model_name),
+                 **buffers}
+    try:
+        variables = mapping.from_torch(state, template, spec, model_name)
+    except ConvertError as e:
+        raise ConvertError(f"{path}: {e}") from None
+    expected = dict(mapping.flat(template))
+    wrong = [f"{'/'.join(k)} {np.shape(v)} (expected {tuple(np.shape(expected[k]))})"
+             for k, v in mapping.flat(variables) if np.shape(v) != tuple(np.shape(expected[k]))]
+    if wrong:  # the flattening layer's input, which from_torch lets vary with the image size
+        raise ConvertError(f"{path} does not fit {model_name} on these images: {', '.join(wrong[:3])}")
+    return variables
+
+
 def load_weights(path: Any, model_name: str | None = None, **knobs: Any) -> tuple[Any, dict]:
     """(flax module, variables) for the weights file `path` (.pth/.pt, .safetensors, .npz) loaded
     into `model_name` (default: the model an imported .npz records); apply as
@@ -189,5 +219,5 @@ def _model_and_template(spec: Any, knobs: dict, state: Mapping[str, Any]
     return module, template(channels), channels
 
 
-__all__ = ["Weights", "load_state_dict", "load_weights", "read_weights", "save_state_dict",
+__all__ = ["Weights", "fit_weights", "load_state_dict", "load_weights", "read_weights", "save_state_dict",
            "supported_models", "torch_to_variables", "variables_to_torch"]
