@@ -15,6 +15,7 @@ import json
 import math
 import pathlib
 import struct
+import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
@@ -68,7 +69,8 @@ def load_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
-        except (OSError, ValueError) as e:
+        # BadZipFile: a truncated file, whose zip directory (at the end) is gone
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ConvertError(f"{path} is not a readable .npz archive ({e})") from None
     return _read_torch(path)
 
