@@ -102,6 +102,28 @@ def test_an_exported_run_evaluates_as_the_run_did(run, mnist, tmp_path, capsys, 
         assert result["loss"] == pytest.approx(expected["loss"], rel=1e-5)
 
 
+def test_predict_reads_an_exported_file_as_it_reads_the_run(run, mnist, tmp_path, capsys):
+    """predict --weights FILE --model lenet5 --data idx:.../mnist prints, image for image, what
+    predict --workdir prints for the step the file was exported from."""
+    from PIL import Image
+
+    from cnnjax.data.sources import read_idx
+
+    for i, image in enumerate(read_idx(mnist / "t10k-images-idx3-ubyte.gz")[:3]):
+        Image.fromarray(image).save(tmp_path / f"digit{i}.png")
+    images = sorted(str(p) for p in tmp_path.glob("digit*.png"))
+    exported = tmp_path / "l5.safetensors"
+    assert cli.main(["convert", "export", "--workdir", str(run), "--step", "6",
+                     "--out", str(exported)]) == 0
+    capsys.readouterr()
+    assert cli.main(["predict", "--workdir", str(run), "--step", "6", *images]) == 0
+    from_run = capsys.readouterr().out.splitlines()
+    assert cli.main(["predict", "--weights", str(exported), "--model", "lenet5", "--data",
+                     f"idx:{mnist}", *images]) == 0
+    from_file = capsys.readouterr().out.splitlines()
+    assert from_file[1:] == from_run[1:] and len(from_run) == 4
+
+
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_export_then_import_gives_the_checkpoint_bit_for_bit(run, tmp_path, suffix):
     exported = tmp_path / f"l5{suffix}"
