@@ -102,21 +102,11 @@ def load(args: argparse.Namespace, overrides: Sequence[str]) -> Loaded:
     from cnnjax import evaluate
     from cnnjax.train.distributed import data_mesh
 
-    if args.weights:
-        from cnnjax import convert
-
-        if args.config:
-            config = config_io.resolve_config(args.config, overrides)
-        else:
-            config = evaluate.imagenet_eval_config()
-            config_io.apply_overrides(config, list(overrides))
+    if args.weights:  # read, and its data settings made, as eval --weights does
+        weights, config = evaluate.weights_and_config(args, overrides)
         if args.data:
             with config.data.ignore_type():
                 config.data.eval_source = args.data
-        from cnnjax.convert.cli import parse_knob
-
-        knobs = dict(parse_knob(k) for k in args.knob)
-        weights = convert.read_weights(pathlib.Path(args.weights), args.model, **knobs)
         return Loaded(weights.module, jax.device_get(weights.variables), config,
                       f"{weights.model} from {pathlib.Path(args.weights).name}",
                       bool(args.data or args.config))
