@@ -145,7 +145,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if not args.weights and (args.model or args.knob or args.config or args.data):
         raise UserError("--model, --knob, --config and --data go with --weights; a --workdir run has "
                         "its own")
-    args.step = args.step or "latest"
+    args.step = "latest" if args.step is None else args.step
     return args, overrides
 
 

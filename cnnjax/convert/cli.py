@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.model or args.knob:
                 raise ConvertError("--model and --knob go with --weights; a --workdir run records "
                                    "its model")
-            message = export(args.workdir, args.out, args.step or "latest")
+            message = export(args.workdir, args.out, "latest" if args.step is None else args.step)
         elif args.command == "import":
             knobs = dict(parse_knob(k) for k in args.knob)
             message = import_(args.file, args.model, knobs, args.out)

@@ -236,7 +236,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     if restored is not None:
         step, items, _ = restored
         state = from_checkpoint_items(state, items)
-        writer.say(f"resumed from the checkpoint at step {step}")
+        writer.say(f"resumed from the checkpoint at step {step}"
+                   + (" (config.init_weights is for a fresh run: not read)"
+                      if config.get("init_weights") else ""))
     elif config.get("init_weights"):  # a fresh run only: on resume the checkpoint wins
         state = init_from_weights(state, config, replicated)
         writer.say(f"initialised from the weights in {config.init_weights}")

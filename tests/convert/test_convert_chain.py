@@ -236,6 +236,11 @@ def test_init_weights_starts_a_run_from_a_weights_file(run, tmp_path, capsys):
     assert cli.main(argv) == 0
     assert "initialised from the weights in" in capsys.readouterr().out
     assert_trees_equal(checkpoint_variables(workdir, 2), checkpoint_variables(run, 6))
+    # Resumed, the checkpoint wins: another file is not read (this one would not even fit).
+    other = save_state_dict(variables_to_torch(random_variables(abstract("resnet20")), "resnet20"),
+                            tmp_path / "r20.safetensors")
+    assert cli.main([*argv[:-1], "--config.num_steps=4", f"--config.init_weights={other}"]) == 0
+    assert "(config.init_weights is for a fresh run: not read)" in capsys.readouterr().out
 
     wide = save_state_dict(
         variables_to_torch(random_variables(abstract("lenet5", num_classes=100)), "lenet5"),
