@@ -179,8 +179,10 @@ def data_for_weights(source: str, weights) -> ml_collections.ConfigDict:
     """The data block for evaluating `weights` on `source` without a config file: the preset of the
     dataset `source` names (same kind and folder name as the preset's source, so
     idx:../shared/data/mnist is MNIST; ImageNet's settings otherwise), with the channels the
-    weights' first convolution takes and the model's natural image size (LeNet-5's 32 for MNIST's
-    28; a center crop keeps the preset's ratio of resize_size to image_size)."""
+    weights' first convolution takes and, for a model with a fixed input size (a flattening
+    layer: LeNet-5, VGG, AlexNet), its natural image size (LeNet-5's 32 for MNIST's 28; a center
+    crop keeps the preset's ratio of resize_size to image_size). Globally pooled models keep the
+    dataset's size."""
     from cnnjax import models
     from cnnjax.convert import spec_for
     from cnnjax.data.config import imagenet_data_config, transform_name
@@ -201,11 +203,13 @@ def data_for_weights(source: str, weights) -> ml_collections.ConfigDict:
         # becomes gray near the mean of the three (the statistics are averaged).
         data.mean, data.std = ((float(sum(v) / len(v)),) * channels for v in (data.mean, data.std))
         data.channels = channels
-    (size, _, _), _ = models.natural_input(spec_for(weights.model).model)
-    if transform_name(data.eval_transform, train=False) == "center_crop":
-        # the shorter side keeps its ratio to the crop (ImageNet's 256 for 224)
-        data.resize_size = round(size * data.resize_size / data.image_size)
-    data.image_size = size
+    spec = spec_for(weights.model)
+    if spec.flatten:  # a fixed input size: the one its flattening layer was made for
+        (size, _, _), _ = models.natural_input(spec.model)
+        if transform_name(data.eval_transform, train=False) == "center_crop":
+            # the shorter side keeps its ratio to the crop (ImageNet's 256 for 224)
+            data.resize_size = round(size * data.resize_size / data.image_size)
+        data.image_size = size
     return data
 
 
