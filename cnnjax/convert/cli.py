@@ -22,24 +22,13 @@ User errors end in one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import ast
 import pathlib
 import sys
 import traceback
 from typing import Any
 
 from cnnjax.convert.io import ConvertError
-
-
-def parse_knob(text: str) -> tuple[str, Any]:
-    """'dtype=bfloat16' -> ('dtype', 'bfloat16'); values are Python literals where they parse."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ConvertError(f"--knob takes KEY=VALUE (e.g. --knob dtype=bfloat16); got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+from cnnjax.convert.record import parse_knob
 
 
 def export(workdir: pathlib.Path, out: pathlib.Path, step: str = "latest") -> str:

@@ -161,7 +161,7 @@ def weights_and_config(args: argparse.Namespace, overrides: Sequence[str]):
     settings of the dataset --data names (data_for_weights) with the images the weights take; then
     the --config. overrides. data.num_classes is the model's."""
     from cnnjax import convert
-    from cnnjax.convert.cli import parse_knob
+    from cnnjax.convert.record import parse_knob
 
     knobs = dict(parse_knob(k) for k in args.knob)  # a malformed one fails before any data is read
     weights = convert.read_weights(pathlib.Path(args.weights), args.model, **knobs)

@@ -276,3 +276,27 @@ def test_an_imported_file_records_what_fit_weights_reads(run, tmp_path):
         fit_weights(imported, abstract("resnet20"), "resnet20")
     assert evaluate.resolve_step("best", [3, 6], [{"step": 3, "eval/top1": 0.2}], "eval/top1",
                                  "max") == 3
+
+
+@pytest.mark.parametrize("source, model, channels, expected", [
+    # the preset whose source has the same kind and folder name; LeNet-5's fixed 32x32 input
+    ("idx:../shared/data/mnist", "lenet5", 1,
+     dict(preset="mnist", image_size=32, channels=1, mean=(0.1307,), eval_transform="pad_or_crop")),
+    ("idx:/elsewhere/fashion_mnist/", "lenet5", 1,
+     dict(preset="fashion_mnist", image_size=32, mean=(0.2860,))),
+    # a globally pooled RGB model on gray digits: the preset's 28, the one mean repeated
+    ("idx:data/mnist", "resnet20", 3, dict(preset="mnist", image_size=28, channels=3,
+                                           mean=(0.1307,) * 3, std=(0.3081,) * 3)),
+    ("tfds:cifar10", "resnet20", 3, dict(preset="cifar10", image_size=32, eval_split="test")),
+    # no preset: ImageNet's settings; a folder's split is 'test'; VGG keeps 224 of 256
+    ("folder:/data/val", "vgg11", 3, dict(preset="imagenet2012", image_size=224, resize_size=256,
+                                          eval_split="test", eval_transform="center_crop")),
+    # LeNet-5 on a folder of photos: its 32x32 gray input, the resize keeping 256:224
+    ("folder:/photos", "lenet5", 1, dict(image_size=32, resize_size=37, channels=1)),
+])
+def test_data_settings_for_weights_without_a_config(source, model, channels, expected):
+    from types import SimpleNamespace
+
+    data = evaluate.data_for_weights(source, SimpleNamespace(model=model, input_channels=channels))
+    got = {k: tuple(data[k]) if isinstance(data[k], list | tuple) else data[k] for k in expected}
+    assert got == expected
