@@ -2,6 +2,7 @@
 
     ./launch.sh predict --workdir DIR [--step N | --step best | --step latest] [--top K]
                         [--config.KEY=VALUE ...] IMAGE_OR_FOLDER...
+    ./launch.sh predict --weights FILE [--model NAME] [--data SOURCE | --config FILE] IMAGE...
 
 A folder stands for the image files in it and its subfolders (.jpg, .jpeg, .png, .gif, .bmp). A file
 that cannot be read or decoded, or whose header states more than data.max_image_pixels pixels, is
@@ -126,13 +127,27 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(args, --config. overrides as 'key=value')."""
     parser = argparse.ArgumentParser(prog="./launch.sh predict",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     description="Top-k classes of image files under a trained run.",
+                                     description="Top-k classes of image files under a trained run "
+                                     "or a weights file.",
                                      epilog="examples:\n"
                                      "  ./launch.sh predict --workdir workdirs/lenet5_mnist digit.png\n"
                                      "  ./launch.sh predict --workdir workdirs/r20 --step best --top 3 "
-                                     "photos/")
-    parser.add_argument("--workdir", required=True, help="the run's folder (config.json, checkpoints/)")
-    parser.add_argument("--step", default="latest", help="checkpoint step N, 'best' or 'latest'")
+                                     "photos/\n"
+                                     "  ./launch.sh predict --weights l5.pth --model lenet5 "
+                                     "--data idx:data/mnist digit.png")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="the run's folder (config.json, checkpoints/)")
+    source.add_argument("--weights", help="a weights file instead of a run: .pth/.pt, .safetensors "
+                        "or .npz (convert export's or convert import's)")
+    parser.add_argument("--step", help="checkpoint step N, 'best' or 'latest' (default)")
+    parser.add_argument("--model", help="with --weights: the model a state dict holds (an .npz of "
+                        "convert import records it)")
+    parser.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --weights: a model knob a state dict cannot show (repeatable)")
+    parser.add_argument("--config", help="with --weights: a config file[:ARG] for the data settings")
+    parser.add_argument("--data", help="with --weights: the dataset the weights were trained on, for "
+                        "its settings and class names (e.g. idx:data/mnist; default: ImageNet's "
+                        "settings, with the model's channels)")
     parser.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
     parser.add_argument("images", nargs="+", help="JPEG, PNG, GIF or BMP files, or folders of "
                         "them (their subfolders too)")
@@ -141,11 +156,19 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         rest, "--workdir, --step, --top, --config.KEY=VALUE and image files")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
+    if args.weights and args.step is not None:
+        raise UserError("--step goes with --workdir; a weights file has one state")
+    if not args.weights and (args.model or args.knob or args.config or args.data):
+        raise UserError("--model, --knob, --config and --data go with --weights; a --workdir run has "
+                        "its own")
+    args.step = "latest" if args.step is None else args.step
     return args, overrides
 
 
 def main(argv: list[str]) -> int:
     args, overrides = parse_args(argv)
+    if args.weights:
+        return predict_weights(args, overrides)
     run = evaluate.open_run(args.workdir)
     config = run.config
     changes = evaluate.apply_eval_overrides(config, overrides, evaluate.PREDICT_KEYS, "predict")
@@ -166,14 +189,41 @@ def main(argv: list[str]) -> int:
                         "say how many classes the model has; pass --config.data.num_classes=N")
     model, abstract = evaluate.abstract_variables(config, images.shape[-3:], num_classes)
     step, state = evaluate.restore_step(run, args.step, model, abstract, replicated)
-    probabilities = predict_probabilities(state, config, images)
-    class_names = info.class_names if info else None
     with_changes = " with " + ", ".join(f"{k}={v!r}" for k, v in changes.items()) if changes else ""
-    print(f"{run.workdir} at step {step}{with_changes}:")
+    print_top(args, paths, predict_probabilities(state, config, images), info,
+              f"{run.workdir} at step {step}{with_changes}")
+    return 0
+
+
+def predict_weights(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    """`predict --weights FILE [--model] [--knob] [--config | --data]`: the file read as eval
+    --weights reads it (evaluate.weights_and_config), the images fed as those settings say."""
+    weights, config = evaluate.weights_and_config(args, overrides)  # before any image is read
+    paths, images = read_images(args.images, config.data)
+    evaluate.check_fits(args.weights, weights.module, weights.variables, images.shape[-3:],
+                       config)
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from cnnjax.train.distributed import data_mesh
+
+    state = evaluate.state_from_variables(weights.module, weights.variables,
+                                          NamedSharding(data_mesh(), P()))
+    if args.data:
+        config.data.eval_source = args.data
+    info = _dataset_info(config) if args.data or args.config else None
+    print_top(args, paths, predict_probabilities(state, config, images), info,
+              f"{args.weights} ({weights.model})")
+    return 0
+
+
+def print_top(args: argparse.Namespace, paths: Sequence[str], probabilities: np.ndarray, info,
+              label: str) -> None:
+    class_names = info.class_names if info else None
+    print(f"{label}:")
     for path, probs in zip(paths, probabilities, strict=True):
         ranked = top_k(probs, min(args.top, probs.size))
         print(f"{path}: " + ", ".join(f"{class_label(c, class_names)} {p:.2%}" for c, p in ranked))
-    return 0
 
 
 def read_images(arguments: Sequence[str], data: ml_collections.ConfigDict

@@ -40,13 +40,16 @@ class Weights:
     model: the converter model name; knobs: what models.build(spec model, **knobs) took,
     num_classes included; module: that flax module; variables: {'params', ['batch_stats']} of
     float32 numpy leaves; buffers: torch's entries with no cnnjax variable (num_batches_tracked),
-    as the source had them; record: what an imported .npz writes to say what it is."""
+    as the source had them; input_channels: the image channels the first convolution takes (those
+    of the model's natural input unless the weights say otherwise, e.g. a resnet20 trained on
+    grayscale images); record: what an imported .npz writes to say what it is."""
 
     model: str
     knobs: dict[str, Any]
     module: Any
     variables: dict
     buffers: dict[str, np.ndarray]
+    input_channels: int
 
     @property
     def record(self) -> dict:
@@ -93,11 +96,11 @@ def read_weights(source: Any, model_name: str | None = None, **knobs: Any) -> We
             if from_module is not None and hasattr(from_module, attribute):
                 determined[knob] = (getattr(from_module, attribute), "read from the torch module")
     built = {**record.resolve_knobs(name, spec, determined, knobs, label), **spec.knobs}
-    module, template = _model_and_template(spec, built)
+    module, template, channels = _model_and_template(spec, built, state)
     variables = mapping.from_torch(state, template, spec, name)
     buffers = {k: np.asarray(v) for k, v in state.items()
                if k.endswith(f".{mapping.NUM_BATCHES_TRACKED}")}
-    return Weights(name, built, module, variables, buffers)
+    return Weights(name, built, module, variables, buffers, channels)
 
 
 def torch_to_variables(state_dict: Any, model_name: str, **knobs: Any) -> dict:
@@ -117,6 +120,36 @@ def variables_to_torch(variables: Mapping[str, Any], model_name: str,
     from cnnjax.convert import mapping
 
     return mapping.to_torch(variables, spec_for(model_name), num_batches_tracked)
+
+
+def fit_weights(path: str | pathlib.Path, template: Mapping[str, Any], model_name: str) -> dict:
+    """The variables in the weights file `path` (any that cnnjax writes or reads: an .npz of convert
+    import, or a state dict in .pth/.pt, .safetensors or .npz) for the model `model_name` (a
+    registry name, as config.model.name) whose variables are shaped like `template`
+    ({'params', ['batch_stats']}, arrays or ShapeDtypeStructs): float32 numpy leaves of exactly
+    the template's names and shapes. One-line ConvertError when they do not fit (missing,
+    unexpected or misshapen entries, naming the first few), or for a model the converter does not
+    know."""
+    from cnnjax.convert import mapping, record
+
+    spec = spec_for(model_name)
+    path = pathlib.Path(path)
+    arrays = load_state_dict(path)
+    state = arrays
+    if record.is_imported(arrays):  # back in torch names (exact transposes): one check for all
+        recorded, variables, buffers = record.split_imported(arrays, str(path))
+        state = {**variables_to_torch(variables, recorded["model"] if recorded else model_name),
+                 **buffers}
+    try:
+        variables = mapping.from_torch(state, template, spec, model_name)
+    except ConvertError as e:
+        raise ConvertError(f"{path}: {e}") from None
+    expected = dict(mapping.flat(template))
+    wrong = [f"{'/'.join(k)} {np.shape(v)} (expected {tuple(np.shape(expected[k]))})"
+             for k, v in mapping.flat(variables) if np.shape(v) != tuple(np.shape(expected[k]))]
+    if wrong:  # the flattening layer's input, which from_torch lets vary with the image size
+        raise ConvertError(f"{path} does not fit {model_name} on these images: {', '.join(wrong[:3])}")
+    return variables
 
 
 def load_weights(path: Any, model_name: str | None = None, **knobs: Any) -> tuple[Any, dict]:
@@ -150,26 +183,41 @@ def _state_of(source: Any, model_name: str | None) -> tuple[dict, dict | None, s
     return state, recorded, label, None
 
 
-def _model_and_template(spec: Any, knobs: dict) -> tuple[Any, dict]:
-    """The module models.build(spec.model, **knobs) and its abstract variables."""
+def _model_and_template(spec: Any, knobs: dict, state: Mapping[str, Any]
+                        ) -> tuple[Any, dict, int]:
+    """(the module models.build(spec.model, **knobs), its abstract variables, the image channels)
+    for images at the model's natural size with the channels of the convolution that reads them
+    in `state`: a resnet20 trained on grayscale images loads as one."""
     import jax
     import jax.numpy as jnp
 
     from cnnjax import models
+    from cnnjax.convert import mapping
 
     module = models.build(spec.model, **knobs)
-    shape, _ = models.natural_input(spec.model)
-    x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
-    template = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), x)
-    return module, template
+    (height, width, natural), _ = models.natural_input(spec.model)
+
+    def template(channels: int) -> dict:
+        x = jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32)
+        return jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), x)
+
+    def convolutions(variables: dict) -> dict[str, tuple[int, ...]]:
+        return {n: e.torch_shape for n, e in mapping.entries(variables, spec).items()
+                if len(e.torch_shape) == 4}
+
+    fits = template(natural)
+    expected = convolutions(fits)
+    if all(tuple(np.shape(state[n])) == shape for n, shape in expected.items() if n in state):
+        return module, fits, natural  # the common case: one abstract init
+    # The image convolution is the one whose shape follows the channels; the variables' order does
+    # not tell it (GoogLeNet's auxiliary heads come first).
+    other = convolutions(template(natural + 1))
+    first = next(n for n, shape in expected.items() if shape != other[n])
+    if np.ndim(state.get(first)) != 4 or np.shape(state[first])[1] == natural:
+        return module, fits, natural  # from_torch names the mismatches
+    channels = int(np.shape(state[first])[1])  # torch's OIHW: dimension 1 is the input channels
+    return module, template(channels), channels
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m cnnjax.convert export|import ...`; see cnnjax.convert.cli."""
-    from cnnjax.convert import cli
-
-    return cli.main(argv)
-
-
-__all__ = ["Weights", "load_state_dict", "load_weights", "main", "read_weights", "save_state_dict",
+__all__ = ["Weights", "fit_weights", "load_state_dict", "load_weights", "read_weights", "save_state_dict",
            "supported_models", "torch_to_variables", "variables_to_torch"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from cnnjax.convert import main
+from cnnjax.convert.cli import main
 
 sys.exit(main())

@@ -1,10 +1,11 @@
 """Command line of the weight converter (also `python -m cnnjax.convert ...`).
 
-    ./launch.sh convert export --workdir DIR [--step N] --out FILE.safetensors|.npz|.pth
-        a cnnjax run's checkpoint (the latest, or step N) as a torchvision-named state dict; each
-        batch norm's num_batches_tracked is the checkpoint's step
-    ./launch.sh convert export --weights IMPORTED.npz --out FILE.safetensors|.npz|.pth
-        weights `convert import` wrote, back in torch names, with the buffers they came with
+    ./launch.sh convert export --workdir DIR [--step best|latest|N] --out FILE.safetensors|.npz|.pth
+        a cnnjax run's checkpoint (--step as in eval and predict; default the latest) as a
+        torchvision-named state dict; each batch norm's num_batches_tracked is the checkpoint's step
+    ./launch.sh convert export --weights FILE [--model NAME] --out FILE.safetensors|.npz|.pth
+        any weights file cnnjax reads (an .npz of `convert import`, which records its model, or a
+        state dict, which needs --model) in torch names, with the buffers it holds
     ./launch.sh convert import FILE.pth|.safetensors|.npz [--model NAME] [--knob K=V ...]
             --out FILE.npz
         checks that a torch state dict fits model NAME and writes its cnnjax variables, one array
@@ -21,60 +22,46 @@ User errors end in one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import ast
 import pathlib
 import sys
 import traceback
 from typing import Any
 
 from cnnjax.convert.io import ConvertError
+from cnnjax.convert.record import parse_knob
 
 
-def parse_knob(text: str) -> tuple[str, Any]:
-    """'dtype=bfloat16' -> ('dtype', 'bfloat16'); values are Python literals where they parse."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ConvertError(f"--knob takes KEY=VALUE (e.g. --knob dtype=bfloat16); got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+def export(workdir: pathlib.Path, out: pathlib.Path, step: str = "latest") -> str:
+    """Writes the checkpoint of `workdir` that --step `step` names ('latest', 'best' or a number,
+    as in eval and predict: cnnjax.evaluate.read_step) to `out` in torch names; num_batches_tracked
+    is the step (one batch-norm update per training step)."""
+    from cnnjax.convert import save_state_dict, spec_for, variables_to_torch
+    from cnnjax.convert.io import check_suffix
+    from cnnjax.evaluate.restore import open_run, read_step
 
-
-def export(workdir: pathlib.Path, out: pathlib.Path, step: int | None) -> str:
-    """Writes the checkpoint of `workdir` at `step` (default: the latest) to `out` in torch names;
-    num_batches_tracked is the step (one batch-norm update per training step)."""
-    from cnnjax.convert import save_state_dict, variables_to_torch
-    from cnnjax.train.checkpoint import Checkpoints
-    from cnnjax.train.config_io import load_saved_config
-
-    config = load_saved_config(workdir)
-    directory = workdir / "checkpoints"
-    steps = Checkpoints(directory, read_only=True).all_steps() if directory.is_dir() else []
-    if not steps:
-        raise ConvertError(f"no checkpoint in {directory}: train the run first")
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        raise ConvertError(f"no checkpoint at step {step} in {directory}; available steps: {steps}")
-    arrays = Checkpoints(directory, read_only=True).read_arrays(step)
+    check_suffix(out)  # before anything is read
+    run = open_run(workdir)
+    spec_for(run.config.model.name)  # a model the converter does not know, before reading arrays
+    step_number, arrays = read_step(run, step)
     variables = {"params": arrays["params"]}
     if arrays.get("batch_stats"):
         variables["batch_stats"] = arrays["batch_stats"]
-    state = variables_to_torch(variables, config.model.name, num_batches_tracked=step)
+    name = run.config.model.name
+    state = variables_to_torch(variables, name, num_batches_tracked=step_number)
     save_state_dict(state, out)
-    return f"wrote {len(state)} tensors of {config.model.name} (step {step}) to {out}"
+    return f"wrote {len(state)} tensors of {name} (step {step_number}) to {out}"
 
 
-def export_weights(path: pathlib.Path, out: pathlib.Path) -> str:
-    """Writes the weights `convert import` wrote to `path` to `out` in torch names, with the
-    num_batches_tracked they were imported with."""
-    from cnnjax.convert import load_state_dict, read_weights, record, save_state_dict, variables_to_torch
+def export_weights(path: pathlib.Path, out: pathlib.Path, model: str | None,
+                   knobs: dict[str, Any]) -> str:
+    """Writes the weights file `path` (any that cnnjax reads: an .npz of convert import, or a state
+    dict in .pth/.pt, .safetensors or .npz, which needs `model`) to `out` in torch names, with the
+    torch buffers (num_batches_tracked) it holds."""
+    from cnnjax.convert import read_weights, save_state_dict, variables_to_torch
+    from cnnjax.convert.io import check_suffix
 
-    if record.RECORD_KEY not in load_state_dict(path):
-        raise ConvertError(f"{path} does not record its model (a state dict, or imported before "
-                           f"records): run convert import {path} --model NAME --out NEW.npz first")
-    weights = read_weights(path)
+    check_suffix(out)
+    weights = read_weights(path, model, **knobs)
     state = variables_to_torch(weights.variables, weights.model, weights.buffers)
     save_state_dict(state, out)
     return f"wrote {len(state)} tensors of {weights.model} to {out}"
@@ -117,8 +104,14 @@ def _parser() -> argparse.ArgumentParser:
                         "  ./launch.sh convert export --weights g.npz --out googlenet.pth")
     source = ex.add_mutually_exclusive_group(required=True)
     source.add_argument("--workdir", type=pathlib.Path)
-    source.add_argument("--weights", type=pathlib.Path, help="an .npz written by convert import")
-    ex.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    source.add_argument("--weights", type=pathlib.Path, help="a weights file: an .npz written by "
+                        "convert import, or a state dict (.pth/.pt, .safetensors, .npz) with --model")
+    ex.add_argument("--step", help="with --workdir: checkpoint step N, 'best' (by the run's "
+                    "best_metric) or 'latest' (default), as in eval and predict")
+    ex.add_argument("--model", help="with --weights: the model a state dict holds (an .npz of "
+                    "convert import records it)")
+    ex.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --weights: a model knob a state dict cannot show (repeatable)")
     ex.add_argument("--out", required=True, type=pathlib.Path,
                     help="output file: .safetensors, .npz, or .pth (needs torch)")
     im = sub.add_parser("import", help="a torch state dict as cnnjax variables (.npz)",
@@ -145,10 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "export" and args.weights:
             if args.step is not None:
-                raise ConvertError("--step goes with --workdir; imported weights have one state")
-            message = export_weights(args.weights, args.out)
+                raise ConvertError("--step goes with --workdir; a weights file has one state")
+            knobs = dict(parse_knob(k) for k in args.knob)
+            message = export_weights(args.weights, args.out, args.model, knobs)
         elif args.command == "export":
-            message = export(args.workdir, args.out, args.step)
+            if args.model or args.knob:
+                raise ConvertError("--model and --knob go with --weights; a --workdir run records "
+                                   "its model")
+            message = export(args.workdir, args.out, "latest" if args.step is None else args.step)
         elif args.command == "import":
             knobs = dict(parse_knob(k) for k in args.knob)
             message = import_(args.file, args.model, knobs, args.out)

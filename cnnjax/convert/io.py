@@ -15,6 +15,7 @@ import json
 import math
 import pathlib
 import struct
+import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
@@ -44,7 +45,8 @@ class ConvertError(UserError):
     """A weights file, model name or state dict the converter cannot use (one line)."""
 
 
-def _suffix(path: pathlib.Path) -> str:
+def check_suffix(path: pathlib.Path) -> str:
+    """The lower-cased suffix of a weights file name; one-line ConvertError for any but SUFFIXES."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ConvertError(f"unsupported weights file {str(path)!r}: expected a name ending in "
@@ -58,7 +60,7 @@ def load_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     Raises ConvertError for an unsupported suffix or a malformed file, FileNotFoundError for a
     missing one, and ConvertError for a .pth file when torch is not installed."""
     path = pathlib.Path(path)
-    suffix = _suffix(path)
+    suffix = check_suffix(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if suffix == ".safetensors":
@@ -67,7 +69,8 @@ def load_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
-        except (OSError, ValueError) as e:
+        # BadZipFile: a truncated file, whose zip directory (at the end) is gone
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ConvertError(f"{path} is not a readable .npz archive ({e})") from None
     return _read_torch(path)
 
@@ -76,7 +79,7 @@ def save_state_dict(state: Mapping[str, Any], path: str | pathlib.Path) -> pathl
     """Writes `state` (name -> array) to `path` in the format its suffix names, whole or not at
     all (write, then rename); returns the path."""
     path = pathlib.Path(path)
-    suffix = _suffix(path)
+    suffix = check_suffix(path)
     arrays = {str(name): np.asarray(value) for name, value in state.items()}
     if suffix == ".safetensors":
         write = functools.partial(write_safetensors, arrays)

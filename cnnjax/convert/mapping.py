@@ -163,10 +163,11 @@ def _identity(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _flat(tree: Mapping, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+def flat(tree: Mapping, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(key path, leaf) of every leaf of a nested mapping, in order."""
     for key, value in tree.items():
         if isinstance(value, Mapping):
-            yield from _flat(value, (*prefix, str(key)))
+            yield from flat(value, (*prefix, str(key)))
         else:
             yield (*prefix, str(key)), value
 
@@ -196,12 +197,12 @@ def entries(variables: Mapping, spec: Spec) -> dict[str, Entry]:
     channels = feeding_channels(params, spec.flatten_from) if spec.flatten else None
     nested = {}  # linear module path -> channels of the map it flattens (heads left out: skipped)
     for dense, conv in spec.nested_flatten.items():
-        kernel = dict(_flat(params)).get((*conv.split("/"), "kernel"))
+        kernel = dict(flat(params)).get((*conv.split("/"), "kernel"))
         if kernel is not None:
             nested[tuple(dense.split("/"))] = np.shape(kernel)[-1]
     out: dict[str, Entry] = {}
     bn_modules: list[tuple[str, ...]] = []
-    for path, leaf in _flat(variables):
+    for path, leaf in flat(variables):
         collection, *modules, name = path
         shape = tuple(np.shape(leaf))
         kernel = collection == "params" and name == "kernel"
@@ -238,7 +239,7 @@ def to_torch(variables: Mapping, spec: Spec,
     """cnnjax variables -> torch state dict of numpy arrays. Each num_batches_tracked entry is
     int64: `num_batches_tracked` if an int (the training steps taken), else its value in that
     mapping of torch names (the buffers an import kept), 0 where the mapping has none."""
-    flat = dict(_flat(variables))
+    leaves = dict(flat(variables))
     state = {}
     for name, entry in entries(variables, spec).items():
         if entry.path is None:
@@ -246,7 +247,7 @@ def to_torch(variables: Mapping, spec: Spec,
                      else num_batches_tracked)
             state[name] = np.array(count, np.int64).reshape(())
         else:
-            state[name] = np.ascontiguousarray(entry.to_torch(np.asarray(flat[entry.path])))
+            state[name] = np.ascontiguousarray(entry.to_torch(np.asarray(leaves[entry.path])))
     return state
 
 

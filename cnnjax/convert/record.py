@@ -14,6 +14,7 @@ and knobs a state dict cannot tell (googlenet_torchvision's transform_input) mus
 
 from __future__ import annotations
 
+import ast
 import json
 import pathlib
 from collections.abc import Mapping
@@ -111,6 +112,17 @@ def make_record(model_name: str, knobs: Mapping[str, Any], defaults: Mapping[str
     stated = {k: knobs.get(k, v) for k, v in defaults.items() if k not in FREE_KNOBS}
     return {"format": FORMAT, "model": model_name,
             "knobs": {"num_classes": int(knobs["num_classes"]), **stated}}
+
+
+def parse_knob(text: str) -> tuple[str, Any]:
+    """'dtype=bfloat16' -> ('dtype', 'bfloat16'); values are Python literals where they parse."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConvertError(f"--knob takes KEY=VALUE (e.g. --knob dtype=bfloat16); got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
 def model_name_of(record: Mapping | None, requested: str | None, source: str) -> str:

@@ -1,6 +1,6 @@
 """`./launch.sh eval` and its parts, one concern per module:
 
-    restore     which checkpoint (resolve_step, best_step) and its variables as a state
+    restore     which checkpoint (resolve_step, best_step, read_step) and its variables as a state
     overrides   what eval and predict may change in the saved config (EVAL_KEYS), the flags' keys
     report      the files and console lines an evaluation leaves
     cli         the command line: parse_args, prepare, evaluate_and_report, main
@@ -12,12 +12,15 @@ evaluate.open_run(...)` keeps working.
 
 from cnnjax.evaluate.cli import (
     Prepared,
+    check_fits,
+    data_for_weights,
     evaluate_and_report,
     evaluate_weights,
     imagenet_eval_config,
     main,
     parse_args,
     prepare,
+    weights_and_config,
 )
 from cnnjax.evaluate.overrides import EVAL_KEYS, PREDICT_KEYS, apply_eval_overrides
 from cnnjax.evaluate.report import report_lines, result_stem, write_result, write_table
@@ -26,6 +29,7 @@ from cnnjax.evaluate.restore import (
     abstract_variables,
     best_step,
     open_run,
+    read_step,
     resolve_step,
     restore_checkpoint,
     restore_step,
@@ -49,7 +53,9 @@ __all__ = [
     "abstract_variables",
     "apply_eval_overrides",
     "best_step",
+    "check_fits",
     "confusion_matrix",
+    "data_for_weights",
     "evaluate_and_report",
     "evaluate_weights",
     "imagenet_eval_config",
@@ -58,6 +64,7 @@ __all__ = [
     "parse_args",
     "per_class_accuracy",
     "prepare",
+    "read_step",
     "report_lines",
     "resolve_step",
     "restore_checkpoint",
@@ -65,6 +72,7 @@ __all__ = [
     "result_stem",
     "state_from_variables",
     "summarize_counts",
+    "weights_and_config",
     "write_result",
     "write_table",
 ]

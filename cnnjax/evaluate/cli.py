@@ -174,36 +174,103 @@ def imagenet_eval_config() -> ml_collections.ConfigDict:
     return c
 
 
-def evaluate_weights(args: argparse.Namespace, overrides: Sequence[str]) -> int:
-    """`eval --weights FILE [--model NAME] [--knob K=V ...]`: weights people already have, on any
-    data source; an imported .npz brings its model and knobs (cnnjax.convert.record)."""
-    import jax
-
+def weights_and_config(args: argparse.Namespace, overrides: Sequence[str]):
+    """(cnnjax.convert.Weights, config) for --weights [--model] [--knob] [--config] [--data]: the
+    file read into its model, and the settings to feed it with: --config's; or else the data
+    settings of the dataset --data names (data_for_weights) with the images the weights take; then
+    the --config. overrides. data.num_classes is the model's."""
     from cnnjax import convert
-    from cnnjax.convert.cli import parse_knob
+    from cnnjax.convert.record import parse_knob
 
     knobs = dict(parse_knob(k) for k in args.knob)  # a malformed one fails before any data is read
-
+    weights = convert.read_weights(pathlib.Path(args.weights), args.model, **knobs)
     if args.config:
         config = config_io.resolve_config(args.config, overrides)
     else:
         config = imagenet_eval_config()
+        config.data = data_for_weights(args.data or "", weights)
         config_io.apply_overrides(config, list(overrides))
-    if args.data and not args.split and not args.config:
-        config.data.eval_split = "validation" if args.data.startswith("tfds:") else "test"
+    config.data.num_classes = int(weights.module.num_classes)
+    return weights, config
+
+
+def data_for_weights(source: str, weights) -> ml_collections.ConfigDict:
+    """The data block for evaluating `weights` on `source` without a config file: the preset of the
+    dataset `source` names (same kind and folder name as the preset's source, so
+    idx:../shared/data/mnist is MNIST; ImageNet's settings otherwise), with the channels the
+    weights' first convolution takes and, for a model with a fixed input size (a flattening
+    layer: LeNet-5, VGG, AlexNet), its natural image size (LeNet-5's 32 for MNIST's 28; a center
+    crop keeps the preset's ratio of resize_size to image_size). Globally pooled models keep the
+    dataset's size."""
+    from cnnjax import models
+    from cnnjax.convert import spec_for
+    from cnnjax.data.config import imagenet_data_config, transform_name
+    from cnnjax.data.presets import PRESETS, data_config
+
+    def kind_and_name(text: str) -> tuple[str, str]:
+        kind, _, where = text.partition(":")
+        return kind, pathlib.PurePath(where.split(":")[0]).name if where else ""
+
+    matching = [name for name, fields in PRESETS.items()
+                if fields["source"] and kind_and_name(fields["source"]) == kind_and_name(source)]
+    data = data_config(matching[0]) if matching else imagenet_data_config()
+    if not matching:  # a folder's evaluation split: 'test' unless TFDS names its own
+        data.eval_split = "validation" if source.startswith("tfds:") else "test"
+    channels = weights.input_channels
+    if channels != data.channels:
+        # Gray images become RGB by repeating the one channel (the statistics repeat too); RGB
+        # becomes gray near the mean of the three (the statistics are averaged).
+        data.mean, data.std = ((float(sum(v) / len(v)),) * channels for v in (data.mean, data.std))
+        data.channels = channels
+    spec = spec_for(weights.model)
+    if spec.flatten:  # a fixed input size: the one its flattening layer was made for
+        (size, _, _), _ = models.natural_input(spec.model)
+        if transform_name(data.eval_transform, train=False) == "center_crop":
+            # the shorter side keeps its ratio to the crop (ImageNet's 256 for 224)
+            data.resize_size = round(size * data.resize_size / data.image_size)
+        data.image_size = size
+    return data
+
+
+def evaluate_weights(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    """`eval --weights FILE [--model NAME] [--knob K=V ...]`: weights people already have, on any
+    data source; an imported .npz brings its model and knobs (cnnjax.convert.record). Weights that
+    do not fit the images the data gives are refused in one line before any evaluation."""
+    import jax
+
     with jax.default_matmul_precision("highest"):  # keep float32 logits exact where TF32 would round
-        weights = convert.read_weights(pathlib.Path(args.weights), args.model, **knobs)
+        weights, config = weights_and_config(args, overrides)
         module, variables = weights.module, weights.variables
         print(f"{args.weights}: {weights.model} with "
               + ", ".join(f"{k}={v!r}" for k, v in weights.record["knobs"].items()))
-        config.data.num_classes = int(module.num_classes)
         prepared = prepare(config, args, model=module)
+        check_fits(args.weights, module, variables, prepared.info.image_shape, config)
         state = state_from_variables(module, variables, prepared.evaluator.replicated)
         out_dir = pathlib.Path(args.out or pathlib.Path("workdirs") /
                                f"eval_{pathlib.Path(args.weights).stem}")
         out_dir.mkdir(parents=True, exist_ok=True)
         evaluate_and_report(prepared, state, "weights", out_dir, args)
     return 0
+
+
+def check_fits(label: str, module, variables: dict, image_shape: Sequence[int | None],
+               config: ml_collections.ConfigDict) -> None:
+    """One-line UserError when `variables` do not fit `module` applied to images of `image_shape`
+    (a None side: data.image_size), naming the first mismatches and the keys that set the input."""
+    import jax
+    import jax.numpy as jnp
+
+    from cnnjax.train.checkpoint import shape_mismatches
+
+    size = int(config.data.image_size)
+    shape = tuple(size if s is None else int(s) for s in image_shape)
+    abstract = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False),
+                              jax.ShapeDtypeStruct((1, *shape), jnp.float32))
+    problems = shape_mismatches(variables, abstract)
+    if problems:
+        raise UserError(f"{label} does not fit the {'x'.join(map(str, shape))} images the data "
+                        f"gives: {'; '.join(problems[:3])}; set the input with "
+                        "--config.data.image_size=N or --config.data.channels=C")
 
 
 def main(argv: list[str]) -> int:

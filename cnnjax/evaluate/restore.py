@@ -1,5 +1,5 @@
-"""Which checkpoint, and its variables as a state: open_run, resolve_step, restore_checkpoint,
-restore_step.
+"""Which checkpoint, and its variables as a state: open_run, resolve_step, read_step,
+restore_checkpoint, restore_step.
 
 Parameters from any source enter through `state_from_variables`; `restore_checkpoint` reads them from a
 checkpoint and checks them against the model's shapes (`abstract_variables`, via jax.eval_shape).
@@ -128,9 +128,14 @@ def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
     fit the config's model, CheckpointDamagedError when it fails its checksums or cannot be read, and
     CheckpointVanishedError when a running training's clean-up removed it meanwhile.
     """
+    return _state_from_arrays(run, step, run.checkpoints.read_arrays(step), model, abstract,
+                              sharding)
+
+
+def _state_from_arrays(run: Run, step: int, arrays: dict, model, abstract: dict, sharding):
+    """A checkpoint's arrays, checked against the model's shapes, as a TrainState."""
     from cnnjax.train.checkpoint import CheckpointMismatchError, shape_mismatches
 
-    arrays = run.checkpoints.read_arrays(step)
     variables = {"params": arrays.get("params", {})}
     if arrays.get("batch_stats") or "batch_stats" in abstract:
         variables["batch_stats"] = arrays.get("batch_stats") or {}
@@ -144,10 +149,18 @@ def restore_checkpoint(run: Run, step: int, model, abstract: dict, sharding):
 
 
 def restore_step(run: Run, spec: str, model, abstract: dict, sharding) -> tuple[int, object]:
-    """(step, state) for --step `spec` ('latest', 'best' or a number), resolved against the steps
-    that exist when it is read. A step that a running training's clean-up removes while it is read is
-    not damage: 'latest' and 'best' resolve again among the steps that exist then; a number is
-    reported in one line naming them."""
+    """(step, state) for --step `spec` ('latest', 'best' or a number): read_step's checkpoint,
+    checked against the model's shapes (see restore_checkpoint)."""
+    step, arrays = read_step(run, spec)
+    return step, _state_from_arrays(run, step, arrays, model, abstract, sharding)
+
+
+def read_step(run: Run, spec: str) -> tuple[int, dict]:
+    """(step, the checkpoint's arrays as saved) for --step `spec` ('latest', 'best' or a number),
+    resolved by resolve_step against the steps that exist when it is read: what --step means in
+    every tool (eval, predict, visualize, convert export). A step that a running training's
+    clean-up removes while it is read is not damage: 'latest' and 'best' resolve again among the
+    steps that exist then; a number is reported in one line naming them."""
     from cnnjax.train.checkpoint import CheckpointVanishedError
 
     for _ in range(VANISHED_TRIES):
@@ -155,7 +168,7 @@ def restore_step(run: Run, spec: str, model, abstract: dict, sharding) -> tuple[
         records = read_metrics(run.workdir) if spec == "best" else []
         step = resolve_step(spec, steps, records, run.config.best_metric, run.config.best_mode)
         try:
-            return step, restore_checkpoint(run, step, model, abstract, sharding)
+            return step, run.checkpoints.read_arrays(step)
         except CheckpointVanishedError as e:
             if spec not in ("latest", "best"):
                 raise UserError(

@@ -69,4 +69,5 @@ def default_config() -> ml_collections.ConfigDict:
     c.best_mode = "max"
     c.async_checkpoints = True
     c.restart_if_damaged = False       # true: start from step 0 when every checkpoint is damaged
+    c.init_weights = ""                # a weights file to start from; ignored on resume (the checkpoint wins)
     return c

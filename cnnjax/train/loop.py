@@ -60,6 +60,19 @@ def create_train_state(config: ml_collections.ConfigDict, model, tx, image_shape
     return jax.jit(init, out_shardings=sharding)()
 
 
+def init_from_weights(state: TrainState, config: ml_collections.ConfigDict, sharding) -> TrainState:
+    """`state` with the parameters and batch statistics of the weights file config.init_weights
+    (any that cnnjax writes: cnnjax.convert.fit_weights, which refuses names or shapes that do not
+    fit the model in one line). The optimizer state stays as created: every optimizer here starts
+    its moments at zero, whatever the parameters' values."""
+    from cnnjax import convert
+
+    variables = convert.fit_weights(config.init_weights, state.variables(), config.model.name)
+    variables = jax.device_put(variables, sharding)
+    return state.replace(params=variables["params"],
+                         batch_stats=variables.get("batch_stats") or None)
+
+
 def run_length(config: ml_collections.ConfigDict, num_examples: int) -> tuple[int, int]:
     """(steps_per_epoch, total_steps) for the config's batch size and num_steps/num_epochs."""
     steps_per_epoch = max(num_examples // config.batch_size, 1)
@@ -202,7 +215,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     if restored is not None:
         step, items, _ = restored
         state = from_checkpoint_items(state, items)
-        writer.say(f"resumed from the checkpoint at step {step}")
+        writer.say(f"resumed from the checkpoint at step {step}"
+                   + (" (config.init_weights is for a fresh run: not read)"
+                      if config.get("init_weights") else ""))
+    elif config.get("init_weights"):  # a fresh run only: on resume the checkpoint wins
+        state = init_from_weights(state, config, replicated)
+        writer.say(f"initialised from the weights in {config.init_weights}")
     start_step = int(jax.device_get(state.step))
     if is_main:  # what this start ran on, beside config.json (one entry per start)
         start = environment.start_record(config, start_step, xla)

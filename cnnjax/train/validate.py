@@ -12,6 +12,7 @@ is allowed and recorded (cnnjax.train.workdir).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -181,6 +182,9 @@ def _check_run(c: _Checker) -> None:
         c.fail("best_metric", best, "the name of an evaluation metric, e.g. 'eval/top1' or 'eval/loss'")
     c.boolean("async_checkpoints")
     c.boolean("restart_if_damaged")
+    init = c.get("init_weights")  # its format and fit to the model: when it is read (loop.py)
+    if init not in (_MISSING, "") and not (isinstance(init, str) and os.path.isfile(init)):
+        c.fail("init_weights", init, "'' or an existing weights file (.npz, .pth, .safetensors)")
     c.choice("model.dtype", DTYPES)
     c.choice("xla_cpu_conv", tuple(XLA_CPU_CONVS))
     name = c.get("model.name")

@@ -109,21 +109,11 @@ def load(args: argparse.Namespace, overrides: Sequence[str]) -> Loaded:
     from cnnjax import evaluate
     from cnnjax.train.distributed import data_mesh
 
-    if args.weights:
-        from cnnjax import convert
-
-        if args.config:
-            config = config_io.resolve_config(args.config, overrides)
-        else:
-            config = evaluate.imagenet_eval_config()
-            config_io.apply_overrides(config, list(overrides))
+    if args.weights:  # read, and its data settings made, as eval --weights does
+        weights, config = evaluate.weights_and_config(args, overrides)
         if args.data:
             with config.data.ignore_type():
                 config.data.eval_source = args.data
-        from cnnjax.convert.cli import parse_knob
-
-        knobs = dict(parse_knob(k) for k in args.knob)
-        weights = convert.read_weights(pathlib.Path(args.weights), args.model, **knobs)
         return Loaded(weights.module, jax.device_get(weights.variables), config,
                       f"{weights.model} from {pathlib.Path(args.weights).name}",
                       bool(args.data or args.config))
@@ -134,14 +124,15 @@ def load(args: argparse.Namespace, overrides: Sequence[str]) -> Loaded:
     if args.data:
         with config.data.ignore_type():
             config.data.eval_source = args.data
-    step = evaluate.resolve_step(args.step, run.steps, read_metrics(run.workdir), config.best_metric,
-                                 config.best_mode)
+    evaluate.resolve_step(args.step, run.steps, read_metrics(run.workdir), config.best_metric,
+                          config.best_mode)  # a wrong --step is refused before the model is built
     num_classes = int(config.data.num_classes) or _num_classes(config)
     with config.model.ignore_type():
         config.model.dtype = "float32"  # gradients and maps in full precision, whatever training used
     shape = (int(config.data.image_size),) * 2 + (int(config.data.channels),)
     model, abstract = evaluate.abstract_variables(config, shape, num_classes)
-    state = evaluate.restore_checkpoint(run, step, model, abstract, NamedSharding(data_mesh(), P()))
+    step, state = evaluate.restore_step(run, args.step, model, abstract,
+                                        NamedSharding(data_mesh(), P()))
     return Loaded(model, jax.device_get(state.variables()), config,
                   f"{config.model.name} at step {step} of {run.workdir}", True)
 

@@ -7,17 +7,28 @@ import numpy as np
 import pytest
 from helpers.convert import abstract, assert_trees_equal, random_variables
 
-from cnnjax.convert import load_state_dict, main, record, save_state_dict, variables_to_torch
+from cnnjax.convert import load_state_dict, record, save_state_dict, variables_to_torch
+from cnnjax.convert.cli import main
 from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.config_io import save_config
+from cnnjax.train.defaults import default_config
+
+
+def resnet20_config() -> ml_collections.ConfigDict:
+    config = default_config()
+    config.model.name = "resnet20"
+    return config
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A workdir as training leaves it: config.json and checkpoints at steps 5 and 9 of resnet20
-    (random values, with batch-norm statistics). Yields (workdir, {step: variables})."""
+    """A workdir as training leaves it: config.json, checkpoints at steps 5 and 9 of resnet20
+    (random values, with batch-norm statistics), and metrics.jsonl in which step 5 scored best.
+    Yields (workdir, {step: variables})."""
     workdir = tmp_path_factory.mktemp("run")
-    save_config(ml_collections.ConfigDict({"model": {"name": "resnet20"}}), workdir)
+    save_config(resnet20_config(), workdir)
+    (workdir / "metrics.jsonl").write_text('{"step": 5, "eval/top1": 0.6}\n'
+                                           '{"step": 9, "eval/top1": 0.4}\n')
     ckpts = Checkpoints(workdir / "checkpoints", use_async=False)
     saved = {}
     for step in (5, 9):
@@ -44,11 +55,14 @@ def test_export_latest(run, tmp_path, capsys, suffix):
     assert len(counters) == 19 and all(v.dtype == np.int64 and v == 9 for v in counters.values())
 
 
-def test_export_a_step(run, tmp_path):
+@pytest.mark.parametrize("step", ["5", "best"])
+def test_export_a_step(run, tmp_path, step):
+    """--step N and --step best (the run's best_metric, eval/top1: step 5 scored 0.6, step 9 0.4)."""
     workdir, saved = run
     out = tmp_path / "step5.npz"
-    assert main(["export", "--workdir", str(workdir), "--step", "5", "--out", str(out)]) == 0
+    assert main(["export", "--workdir", str(workdir), "--step", step, "--out", str(out)]) == 0
     assert np.array_equal(load_state_dict(out)["fc.weight"], saved[5]["params"]["fc"]["kernel"].T)
+    assert int(load_state_dict(out)["bn1.num_batches_tracked"]) == 5
 
 
 def error_line(argv, capsys) -> str:
@@ -60,16 +74,28 @@ def error_line(argv, capsys) -> str:
 
 def test_export_errors(run, tmp_path, capsys):
     workdir, _ = run
-    assert "available steps: [5, 9]" in error_line(
-        ["export", "--workdir", str(workdir), "--step", "7", "--out", str(tmp_path / "a.npz")],
-        capsys)
+    # --step means what it means in eval: the same resolver, the same words.
+    from cnnjax import evaluate
+
+    with pytest.raises(ValueError) as eval_error:
+        evaluate.resolve_step("7", [5, 9], [], "eval/top1", "max")
+    assert error_line(["export", "--workdir", str(workdir), "--step", "7", "--out",
+                       str(tmp_path / "a.npz")], capsys) == f"error: {eval_error.value}"
+    for text in ("bset", ""):
+        assert "'best' or 'latest'" in error_line(
+            ["export", "--workdir", str(workdir), "--step", text, "--out", str(tmp_path / "a.npz")],
+            capsys)
     assert "config.json" in error_line(
         ["export", "--workdir", str(tmp_path), "--out", str(tmp_path / "a.npz")], capsys)
-    save_config(ml_collections.ConfigDict({"model": {"name": "resnet20"}}), tmp_path)
-    assert "no checkpoint" in error_line(
+    save_config(resnet20_config(), tmp_path)
+    assert "no checkpoints" in error_line(
         ["export", "--workdir", str(tmp_path), "--out", str(tmp_path / "a.npz")], capsys)
     assert ".safetensors" in error_line(
         ["export", "--workdir", str(workdir), "--out", str(tmp_path / "a.h5")], capsys)
+    assert "go with --weights" in error_line(
+        ["export", "--workdir", str(workdir), "--model", "resnet20", "--out",
+         str(tmp_path / "a.npz")], capsys)
+    assert not (tmp_path / "a.npz").exists()
 
 
 def test_import(tmp_path, capsys):

@@ -12,13 +12,13 @@ from cnnjax import cli
 from cnnjax.convert import (
     load_state_dict,
     load_weights,
-    main,
     mapping,
     read_weights,
     record,
     save_state_dict,
     variables_to_torch,
 )
+from cnnjax.convert.cli import main
 
 GOOGLENET = "googlenet_torchvision"
 
@@ -140,10 +140,17 @@ def test_an_npz_imported_before_records_still_loads(tmp_path, capsys, googlenet_
     module, loaded = load_weights(renewed)
     assert module.transform_input is False and module.num_classes == 10
     assert_trees_equal(loaded, old)
-    # Export needs the record: an old file is pointed to the import that writes one.
+    # Export reads it as every tool does: the model and the knob a state dict cannot tell are
+    # asked for, then it exports as the re-imported file does.
     message = error_line(main, ["export", "--weights", str(old_googlenet), "--out",
-                                str(tmp_path / "x.pth")], capsys)
-    assert "does not record its model" in message and "convert import" in message
+                                str(tmp_path / "x.safetensors")], capsys)
+    assert "does not record its model" in message and "pass --model NAME" in message
+    assert not (tmp_path / "x.safetensors").exists()
+    for source, extra in ((old_googlenet, ["--model", GOOGLENET, "--knob", "transform_input=False"]),
+                          (renewed, [])):
+        out = tmp_path / f"{source.stem}.safetensors"
+        assert main(["export", "--weights", str(source), *extra, "--out", str(out)]) == 0
+        assert_trees_equal(read_weights(out, GOOGLENET, transform_input=False).variables, old)
 
 
 @pytest.mark.parametrize("text", ["not json", '["a list"]', '{"model": "lenet5"}',

@@ -30,12 +30,12 @@ from helpers.convert import (
 from cnnjax import models
 from cnnjax.convert import (
     load_weights,
-    main,
     mapping,
     save_state_dict,
     torch_to_variables,
     variables_to_torch,
 )
+from cnnjax.convert.cli import main
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
