@@ -44,9 +44,9 @@ def parse_knob(text: str) -> tuple[str, Any]:
 def export(workdir: pathlib.Path, out: pathlib.Path, step: int | None) -> str:
     """Writes the checkpoint of `workdir` at `step` (default: the latest) to `out` in torch names;
     num_batches_tracked is the step (one batch-norm update per training step)."""
+    from cnnjax.config import load_saved_config
     from cnnjax.convert import save_state_dict, variables_to_torch
     from cnnjax.train.checkpoint import Checkpoints
-    from cnnjax.train.config_io import load_saved_config
 
     config = load_saved_config(workdir)
     directory = workdir / "checkpoints"

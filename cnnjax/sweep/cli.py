@@ -24,11 +24,11 @@ import os
 import pathlib
 import shlex
 
+from cnnjax import config as config_io
 from cnnjax.errors import UserError
 from cnnjax.sweep import status
 from cnnjax.sweep.devices import device_slots, visible_gpus
 from cnnjax.sweep.plan import default_sweep_dir, make_plan, write_records
-from cnnjax.train import config_io
 
 SUBCOMMANDS = ("status", "summarize")
 

@@ -15,9 +15,9 @@ import sys
 
 import ml_collections
 
+from cnnjax import config as config_io
 from cnnjax.errors import UserError
 from cnnjax.sweep import files, points, status
-from cnnjax.train import config_io
 from cnnjax.train.metrics import read_metrics
 
 
