@@ -16,8 +16,12 @@ import sys
 import traceback
 import warnings
 
+import ml_collections
+
 from cnnjax import config as config_lib
-from cnnjax.errors import UserError
+from cnnjax.errors import EXIT_FINISHED, EXIT_PREEMPTED, UserError
+from cnnjax.train import environment
+from cnnjax.train import workdir as workdir_lib
 
 # Tools that own their argument parsing: command -> module with main(argv) -> int.
 TOOLS = {"summary": "cnnjax.summary", "eval": "cnnjax.evaluate", "predict": "cnnjax.predict",
@@ -51,8 +55,6 @@ def train(argv: list[str]) -> int:
     args, overrides = parse_train_args(argv)
     workdir = pathlib.Path(args.workdir) if args.workdir else default_workdir(args.config)
     config = _check_before_imports(args.config, overrides, workdir)
-    from cnnjax.train import environment
-
     # XLA reads XLA_FLAGS once, when JAX starts its backends: set them (or refuse a contradicting
     # hand-set flag) before the heavy imports; train_and_evaluate's own call then changes nothing.
     environment.apply_xla_flags(config)
@@ -60,20 +62,17 @@ def train(argv: list[str]) -> int:
     from cnnjax.train.loop import train_and_evaluate  # heavy imports only once the config is valid
 
     result = train_and_evaluate(config, workdir, checked=True)
-    from cnnjax.errors import EXIT_FINISHED, EXIT_PREEMPTED
-
     return EXIT_PREEMPTED if getattr(result, "preempted", False) else EXIT_FINISHED
 
 
-def _check_before_imports(spec: str, overrides: list[str], workdir_path: pathlib.Path):
+def _check_before_imports(spec: str, overrides: list[str], workdir_path: pathlib.Path
+                          ) -> ml_collections.ConfigDict:
     """The config of `spec` with the overrides, checked once (cnnjax.config.checked_config: every
     value, the model's knobs, the training and evaluation splits, the batch against the training
     split where its size is cheap to read), and the workdir's lock, before JAX's backends and
     TensorFlow load. train_and_evaluate then adds only what needs the devices."""
     config = config_lib.checked_config(spec, overrides, splits=True)
-    from cnnjax.train import workdir
-
-    workdir.probe_lock(workdir_path)
+    workdir_lib.probe_lock(workdir_path)
     return config
 
 
@@ -81,8 +80,6 @@ def _apply_workdir_xla_flags(argv: list[str]) -> None:
     """XLA_FLAGS as the run in the command's --workdir chose them (config.xla_cpu_conv), before JAX
     starts its backends (in a process where they run already, nothing would change); nothing when
     the command names no workdir (the tool then says so)."""
-    from cnnjax.train import environment
-
     workdir = _workdir_arg(argv)
     if workdir is None or environment.backends_started():
         return

@@ -31,11 +31,14 @@ CONFIG_FILE = "config.json"
 
 @contextlib.contextmanager
 def config_folder(path: pathlib.Path) -> Iterator[None]:
-    """`path`'s folder first on sys.path for the duration; the modules imported from that folder
-    meanwhile are dropped from sys.modules on the way out (a same-named module beside another config
-    file must not be taken from the cache), and a syntax or import error becomes one line naming the
-    file and line where it happened."""
+    """`path`'s folder first on sys.path for the duration. A module of that folder must not be taken
+    from the cache when another config folder's module of the same name is there (a config file that
+    loads another's, each with its own `common.py`): such a module is set aside meanwhile and put
+    back afterwards, and the modules imported from this folder are dropped on the way out. A syntax
+    or import error becomes one line naming the file and line where it happened."""
     folder = path.resolve().parent
+    hidden = {n for n, m in list(sys.modules.items()) if _is_shadowed(n, m, folder)}
+    shadowed = {n: sys.modules.pop(n) for n in list(sys.modules) if n.partition(".")[0] in hidden}
     before = set(sys.modules)
     sys.path.insert(0, str(folder))
     try:
@@ -48,10 +51,12 @@ def config_folder(path: pathlib.Path) -> Iterator[None]:
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(str(folder))
-        for name in set(sys.modules) - before:
-            file = getattr(sys.modules[name], "__file__", None)
-            if file and pathlib.Path(file).resolve().parent == folder:
+        new = set(sys.modules) - before
+        local = {n for n in new if "." not in n and _folder_of(sys.modules[n]) == folder}
+        for name in new:
+            if name.partition(".")[0] in local:
                 del sys.modules[name]
+        sys.modules.update(shadowed)
 
 
 def load_module(path: str):
@@ -104,3 +109,23 @@ def _where(error: BaseException, folder: pathlib.Path) -> str:
     frames = [f for f in traceback.extract_tb(error.__traceback__)
               if pathlib.Path(f.filename).resolve().parent == folder]
     return f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else str(folder)
+
+
+def _folder_of(module) -> pathlib.Path | None:
+    """The folder a top-level module was imported from (a package: the folder it sits in)."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    file = pathlib.Path(file).resolve()
+    return file.parent.parent if file.name == "__init__.py" else file.parent
+
+
+def _is_shadowed(name: str, module, folder: pathlib.Path) -> bool:
+    """Whether cached top-level module `name` comes from a folder of other config files while
+    `folder` has its own module of that name (installed and standard modules are never set aside)."""
+    if "." in name or not ((folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file()):
+        return False
+    home = _folder_of(module)
+    installed = {pathlib.Path(p).resolve() for p in (sys.prefix, sys.base_prefix)}
+    return home is not None and home != folder and not any(
+        home == root or root in home.parents for root in installed)

@@ -35,7 +35,8 @@ def resolve(spec: str | ml_collections.ConfigDict, overrides: Sequence[str] = ()
     problems = override_problems(config, overrides)
     problems += [p for p in config_problems(config, device_count=device_count,
                                             process_count=process_count) if p not in problems]
-    if splits and not any(p.startswith("config.data") for p in problems):
+    has_data = isinstance(config.get("data"), ml_collections.ConfigDict)
+    if splits and has_data and not any(p.startswith("config.data") for p in problems):
         examples, found = check_splits(config.data)
         problems += found
         if examples is not None:

@@ -106,3 +106,32 @@ def test_syntax_and_import_errors_are_one_line_naming_file_and_line(tmp_path):
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert f"{tmp_path / 'sub' / 'broken_helper.py'}, line 1" in run.stderr
     assert not (tmp_path / "w").exists() and not (tmp_path / "workdirs").exists()
+
+
+def test_a_config_loading_another_gets_each_folders_own_helper(tmp_path):
+    # outer/run.py imports outer's `common` (a package with a submodule), then loads inner/base.py,
+    # which imports inner's `common`: the cached outer one must not be handed to it.
+    for folder, lr in (("outer", 0.1), ("inner", 0.2)):
+        write(tmp_path / folder / "common" / "__init__.py", "")
+        write(tmp_path / folder / "common" / "values.py", f"LR = {lr}\n")
+    write(tmp_path / "inner" / "base.py", """
+        from common.values import LR
+        from cnnjax.config import default_config
+
+        def get_config():
+            c = default_config()
+            c.schedule.base_lr = LR
+            return c
+        """)
+    spec = write(tmp_path / "outer" / "run.py", f"""
+        from cnnjax.config import load_config
+
+        def get_config():
+            from common.values import LR  # in sys.modules while inner/base.py loads
+            c = load_config({str(tmp_path / "inner" / "base.py")!r})
+            c.schedule.warmup = LR
+            return c
+        """)
+    config = config_lib.load_config(spec)
+    assert (config.schedule.base_lr, config.schedule.warmup) == (0.2, 0.1)
+    assert not any(name.partition(".")[0] == "common" for name in sys.modules)
