@@ -32,8 +32,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cnnjax import models
+from cnnjax.config import default_config
 from cnnjax.models import layers
-from cnnjax.train.defaults import default_config
 from cnnjax.train.distributed import data_mesh
 from cnnjax.train.loop import create_train_state
 from cnnjax.train.optim import make_optimizer

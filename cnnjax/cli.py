@@ -19,7 +19,12 @@ import sys
 import traceback
 import warnings
 
-from cnnjax.errors import UserError, unknown_name
+import ml_collections
+
+from cnnjax import config as config_lib
+from cnnjax.errors import EXIT_FINISHED, EXIT_PREEMPTED, UserError, unknown_name
+from cnnjax.train import environment
+from cnnjax.train import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,55 +90,38 @@ def parse_train_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--workdir", help="where checkpoints, metrics and the config go "
                         "(default: workdirs/<config name>); an existing one is resumed")
     args, rest = parser.parse_known_args(argv)
-    from cnnjax.train import config_io
-
-    return args, config_io.split_overrides(rest, "--workdir and --config.KEY=VALUE")
+    return args, config_lib.split_overrides(rest, "--workdir and --config.KEY=VALUE")
 
 
 def train(argv: list[str]) -> int:
-    from cnnjax.train import config_io
-
     args, overrides = parse_train_args(argv)
-    config = config_io.resolve_config(args.config, overrides)
     workdir = pathlib.Path(args.workdir) if args.workdir else default_workdir(args.config)
-    _check_before_imports(config, workdir)
-    from cnnjax.train import environment
-
+    config = _check_before_imports(args.config, overrides, workdir)
     # XLA reads XLA_FLAGS once, when JAX starts its backends: set them (or refuse a contradicting
     # hand-set flag) before the heavy imports; train_and_evaluate's own call then changes nothing.
     environment.apply_xla_flags(config)
 
     from cnnjax.train.loop import train_and_evaluate  # heavy imports only once the config is valid
 
-    result = train_and_evaluate(config, workdir)
-    from cnnjax.errors import EXIT_FINISHED, EXIT_PREEMPTED
-
+    result = train_and_evaluate(config, workdir, checked=True)
     return EXIT_PREEMPTED if getattr(result, "preempted", False) else EXIT_FINISHED
 
 
-def _check_before_imports(config, workdir_path: pathlib.Path) -> None:
-    """The config's values, its training and evaluation splits and the batch size against the
-    training split's size where those are cheap to read, and the workdir's lock, before JAX and
-    TensorFlow load (train_and_evaluate checks again, with the devices, and takes the lock)."""
-    from cnnjax.data import sources
-    from cnnjax.train import validate
-
-    validate.check_config(config)
-    examples, problems = sources.check_splits(config.data)  # both splits: no workdir for a run
-    if problems:                                            # that could not evaluate
-        raise validate.ConfigValidationError(problems)
-    validate.check_config(config, num_train_examples=examples)
-    from cnnjax.train import workdir
-
-    workdir.probe_lock(workdir_path)
+def _check_before_imports(spec: str, overrides: list[str], workdir_path: pathlib.Path
+                          ) -> ml_collections.ConfigDict:
+    """The config of `spec` with the overrides, checked once (cnnjax.config.checked_config: every
+    value, the model's knobs, the training and evaluation splits, the batch against the training
+    split where its size is cheap to read), and the workdir's lock, before JAX's backends and
+    TensorFlow load. train_and_evaluate then adds only what needs the devices."""
+    config = config_lib.checked_config(spec, overrides, splits=True)
+    workdir_lib.probe_lock(workdir_path)
+    return config
 
 
 def _apply_workdir_xla_flags(argv: list[str]) -> None:
     """XLA_FLAGS as the run in the command's --workdir chose them (config.xla_cpu_conv), before JAX
     starts its backends (in a process where they run already, nothing would change); nothing when
     the command names no workdir (the tool then says so)."""
-    from cnnjax.train import environment
-
     workdir = _workdir_arg(argv)
     if workdir is None or environment.backends_started():
         return

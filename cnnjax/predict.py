@@ -31,9 +31,9 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
+from cnnjax import config as config_io
 from cnnjax import evaluate
 from cnnjax.errors import UserError
-from cnnjax.train import config_io
 from cnnjax.train.metrics import read_metrics
 
 # What a folder argument is searched for: the formats the decoders read (cnnjax.data.transforms.decode).

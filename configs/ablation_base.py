@@ -16,9 +16,8 @@ experiments/NAME/resolved_configs.json, and tests/experiments/test_config_record
 those are re-recorded (python tests/experiments/test_config_records.py --write) with the results.
 """
 
+from cnnjax.config import ConfigError, default_config
 from cnnjax.data.presets import data_config
-from cnnjax.train.config_io import ConfigError
-from cnnjax.train.defaults import default_config
 
 ARGS = ("cifar10", "smoke")
 BASE_LR = 0.03

@@ -12,9 +12,8 @@ top-5 error with 10-crop testing (one network). Needs imagenet2012 prepared for 
 runtime: days on one GPU.
 """
 
+from cnnjax.config import ConfigError, default_config
 from cnnjax.data.presets import data_config
-from cnnjax.train.config_io import ConfigError
-from cnnjax.train.defaults import default_config
 
 
 def get_config(arg: str | None = None):

@@ -11,9 +11,8 @@ decay 2e-4) scaled linearly to batch 256. Table 5 reports 10.07% top-5 error for
 with one crop and 6.67% for the 7-model, 144-crop ensemble. Needs imagenet2012 for TFDS.
 """
 
+from cnnjax.config import ConfigError, default_config
 from cnnjax.data.presets import data_config
-from cnnjax.train.config_io import ConfigError
-from cnnjax.train.defaults import default_config
 
 
 def get_config(arg: str | None = None):

@@ -12,9 +12,9 @@ Each point trains in workdirs/lenet5_activation_sweep/<overrides>, e.g.
 
 import pathlib
 
+from cnnjax import config as config_lib
+from cnnjax.config import ConfigError
 from cnnjax.sweep import product
-from cnnjax.train import config_io
-from cnnjax.train.config_io import ConfigError
 
 BASE = pathlib.Path(__file__).with_name("lenet5_mnist.py")
 
@@ -23,7 +23,7 @@ def get_config(arg: str | None = None):
     """configs/lenet5_mnist.py (':smoke' for its 30-step version) with the activation as a config key."""
     if arg not in (None, "smoke"):
         raise ConfigError(f"lenet5_activation_sweep takes no argument or 'smoke', got {arg!r}")
-    c = config_io.load_config(f"{BASE}:smoke" if arg == "smoke" else str(BASE))
+    c = config_lib.load_config(f"{BASE}:smoke" if arg == "smoke" else str(BASE))
     c.model.activation = "tanh"  # a knob of cnnjax.models.LeNet5; the sweep overrides it
     return c
 

@@ -10,9 +10,8 @@ Levenberg-Marquardt, for 10 epochs. Measured: 99.08% test accuracy (the paper re
 3m46s on the 2-core CPU with another training job beside it; see README.md.
 """
 
+from cnnjax.config import ConfigError, default_config
 from cnnjax.data.presets import data_config
-from cnnjax.train.config_io import ConfigError
-from cnnjax.train.defaults import default_config
 
 
 def get_config(arg: str | None = None):

@@ -9,9 +9,8 @@ cosine decay), 30 epochs. Expected: about 45% test accuracy on grayscale CIFAR-1
 poorly on raw pixels), about 89% on Fashion-MNIST.
 """
 
+from cnnjax.config import ConfigError, default_config
 from cnnjax.data.presets import data_config
-from cnnjax.train.config_io import ConfigError
-from cnnjax.train.defaults import default_config
 
 
 def get_config(arg: str | None = None):

@@ -11,9 +11,8 @@ Table 6 reports test error 8.75 (ResNet-20), 7.51 (32), 7.17 (44), 6.97 (56), 6.
 plain-56 training error above plain-20's (degradation).
 """
 
+from cnnjax.config import ConfigError, default_config
 from cnnjax.data.presets import data_config
-from cnnjax.train.config_io import ConfigError
-from cnnjax.train.defaults import default_config
 
 DEPTHS = (20, 32, 44, 56, 110)
 DATASETS = ("cifar10", "cifar100", "fashion_mnist")  # presets of cnnjax.data.presets

@@ -15,9 +15,8 @@ Table 4 (10-crop) reports top-1 error 27.88 (ResNet-34 B), 22.85 (ResNet-50), 21
 21.43 (ResNet-152). Needs imagenet2012.
 """
 
+from cnnjax.config import ConfigError, default_config
 from cnnjax.data.presets import data_config
-from cnnjax.train.config_io import ConfigError
-from cnnjax.train.defaults import default_config
 
 VARIANTS = ("18", "34", "50", "101", "152", "plain18", "plain34")
 

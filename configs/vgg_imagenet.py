@@ -10,9 +10,8 @@ Table 3 reports top-1 / top-5 val. error at S=256 of 29.6/10.4 (A), 29.7/10.5 (A
 28.1/9.4 (C), 27.0/8.8 (D), 27.3/9.0 (E). Needs imagenet2012 for TFDS; runtime: weeks on one GPU.
 """
 
+from cnnjax.config import ConfigError, default_config
 from cnnjax.data.presets import data_config
-from cnnjax.train.config_io import ConfigError
-from cnnjax.train.defaults import default_config
 
 VARIANTS = ("a", "a_lrn", "b", "c", "d", "e")
 

@@ -11,8 +11,8 @@ import shlex
 
 import pytest
 
+from cnnjax import config as config_io
 from cnnjax import summary
-from cnnjax.train import config_io
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SOURCES = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (

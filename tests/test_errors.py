@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import pytest
 
 from cnnjax import cli, errors
+from cnnjax.config import ConfigError
 from cnnjax.convert.io import ConvertError
 from cnnjax.data.config import DataError
 from cnnjax.models import ModelError
 from cnnjax.ops.errors import OpError
 from cnnjax.summary import _UsageError
 from cnnjax.train.checkpoint import CheckpointMismatchError
-from cnnjax.train.config_io import ConfigError
 
 PACKAGE = pathlib.Path(errors.__file__).parent
 LENET = str(PACKAGE.parent / "configs" / "lenet5_mnist.py")

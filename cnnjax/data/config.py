@@ -79,15 +79,6 @@ def default_data_config() -> ml_collections.ConfigDict:
     return c
 
 
-def imagenet_data_config(train_transform: str = "crop_flip_pca") -> ml_collections.ConfigDict:
-    """The imagenet2012 preset with `train_transform` (PCA lighting only with crop_flip_pca)."""
-    from cnnjax.data.presets import data_config  # presets.py builds on this module
-
-    canonical = transform_names.canonical(train_transform, train=True)
-    return data_config("imagenet2012", train_transform=train_transform,
-                       pca_lighting_std=0.1 if canonical == "crop_flip_pca" else 0.0)
-
-
 def check_data_config(data: ml_collections.ConfigDict) -> None:
     """Raises DataError (one line) for a field value the pipelines do not accept."""
     transform_name(data.train_transform, train=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import ml_collections
 
+from cnnjax.data import transform_names
 from cnnjax.data.config import IMAGENET_MEAN, IMAGENET_STD, DataError, default_data_config
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -86,3 +87,10 @@ def switch_preset(data: ml_collections.ConfigDict, previous: str) -> None:
 def _same(a: Any, b: Any) -> bool:
     a, b = (tuple(v) if isinstance(v, list | tuple) else v for v in (a, b))
     return a == b
+
+
+def imagenet_data_config(train_transform: str = "crop_flip_pca") -> ml_collections.ConfigDict:
+    """The imagenet2012 preset with `train_transform` (PCA lighting only with crop_flip_pca)."""
+    canonical = transform_names.canonical(train_transform, train=True)
+    return data_config("imagenet2012", train_transform=train_transform,
+                       pca_lighting_std=0.1 if canonical == "crop_flip_pca" else 0.0)

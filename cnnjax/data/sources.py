@@ -21,6 +21,7 @@ import struct
 import ml_collections
 import numpy as np
 
+from cnnjax.data.arrays import ArraySource
 from cnnjax.data.config import SOURCE_KINDS, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -39,25 +40,6 @@ class SourceSpec:
     # folder only: without a <split> subfolder, read the whole folder (False: that is an error, so
     # that a missing evaluation split is never replaced by the training images unnoticed)
     whole_folder: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class ArraySource:
-    """Decoded images in host memory: images (N, H, W, C) uint8, labels (N,) int32."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    num_classes: int
-    class_names: list[str] | None
-    name: str
-
-    @property
-    def num_examples(self) -> int:
-        return len(self.labels)
-
-    @property
-    def image_shape(self) -> tuple[int | None, ...]:
-        return tuple(self.images.shape[1:])
 
 
 @dataclasses.dataclass(frozen=True)

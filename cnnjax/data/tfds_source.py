@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnjax.data.arrays import ArraySource
 from cnnjax.data.config import DataError
-from cnnjax.data.sources import ArraySource
 from cnnjax.data.tf_cpu import tf  # noqa: F401  (keeps TensorFlow off the GPUs before TFDS loads it)
 
 IN_MEMORY_BYTES = 1 << 30  # splits up to this size, decoded, are held in memory and indexed

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import ml_collections
 
+from cnnjax import config as config_io
 from cnnjax.errors import UserError
 from cnnjax.evaluate.overrides import EVAL_KEYS, SHORTHANDS, apply_eval_overrides, flag_overrides
 from cnnjax.evaluate.report import report_lines, result_stem, write_result, write_table
@@ -42,7 +43,6 @@ from cnnjax.evaluate.restore import (
     restore_step,
     state_from_variables,
 )
-from cnnjax.train import config_io
 from cnnjax.train.evaluator import CROPS, Evaluator
 from cnnjax.train.metrics import read_metrics
 
@@ -165,8 +165,8 @@ def evaluate_and_report(prepared: Prepared, state, step: int | str, out_dir: pat
 def imagenet_eval_config() -> ml_collections.ConfigDict:
     """The data settings torchvision's ImageNet weights expect: shorter side 256, center 224 crop,
     RGB normalised with ImageNet's mean and std."""
-    from cnnjax.data.config import imagenet_data_config
-    from cnnjax.train.defaults import default_config
+    from cnnjax.config import default_config
+    from cnnjax.data.presets import imagenet_data_config
 
     c = default_config()
     c.data = imagenet_data_config()

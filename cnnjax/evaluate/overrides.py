@@ -24,8 +24,8 @@ from typing import Any
 
 import ml_collections
 
-from cnnjax.train import config_io, validate
-from cnnjax.train.defaults import default_config
+from cnnjax import config as config_io
+from cnnjax.config import default_config, validate
 
 # Each key evaluation may change -> whether it changes the result (and so goes into the result's file
 # name, so that two evaluations of one step that differ in it do not overwrite each other).

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
+from cnnjax import config as config_io
 from cnnjax.errors import UserError
-from cnnjax.train import config_io
 from cnnjax.train.metrics import read_metrics
 
 # How many steps in a row a reader lets a running training remove under it before giving up (each

@@ -24,11 +24,11 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+from cnnjax import config as config_io
 from cnnjax.errors import UserError, unknown_name
 from cnnjax.sweep import slurm, status
 from cnnjax.sweep.backends import BACKENDS, DEFAULT
 from cnnjax.sweep.plan import default_sweep_dir, make_plan
-from cnnjax.train import config_io
 
 SUBCOMMANDS = ("status", "summarize")
 

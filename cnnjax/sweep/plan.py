@@ -15,9 +15,9 @@ import sys
 
 import ml_collections
 
+from cnnjax import config as config_io
 from cnnjax.errors import UserError
 from cnnjax.sweep import files, points, status
-from cnnjax.train import config_io
 from cnnjax.train.metrics import read_metrics
 
 
@@ -61,14 +61,19 @@ def load_points(config_spec: str) -> list[dict]:
 
 def validated_config(config: ml_collections.ConfigDict, base: list[str], point: dict, index: int,
                      name: str) -> ml_collections.ConfigDict:
-    """The config of one point (base overrides, then the point's), or one line saying what is wrong."""
+    """The config of one point (base overrides, then the point's), checked as training checks it
+    (cnnjax.config.resolve: values, model knobs, the data splits) and with its model built, so that
+    a point training would refuse is refused now, before anything is written or submitted. Raises
+    one line per problem, naming the point; a problem of the base overrides is said once, unnamed."""
     resolved = copy.deepcopy(config)
-    try:
-        config_io.apply_overrides(resolved, base)
-        config_io.apply_overrides(resolved, [a[len("--config."):]
-                                             for a in points.override_args(point)])
-    except ValueError as e:
-        raise config_io.ConfigError(f"sweep point {index} ({name}): {e}") from None
+    problems = config_io.override_problems(resolved, base)
+    if problems:
+        raise config_io.ConfigValidationError(problems)
+    resolved, problems = config_io.resolve(
+        resolved, [a[len("--config."):] for a in points.override_args(point)], splits=True,
+        build_model=True)
+    if problems:
+        raise config_io.ConfigValidationError([f"sweep point {index} ({name}): {p}" for p in problems])
     return resolved
 
 

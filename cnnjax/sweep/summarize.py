@@ -140,7 +140,7 @@ def _base_config(sweep_dir: pathlib.Path) -> dict | None:
     """The sweep's config file resolved with its base overrides (sweep.json), as a dict; None when
     there is no sweep.json or the file cannot be loaded from here any more (moved, or relative to
     another directory): then the cells it would fill stay empty."""
-    from cnnjax.train import config_io
+    from cnnjax import config as config_io
 
     record = files.read_json(sweep_dir / SWEEP_FILE)
     if not record or not isinstance(record.get("config"), str):

@@ -36,13 +36,13 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from cnnjax import atomic
+from cnnjax.config.defaults import DEFAULT_XLA_CPU_CONV, XLA_CPU_CONVS
 from cnnjax.errors import UserError
+from cnnjax.train import workdir as workdir_lib
+from cnnjax.train.workdir import ENVIRONMENT_FILE
 
 CPU_CONV_FLAG = "xla_cpu_experimental_ynn_fusion_type"
-# config.xla_cpu_conv -> the value of --CPU_CONV_FLAG it sets (None: the flag is not set).
-XLA_CPU_CONVS = {"eigen": "-individual_convolution", "ynnpack": None}
-DEFAULT_XLA_CPU_CONV = "eigen"
-ENVIRONMENT_FILE = "environment.json"
 FROM_CONFIG = "CNNJAX_XLA_FLAGS_FROM_CONFIG"  # the flags in XLA_FLAGS that a config chose
 CACHE_DIR = pathlib.Path(__file__).resolve().parents[2] / "build" / "xla-flags"
 ACCELERATOR_PLUGINS = ("jax-cuda", "jax_cuda", "jax-rocm", "jax_rocm", "libtpu")
@@ -176,8 +176,6 @@ def _contains(path: pathlib.Path, needle: bytes, chunk: int = 1 << 24) -> bool:
 def xla_choice_of_workdir(workdir: str | pathlib.Path) -> dict:
     """{'xla_cpu_conv': ...} of the latest run in `workdir` (config.json plus config_history.jsonl),
     the default for a workdir recorded before the key existed; {} when there is no config.json."""
-    from cnnjax.train import workdir as workdir_lib
-
     saved = workdir_lib.read_saved_config(workdir)
     if saved is None:
         return {}
@@ -246,8 +244,6 @@ def record_start(workdir: str | pathlib.Path, record: Mapping[str, Any]) -> list
     """Appends `record` to workdir/environment.json (a list, one entry per start; written then
     renamed) and returns what differs from the first start, one 'key: first -> now' per item.
     An unreadable file is set aside as environment.json.unreadable, not overwritten."""
-    from cnnjax.train.workdir import atomic_write_text
-
     path = pathlib.Path(workdir) / ENVIRONMENT_FILE
     starts: Any = []
     if path.is_file():
@@ -259,7 +255,7 @@ def record_start(workdir: str | pathlib.Path, record: Mapping[str, Any]) -> list
             os.replace(path, path.with_name(ENVIRONMENT_FILE + ".unreadable"))
             starts = []
     changes = environment_changes(starts[0], record) if starts else []
-    atomic_write_text(path, json.dumps([*starts, dict(record)], indent=1, sort_keys=True,
+    atomic.write_text(path, json.dumps([*starts, dict(record)], indent=1, sort_keys=True,
                                        default=str) + "\n")
     return changes
 

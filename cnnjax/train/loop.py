@@ -19,10 +19,10 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from cnnjax import config as config_lib
 from cnnjax import data, models
-from cnnjax.data import sources as data_sources
-from cnnjax.errors import TrainingDivergedError, UserError
-from cnnjax.train import distributed, environment, validate
+from cnnjax.errors import TrainingDivergedError
+from cnnjax.train import distributed, environment
 from cnnjax.train import workdir as workdir_lib
 from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.evaluator import EvalCache, Evaluator
@@ -134,42 +134,55 @@ class RunMetrics(dict):
     preempted: bool = False
 
 
-def check_run_config(config: ml_collections.ConfigDict) -> None:
-    """Every value and relation of `config` (cnnjax.train.validate) plus the model's name and knobs,
-    checked in milliseconds: no dataset decoding, no parameters, no compilation. Raises
-    ConfigValidationError with one line per problem."""
-    problems = validate.config_problems(config)
-    if not problems:
-        examples, problems = data_sources.check_splits(config.data)  # both splits, before writing
-        problems += validate.config_problems(config, device_count=jax.device_count(),
-                                             process_count=jax.process_count(),
-                                             num_train_examples=examples)
-    if not problems:
-        try:
-            build_model(config, int(config.data.num_classes) or 10)
-        except (ValueError, TypeError) as e:
-            problems.append(f"config.model: {e}")
+def check_run_config(config: ml_collections.ConfigDict, *, checked: bool = False) -> None:
+    """Every value and relation of `config` (cnnjax.config.config_problems: the model's name and
+    knobs included, from the registry), the training and evaluation splits, and the batch against
+    the devices and processes, in milliseconds: no dataset decoding, no parameters, no compilation.
+    `checked`: the caller ran cnnjax.config.checked_config on this config already (the command line
+    does, before JAX starts), so only the batch's relations to the devices and processes are left.
+    Raises ConfigValidationError with one line per problem."""
+    world = {"device_count": jax.device_count(), "process_count": jax.process_count()}
+    if checked:
+        problems = config_lib.batch_problems(config, **world)
+    else:
+        _, problems = config_lib.resolve(config, splits=True, **world)
     if problems:
-        raise validate.ConfigValidationError(problems)
+        raise config_lib.ConfigValidationError(problems)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+def checked_model(config: ml_collections.ConfigDict, num_classes: int):
+    """The config's model, built once: a knob value the module refuses (models.ModelError) is a
+    config problem in one line; any other exception is a bug in the model and keeps its traceback."""
+    try:
+        return build_model(config, num_classes)
+    except models.ModelError as e:
+        raise config_lib.ConfigValidationError([f"config.model: {e}"]) from None
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       checked: bool = False) -> dict:
     """Trains config.model on config.data, evaluating and checkpointing into `workdir`.
 
     A workdir that already holds checkpoints is resumed from the newest readable one. Returns the final
     metrics (train and eval), which are also in workdir/metrics.jsonl; a RunMetrics with
-    preempted=True when SIGTERM stopped the run early.
+    preempted=True when SIGTERM stopped the run early. `checked`: see check_run_config.
 
-    Nothing is written before the config is validated and, for a resumed run, found compatible with
-    the saved one; the workdir is locked for the run (cnnjax.train.workdir).
+    Nothing is written before the config is checked (once), the model built (once) and, for a resumed
+    run, the config found compatible with the saved one; the workdir is locked for the run
+    (cnnjax.train.workdir).
     """
     xla = environment.apply_for_run(config)  # before JAX's backends start (cnnjax.cli did it too)
     distributed.maybe_initialize()
     workdir = pathlib.Path(workdir)
-    check_run_config(config)
+    check_run_config(config, checked=checked)
+    info = data.dataset_info(config.data, config.data.train_split)
+    problems = config_lib.batch_problems(config, num_train_examples=info.num_examples)
+    if problems:  # a TFDS split's size is known only now
+        raise config_lib.ConfigValidationError(problems)
+    model = checked_model(config, config.data.num_classes or info.num_classes)
     lock = workdir_lib.open_workdir(config, workdir, is_main=jax.process_index() == 0)
     try:
-        return _train_and_evaluate(config, workdir, xla)
+        return _train_and_evaluate(config, workdir, xla, info, model)
     except OSError as e:  # a full disk or a file system gone read-only: one line, not a traceback
         if e.errno not in workdir_lib.ENVIRONMENT_ERRNOS:
             raise
@@ -180,24 +193,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             lock.release()
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path, xla: dict) -> dict:
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path, xla: dict,
+                        info: data.DatasetInfo, model) -> dict:
     is_main = jax.process_index() == 0
     writer = MetricWriter(workdir, enabled=is_main)
 
     n_dev = jax.device_count()
-    for name in ("batch_size",):  # evaluation pads its batches instead (evaluation.py)
-        if config[name] % n_dev:
-            raise UserError(f"config.{name}={config[name]} is not divisible by the "
-                            f"{n_dev} devices; choose a multiple of {n_dev}")
     mesh = distributed.data_mesh()
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
 
-    info = data.dataset_info(config.data, config.data.train_split)
-    validate.check_config(config, num_train_examples=info.num_examples)  # TFDS: known only now
     steps_per_epoch, total_steps = run_length(config, info.num_examples)
     eval_every = max(min(config.eval_every_steps, total_steps), 1)
-    model = build_model(config, config.data.num_classes or info.num_classes)
     tx, schedule = make_optimizer(config.optimizer, config.schedule, steps_per_epoch, total_steps,
                                   eval_every_steps=eval_every)
     state = create_train_state(config, model, tx, info.image_shape, replicated)

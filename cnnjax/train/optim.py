@@ -15,11 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cnnjax.train.config_io import ConfigError
-
-SCHEDULES = ("constant", "piecewise", "cosine", "exponential", "plateau")
-OPTIMIZERS = ("sgd", "nesterov", "adamw", "rmsprop")
-DECAY_MASKS = ("all", "no_bias_norm")
+from cnnjax.config import DECAY_MASKS, OPTIMIZERS, SCHEDULES, ConfigError
 
 
 def _steps(value: float, unit: str, steps_per_epoch: int) -> int:

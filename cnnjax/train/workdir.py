@@ -3,7 +3,7 @@
 A workdir holds what a run cannot lose (checkpoints, config.json) and is touched only after the config
 was validated. The order at start-up (cnnjax.train.loop.train_and_evaluate):
 
-1. validate the config (cnnjax.train.validate) and compare it with the saved one: nothing written yet;
+1. validate the config (cnnjax.config) and compare it with the saved one: nothing written yet;
 2. create the folder and take the lock (`run.lock`, fcntl.flock): a second run refuses at once and
    names the holder; the kernel releases the lock on any exit, kill -9 included, so a stale lock file
    never blocks a resume;
@@ -33,14 +33,14 @@ from typing import Any
 import ml_collections
 
 from cnnjax import atomic
+from cnnjax import config as config_lib
 from cnnjax.errors import UserError
-from cnnjax.train import config_io, environment, validate
 from cnnjax.train.metrics import METRICS_FILE
 
 LOCK_FILE = "run.lock"
-CONFIG_FILE = config_io.CONFIG_FILE
+CONFIG_FILE = config_lib.CONFIG_FILE
 HISTORY_FILE = "config_history.jsonl"
-ENVIRONMENT_FILE = environment.ENVIRONMENT_FILE
+ENVIRONMENT_FILE = "environment.json"  # what each start ran on (cnnjax.train.environment)
 
 
 # File-system errors that are the environment's, not a bug: reported in one line.
@@ -166,7 +166,7 @@ def read_saved_config(workdir: str | pathlib.Path) -> dict | None:
 def effective_config(workdir: str | pathlib.Path, saved: dict) -> dict:
     """The saved config with the changes of config_history.jsonl applied, oldest first: the config
     the latest run of the workdir used."""
-    flat = validate.flatten(saved)
+    flat = config_lib.flatten(saved)
     path = pathlib.Path(workdir) / HISTORY_FILE
     if path.is_file():
         for line in path.read_text().splitlines():
@@ -203,10 +203,10 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
     saved = read_saved_config(workdir)
     if saved is None:
         return None
-    refused, _ = validate.resume_changes(saved, config.to_dict())
-    _, allowed = validate.resume_changes(effective_config(workdir, saved), config.to_dict())
+    refused, _ = config_lib.resume_changes(saved, config.to_dict())
+    _, allowed = config_lib.resume_changes(effective_config(workdir, saved), config.to_dict())
     if refused:
-        raise validate.ResumeMismatchError(
+        raise config_lib.ResumeMismatchError(
             f"{workdir} holds a run whose checkpoints depend on what this command changes: "
             f"{'; '.join(refused)}; resume with the saved values or choose another --workdir")
     return allowed
@@ -255,7 +255,7 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                  is_main: bool = True) -> WorkdirLock | None:
     """Creates and locks `workdir` and records the config (see the module docstring).
 
-    Call after `validate.check_config`. Returns the held lock (process 0) or None (other processes).
+    Call after `cnnjax.config.check_config`. Returns the held lock (process 0) or None (other processes).
     Raises ResumeMismatchError, WorkdirBusyError or WorkdirError, each one line, before any file of
     an existing run is changed.
     """
@@ -274,7 +274,7 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         if allowed is None:  # a new workdir, or one that records no run: this config describes it
             (workdir / HISTORY_FILE).unlink(missing_ok=True)
             (workdir / ENVIRONMENT_FILE).unlink(missing_ok=True)  # its starts ran no step either
-            config_io.save_config(config, workdir)
+            config_lib.save_config(config, workdir)
         elif allowed:
             append_line(workdir / HISTORY_FILE, {
                 "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -23,8 +23,8 @@ import shutil
 import signal
 from collections.abc import Sequence
 
+from cnnjax import config as config_io
 from cnnjax.errors import UserError
-from cnnjax.train import config_io
 from cnnjax.visualize import features
 
 

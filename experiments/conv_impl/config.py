@@ -12,9 +12,9 @@ schedule over those 2 epochs) and logging every 50 steps; about 1 minute (xla) a
 
 import pathlib
 
+from cnnjax import config as config_lib
+from cnnjax.config import ConfigError
 from cnnjax.sweep import product
-from cnnjax.train import config_io
-from cnnjax.train.config_io import ConfigError
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lenet5_mnist.py"
 
@@ -23,7 +23,7 @@ def get_config(arg: str | None = None):
     """configs/lenet5_mnist.py for 2 epochs with model.conv_impl as a config key."""
     if arg not in (None, "smoke"):
         raise ConfigError(f"experiments/conv_impl takes no argument or 'smoke', got {arg!r}")
-    c = config_io.load_config(f"{BASE}:smoke" if arg == "smoke" else str(BASE))
+    c = config_lib.load_config(f"{BASE}:smoke" if arg == "smoke" else str(BASE))
     c.model.conv_impl = "xla"  # a knob of cnnjax.models.LeNet5; the sweep overrides it
     if arg is None:
         c.num_epochs = 2.0

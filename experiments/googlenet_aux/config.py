@@ -20,8 +20,8 @@ configs: resolved_configs.json.
 
 import pathlib
 
+from cnnjax import config as config_lib
 from cnnjax.sweep import product
-from cnnjax.train import config_io
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
 MAIN_STEPS = 300
@@ -33,11 +33,11 @@ def get_config(arg: str | None = None):
     """googlenet_small with batch norm and its auxiliary heads (weight 0.3), batch 64, SGD with
     momentum 0.9 from 0.05 with cosine decay to 0, no weight decay, MAIN_STEPS steps, test
     accuracy at the end."""
-    words = config_io.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/googlenet_aux")
-    c = config_io.load_config(f"{BASE}:{arg}" if arg else str(BASE))
+    words = config_lib.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/googlenet_aux")
+    c = config_lib.load_config(f"{BASE}:{arg}" if arg else str(BASE))
     # The base trains smallcnn: switch the model as --config.model.name would (googlenet_small's
     # defaults, ReLU and max pooling as in the base), with batch norm.
-    config_io.switch_model(c.model, "googlenet_small")
+    config_lib.switch_model(c.model, "googlenet_small")
     c.model.norm = "batch"
     c.loss.aux_weight = 0.3
     c.batch_size = 64

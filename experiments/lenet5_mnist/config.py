@@ -10,9 +10,9 @@ About 3-4 minutes per seed on a 2-core CPU (about 12 in all). See README.md besi
 
 import pathlib
 
+from cnnjax import config as config_lib
+from cnnjax.config import ConfigError
 from cnnjax.sweep import product
-from cnnjax.train import config_io
-from cnnjax.train.config_io import ConfigError
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lenet5_mnist.py"
 
@@ -23,8 +23,8 @@ def get_config(arg: str | None = None):
     if arg not in (None, "smoke"):
         raise ConfigError(f"experiments/lenet5_mnist takes no argument or 'smoke', got {arg!r}")
     if arg == "smoke":
-        return config_io.load_config(f"{BASE}:smoke")
-    c = config_io.load_config(str(BASE))
+        return config_lib.load_config(f"{BASE}:smoke")
+    c = config_lib.load_config(str(BASE))
     c.num_epochs = 12.0
     c.model.conv_impl = "xla"  # measured with XLA's convolution, before 'auto' chose oneDNN on the CPU
     # Measured on 2026-11-25 before launch.sh moved XLA:CPU convolutions to Eigen (commit 44cb7ad):

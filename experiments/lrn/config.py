@@ -17,8 +17,8 @@ README.md beside this file; the resolved configs: resolved_configs.json.
 
 import pathlib
 
+from cnnjax import config as config_lib
 from cnnjax.sweep import product
-from cnnjax.train import config_io
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
 MAIN_STEPS = 400
@@ -27,8 +27,8 @@ ARGS = ("cifar10", "smoke")
 
 def get_config(arg: str | None = None):
     """The ablation base (ReLU, max pooling) for MAIN_STEPS; test accuracy at the end."""
-    words = config_io.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/lrn")
-    c = config_io.load_config(f"{BASE}:{arg}" if arg else str(BASE))
+    words = config_lib.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/lrn")
+    c = config_lib.load_config(f"{BASE}:{arg}" if arg else str(BASE))
     c.model.activation = "relu"
     c.model.pool = "max"
     c.model.norm = "none"

@@ -16,9 +16,9 @@ pad-crop-flip), 'smoke' runs 20 steps per point. Timings and results: README.md 
 
 import pathlib
 
+from cnnjax import config as config_lib
+from cnnjax.config import ConfigError
 from cnnjax.sweep import product
-from cnnjax.train import config_io
-from cnnjax.train.config_io import ConfigError
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "resnet_cifar.py"
 MODELS = ("plain20", "plain56", "resnet20", "resnet56")
@@ -36,7 +36,7 @@ def get_config(arg: str | None = None):
         raise ConfigError(f"experiments/plain_vs_residual: ARG must be a comma-separated subset of "
                           f"{ARGS}; got {arg!r}")
     dataset = "cifar10" if "cifar10" in words else "fashion_mnist"
-    c = config_io.load_config(f"{BASE}:{MODELS[0]},{dataset}")
+    c = config_lib.load_config(f"{BASE}:{MODELS[0]},{dataset}")
     c.seed = 0
     c.batch_size = BATCH
     c.schedule.name = "constant"

@@ -16,8 +16,8 @@ this file; the resolved configs: resolved_configs.json.
 
 import pathlib
 
+from cnnjax import config as config_lib
 from cnnjax.sweep import product
-from cnnjax.train import config_io
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
 MAIN_STEPS = 750
@@ -26,8 +26,8 @@ ARGS = ("cifar10", "smoke")
 
 def get_config(arg: str | None = None):
     """The ablation base (ReLU) for MAIN_STEPS, test accuracy every 250 steps."""
-    words = config_io.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/pooling_vs_strided")
-    c = config_io.load_config(f"{BASE}:{arg}" if arg else str(BASE))
+    words = config_lib.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/pooling_vs_strided")
+    c = config_lib.load_config(f"{BASE}:{arg}" if arg else str(BASE))
     c.model.activation = "relu"
     c.model.pool = "max"
     # 0.01, not the 0.03 tuned for the max-pooling net in relu_vs_tanh: at 0.03 one of the two

@@ -19,8 +19,8 @@ README.md beside this file; the resolved configs: resolved_configs.json.
 
 import pathlib
 
+from cnnjax import config as config_lib
 from cnnjax.sweep import product, zip_
-from cnnjax.train import config_io
 
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
 ACTIVATIONS = ("relu", "tanh")
@@ -33,7 +33,7 @@ ARGS = ("tune", "cifar10", "smoke")
 
 def parse_arg(arg: str | None) -> set[str]:
     """'tune,cifar10' -> {'tune', 'cifar10'}; ConfigError naming the accepted words otherwise."""
-    return config_io.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/relu_vs_tanh")
+    return config_lib.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/relu_vs_tanh")
 
 
 def get_config(arg: str | None = None):
@@ -42,7 +42,7 @@ def get_config(arg: str | None = None):
     TUNE_STEPS."""
     words = parse_arg(arg)
     base_words = ",".join(sorted(words - {"tune"}))
-    c = config_io.load_config(f"{BASE}:{base_words}" if base_words else str(BASE))
+    c = config_lib.load_config(f"{BASE}:{base_words}" if base_words else str(BASE))
     if "tune" in words and "smoke" not in words:
         c.num_steps = TUNE_STEPS
     c.schedule.base_lr = TUNED_LR["relu"]

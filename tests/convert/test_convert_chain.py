@@ -19,11 +19,10 @@ from helpers.convert import abstract, assert_trees_equal, random_variables
 from helpers.data import write_idx
 
 from cnnjax import cli, evaluate
+from cnnjax.config import default_config, save_config
 from cnnjax.convert import load_state_dict, read_weights, record, save_state_dict, variables_to_torch
 from cnnjax.data.presets import data_config
 from cnnjax.train.checkpoint import Checkpoints
-from cnnjax.train.config_io import save_config
-from cnnjax.train.defaults import default_config
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = str(REPO / "tests" / "helpers" / "tiny_config.py")

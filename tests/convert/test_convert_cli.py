@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from helpers.convert import abstract, assert_trees_equal, random_variables
 
+from cnnjax.config import default_config, save_config
 from cnnjax.convert import load_state_dict, record, save_state_dict, variables_to_torch
 from cnnjax.convert.cli import main
 from cnnjax.train.checkpoint import Checkpoints
-from cnnjax.train.config_io import save_config
-from cnnjax.train.defaults import default_config
 
 
 def resnet20_config() -> ml_collections.ConfigDict:

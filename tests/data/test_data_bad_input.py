@@ -220,7 +220,8 @@ def test_a_missing_evaluation_split_stops_training_before_anything_is_written(tm
     the training images under the name 'val'. Both the command line and train_and_evaluate refuse
     before the workdir exists; naming the training split is the explicit way to evaluate on it."""
     from cnnjax import cli
-    from cnnjax.train import config_io, validate
+    from cnnjax import config as config_io
+    from cnnjax.config import validate
     from cnnjax.train.loop import train_and_evaluate
 
     tiny = pathlib.Path(__file__).parents[1] / "helpers" / "tiny_config.py"

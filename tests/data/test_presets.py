@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from helpers.data import coordinate_image, encode
 
+from cnnjax import config as config_io
 from cnnjax import data as cnndata
 from cnnjax import predict
 from cnnjax.data import presets, transform_names
@@ -14,7 +15,6 @@ from cnnjax.data import transforms as T
 from cnnjax.data.config import DataError, check_data_config, default_data_config
 from cnnjax.data.sources import read_idx
 from cnnjax.data.tf_cpu import tf
-from cnnjax.train import config_io
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -51,8 +51,8 @@ def experiment_module():
 def sweep_configs():
     """sweep_configs('lenet5_mnist', arg=None) -> [(point, resolved ConfigDict)] for every point
     of experiments/<name>/config.py's get_sweep, each validated as `./launch.sh --sweep` does."""
+    from cnnjax import config as config_io
     from cnnjax.sweep import plan, points
-    from cnnjax.train import config_io
 
     def resolve(name: str, arg: str | None = None) -> list:
         spec = str(EXPERIMENTS / name / "config.py") + (f":{arg}" if arg else "")

@@ -56,7 +56,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 def resolved_configs(name: str, root: pathlib.Path = REPO) -> dict[str, dict]:
     """'<spec> [overrides] | <point>' -> the flat resolved config, for every README sweep point
     (`root`: the folder the README's paths are relative to, holding experiments/)."""
-    from cnnjax.train import config_io
+    from cnnjax import config as config_io
 
     configs = {}
     for spec, overrides in readme_commands(name, root / "experiments"):

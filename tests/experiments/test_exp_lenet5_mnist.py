@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from cnnjax.train import config_io
+from cnnjax import config as config_io
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

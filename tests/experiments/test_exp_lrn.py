@@ -8,8 +8,8 @@ import statistics
 
 import pytest
 
+from cnnjax import config as config_io
 from cnnjax import models
-from cnnjax.train import config_io
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from cnnjax import config as config_io
 from cnnjax import models
-from cnnjax.train import config_io
 
 
 def cifar_resnet_count(depth: int, channels: int, classes: int = 10) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from cnnjax import config as config_io
 from cnnjax import models
-from cnnjax.train import config_io
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from cnnjax import config as config_io
 from cnnjax import models
-from cnnjax.train import config_io
 
 
 @pytest.fixture

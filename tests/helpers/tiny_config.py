@@ -3,7 +3,7 @@
     python -m cnnjax.cli train tests/helpers/tiny_config.py --workdir /tmp/w --config.num_steps=8
 """
 
-from cnnjax.train.defaults import default_config
+from cnnjax.config import default_config
 
 
 def get_config(arg=None):

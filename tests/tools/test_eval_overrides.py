@@ -13,7 +13,7 @@ from helpers.data import write_idx
 from PIL import Image
 
 from cnnjax import cli
-from cnnjax.train import config_io
+from cnnjax import config as config_io
 from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.loop import build_model, train_and_evaluate
 from cnnjax.train.metrics import read_metrics

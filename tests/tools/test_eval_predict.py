@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from cnnjax import cli, data, evaluate, predict
-from cnnjax.train import config_io
+from cnnjax import config as config_io
 from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.loop import build_model, train_and_evaluate
 from cnnjax.train.metrics import read_metrics

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cnnjax import cli, data, evaluate
-from cnnjax.train import config_io
+from cnnjax import config as config_io
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch

@@ -57,7 +57,7 @@ def test_slurm_array_sweep_trains_every_point(tmp_path, capsys):
     config = tmp_path / "tiny_sweep.py"
     config.write_text(textwrap.dedent(f"""
         from cnnjax.sweep import product
-        from cnnjax.train import config_io
+        from cnnjax import config as config_io
 
         def get_config(arg=None):
             c = config_io.load_config({str(TINY)!r})
@@ -94,7 +94,7 @@ def test_slurm_sweep_with_failing_points_is_reported_as_failed(tmp_path, capsys)
     config = tmp_path / "failing_sweep.py"
     config.write_text(textwrap.dedent(f"""
         from cnnjax.sweep import chain
-        from cnnjax.train import config_io
+        from cnnjax import config as config_io
 
         def get_config(arg=None):
             c = config_io.load_config({str(TINY)!r})

@@ -4,6 +4,7 @@ summarize on the finished sweep."""
 import csv
 import json
 import pathlib
+import struct
 import textwrap
 
 import pytest
@@ -19,7 +20,7 @@ def write_config(folder: pathlib.Path) -> str:
     path = folder / "tiny_sweep.py"
     path.write_text(textwrap.dedent(f"""
         from cnnjax.sweep import product
-        from cnnjax.train import config_io
+        from cnnjax import config as config_io
 
         def get_config(arg=None):
             c = config_io.load_config({str(TINY)!r})
@@ -70,28 +71,36 @@ def test_two_point_sweep_runs_then_skips_then_summarizes(tmp_path, capsys):
 
 
 def test_a_local_sweep_with_a_failing_point_exits_1_and_names_it(tmp_path, capsys):
-    """A data folder that does not exist passes the config check but fails in the point's run: the
-    sweep says so as the point ends and again in its closing lines, and `sweep status` agrees."""
+    """IDX files whose headers promise images the files do not hold pass the config check (it reads
+    only the headers) but fail in the point's run: the sweep says so as the point ends and again in
+    its closing lines, and `sweep status` agrees. (A missing data folder is refused at planning.)"""
+    cut = tmp_path / "cut_idx"
+    cut.mkdir()
+    for prefix in ("train", "t10k"):  # 16 examples of 32x32 announced, none stored
+        (cut / f"{prefix}-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01" + struct.pack(">I", 16))
+        (cut / f"{prefix}-images-idx3-ubyte").write_bytes(b"\0\0\x08\x03"
+                                                         + struct.pack(">III", 16, 32, 32))
     config = tmp_path / "bad_sweep.py"
     config.write_text(textwrap.dedent(f"""
-        from cnnjax.train import config_io
+        from cnnjax.config import load_config
 
         def get_config(arg=None):
-            c = config_io.load_config({str(TINY)!r})
+            c = load_config({str(TINY)!r})
             c.model.activation = "relu"
             return c
 
         def get_sweep():
-            return [{{"data.source": "idx:/nonexistent"}}]
+            return [{{"data.source": "idx:{cut}"}}]
         """))
     sweep_dir = tmp_path / "sweep"
     assert cli.main(["train", str(config), "--sweep", "--workdir", str(sweep_dir)]) == 1
     out = capsys.readouterr().out
-    log = sweep_dir / "data.source=idx_nonexistent" / "log.txt"
-    reason = ("user error (exit status 2) before logging any metrics: error: config.data.source: idx "
-              "source: directory '/nonexistent' does not exist")
-    assert "[1/1] data.source=idx_nonexistent: FAILED after" in out and reason in out
+    name = f"data.source=idx_{str(cut).strip('/').replace('/', '_')}"
+    log = sweep_dir / name / "log.txt"
+    reason = ("user error (exit status 2) before logging any metrics: error: "
+              f"{cut}/train-images-idx3-ubyte: header promises (16, 32, 32)")
+    assert f"[1/1] {name}: FAILED after" in out and reason in out, out
     assert "sweep done: 1 run (0 finished, 1 failed)" in out
-    assert f"  FAILED data.source=idx_nonexistent: {reason}" in out and f"[see {log}]" in out
+    assert f"  FAILED {name}: {reason}" in out and f"[see {log}]" in out
     assert cli.main(["sweep", "status", str(sweep_dir)]) == 1
     assert reason in capsys.readouterr().out

@@ -13,9 +13,9 @@ import time
 import ml_collections
 import pytest
 
+from cnnjax import config as config_io
 from cnnjax.sweep import chain, points, product, slurm, status, zip_
 from cnnjax.sweep.status import FINISHED, NEW, PARTIAL
-from cnnjax.train import config_io
 
 
 def test_product_is_every_combination_with_the_last_axis_fastest():

@@ -24,7 +24,7 @@ def sweep_config(tmp_path: pathlib.Path, points: list[dict] | str, name: str = "
     body = points if isinstance(points, str) else f"def get_sweep():\n    return {points!r}\n"
     path = tmp_path / name
     path.write_text(textwrap.dedent(f"""
-        from cnnjax.train import config_io
+        from cnnjax import config as config_io
 
         def get_config(arg=None):
             c = config_io.load_config({str(TINY)!r})

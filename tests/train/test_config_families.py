@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from cnnjax.train import config_io
+from cnnjax import config as config_io
 from cnnjax.train.loop import train_and_evaluate
 from cnnjax.train.metrics import read_metrics
 

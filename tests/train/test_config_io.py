@@ -4,8 +4,8 @@ import pathlib
 
 import pytest
 
+from cnnjax import config as config_io
 from cnnjax import models
-from cnnjax.train import config_io
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIG_VARIANTS = [

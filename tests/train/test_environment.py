@@ -13,7 +13,9 @@ import jax
 import pytest
 
 from cnnjax import cli
-from cnnjax.train import config_io, environment, validate
+from cnnjax import config as config_io
+from cnnjax.config import validate
+from cnnjax.train import environment
 from cnnjax.train.loop import train_and_evaluate
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

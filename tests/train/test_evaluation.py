@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from helpers.ops_reference import network_rtol
 
+from cnnjax import config as config_io
 from cnnjax import data
-from cnnjax.train import config_io, evaluator
+from cnnjax.train import evaluator
 from cnnjax.train.evaluator import EvalCache, padded_batch_size
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def test_eval_batch_of_500_runs_on_8_devices_and_counts_every_example_once(tmp_p
     script = textwrap.dedent("""
         import json, sys
         import jax
-        from cnnjax.train import config_io
+        from cnnjax import config as config_io
         from cnnjax.train.loop import train_and_evaluate
         config = config_io.load_config(sys.argv[1])
         config_io.apply_overrides(config, ["num_steps=2", "eval_every_steps=2", "eval_batch_size=500",

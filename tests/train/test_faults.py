@@ -25,7 +25,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cnnjax import cli
-from cnnjax.train import config_io, distributed
+from cnnjax import config as config_io
+from cnnjax.train import distributed
 from cnnjax.train.checkpoint import (
     MANIFEST_FILE,
     MARKER_FILE,

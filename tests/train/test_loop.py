@@ -14,11 +14,11 @@ import jax
 import numpy as np
 import pytest
 
-from cnnjax.train import config_io
+from cnnjax import config as config_io
+from cnnjax.config import ResumeMismatchError
 from cnnjax.train.checkpoint import CheckpointMismatchError, Checkpoints
 from cnnjax.train.loop import TrainingDivergedError, train_and_evaluate
 from cnnjax.train.metrics import read_metrics
-from cnnjax.train.validate import ResumeMismatchError
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = str(REPO / "tests" / "helpers" / "tiny_config.py")

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from cnnjax import cli, models
-from cnnjax.train import config_io
-from cnnjax.train.defaults import default_config
+from cnnjax import config as config_io
+from cnnjax.config import default_config
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 LENET = str(REPO / "configs" / "lenet5_mnist.py")

@@ -25,7 +25,7 @@ TIMING = {"time", "train/steps_per_sec", "train/images_per_sec", "compile_second
 
 SCRIPT = """
 import sys
-from cnnjax.train import config_io
+from cnnjax import config as config_io
 from cnnjax.train.loop import train_and_evaluate
 config = config_io.load_config(sys.argv[1])
 config_io.apply_overrides(config, sys.argv[3:])

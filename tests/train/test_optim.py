@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from cnnjax.train.defaults import default_config
+from cnnjax.config import default_config
 from cnnjax.train.optim import decay_mask, make_optimizer, make_schedule, plateau_scale
 
 

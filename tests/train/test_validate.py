@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from cnnjax.train import config_io, validate
-from cnnjax.train.defaults import default_config
+from cnnjax import config as config_io
+from cnnjax.config import default_config, validate
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = str(REPO / "tests" / "helpers" / "tiny_config.py")

@@ -16,7 +16,7 @@ TINY = REPO / "tests" / "helpers" / "tiny_config.py"
 SCRIPT = HIDE_TENSORFLOW + textwrap.dedent("""
     import json
 
-    from cnnjax.train import config_io
+    from cnnjax import config as config_io
     from cnnjax.train.loop import train_and_evaluate
 
     config = config_io.load_config(sys.argv[1])

@@ -17,7 +17,7 @@ from helpers.hide_tensorflow import HIDE_TENSORFLOW
 from PIL import Image
 
 from cnnjax import cli, ops
-from cnnjax.train import config_io
+from cnnjax import config as config_io
 from cnnjax.train.checkpoint import Checkpoints
 from cnnjax.train.loop import build_model, train_and_evaluate
 

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from cnnjax.train import config_io
+from cnnjax import config as config_io
 from cnnjax.train.loop import train_and_evaluate
 
 TINY = str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "helpers" / "tiny_config.py")
@@ -27,7 +27,7 @@ def test_training_logs_filters_and_grad_cam_every_n_steps_and_at_the_end(tmp_pat
 
 
 def test_images_are_off_by_default(tmp_path):
-    from cnnjax.train.defaults import default_config
+    from cnnjax.config import default_config
 
     assert default_config().log_images_every_steps == 0
 

@@ -1,8 +1,13 @@
-"""Checks a training config before anything is written: every value, and the relations between them.
+"""Checks a config before anything is written: every value, the model's name and knobs, and the
+relations between them. Each rule has one owner: this module (the batch size's rules are
+`batch_problems`, shared by the checks before a run and the ones the training loop can only make
+once the devices and the dataset are known).
 
 Pure functions of the config and a few numbers about the world (device and process count, the size of
 the training split), so the checks run in milliseconds, before JAX compiles or the dataset is decoded.
-`config_problems` returns one line per problem; `check_config` raises them all at once.
+`config_problems` returns one line per problem; `check_config` raises them all at once. The model's
+knobs are checked against the registry's tables (cnnjax.models.knobs, knob_choices), without building
+the model.
 
 `resume_changes` compares the config of a resumed run with the one its workdir was started with:
 keys that the checkpoint's arrays (or the run's identity) depend on may not change; any other change
@@ -18,8 +23,11 @@ from typing import Any
 
 import ml_collections
 
-from cnnjax.errors import UserError
-from cnnjax.train.environment import XLA_CPU_CONVS
+from cnnjax.config.defaults import XLA_CPU_CONVS
+from cnnjax.config.errors import ConfigValidationError
+from cnnjax.data import transform_names
+from cnnjax.data.config import AUTOTUNE, EVAL_CROPS, ON_CORRUPT, check_transform
+from cnnjax.data.sources import parse_source
 
 # Keys a resumed run may not change. model.* and optimizer.* shape the arrays of the checkpoint (the
 # parameters and the optimizer state); schedule.name adds or removes reduce-on-plateau's state; the data
@@ -31,24 +39,13 @@ FROZEN_KEYS = ("seed", "schedule.name", "data.channels", "data.image_size", "dat
 # Keys that say how to run, not what is trained: never compared, never recorded.
 RUN_CONTROL_KEYS = ("restart_if_damaged",)
 
+# The names cnnjax.train.optim implements (it imports them from here). The compute dtypes are the
+# models' (cnnjax.models.layers.DTYPES), checked with the model's other knobs.
 OPTIMIZERS = ("sgd", "nesterov", "adamw", "rmsprop")
 DECAY_MASKS = ("all", "no_bias_norm")
 SCHEDULES = ("constant", "piecewise", "cosine", "exponential", "plateau")
 UNITS = ("epochs", "steps")
-DTYPES = ("float32", "bfloat16")
 MAX_SEED = 2**31 - 1
-
-
-class ConfigValidationError(UserError):
-    """One or more config values cannot be used; str() has one line per problem."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
-
-
-class ResumeMismatchError(UserError):
-    """A resumed run changes what its checkpoints depend on."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -165,7 +162,6 @@ def _bounds(low: int | None, high: int | None) -> str:
 
 def _check_run(c: _Checker) -> None:
     c.integer("seed", 0, MAX_SEED)
-    c.integer("batch_size", 1)
     c.integer("eval_batch_size", 1)
     c.number("eval_cache_gb", 0.0)
     num_steps = c.integer("num_steps", 1, allowed=(-1,))
@@ -185,7 +181,6 @@ def _check_run(c: _Checker) -> None:
     init = c.get("init_weights")  # its format and fit to the model: when it is read (loop.py)
     if init not in (_MISSING, "") and not (isinstance(init, str) and os.path.isfile(init)):
         c.fail("init_weights", init, "'' or an existing weights file (.npz, .pth, .safetensors)")
-    c.choice("model.dtype", DTYPES)
     c.choice("xla_cpu_conv", tuple(XLA_CPU_CONVS))
     name = c.get("model.name")
     if name is not _MISSING and not (isinstance(name, str) and name):
@@ -220,9 +215,6 @@ def _check_optimizer(c: _Checker) -> None:
 
 
 def _check_data(c: _Checker) -> None:
-    from cnnjax.data import transform_names
-    from cnnjax.data.config import AUTOTUNE, EVAL_CROPS, ON_CORRUPT
-
     # Registered names and the aliases of earlier versions (cnnjax.data.transform_names).
     for key, train in (("data.train_transform", True), ("data.eval_transform", False)):
         allowed = transform_names.names(train=train)
@@ -258,8 +250,6 @@ def _check_data(c: _Checker) -> None:
         if value is not _MISSING and not (isinstance(value, str) and value):
             c.fail(key, value, "a non-empty string")
     if c.get("data.source") not in (_MISSING, "") and isinstance(c.get("data.source"), str):
-        from cnnjax.data.sources import parse_source
-
         try:
             parse_source(c.get("data.source"), "train")
         except ValueError as e:
@@ -276,8 +266,6 @@ def _check_data(c: _Checker) -> None:
     if c.get("data.source") == "synthetic" and c.get("data.num_classes") == 0:
         c.fail("data.num_classes", 0, "> 0 for the synthetic source (it has no labels of its own)")
     if image_size and resize_size:
-        from cnnjax.data.config import check_transform
-
         for train, key in ((True, "data.train_transform"), (False, "data.eval_transform")):
             name = c.get(key)
             if isinstance(name, str) and transform_names.canonical(name, train=train):
@@ -287,9 +275,77 @@ def _check_data(c: _Checker) -> None:
                     c.problems.append(f"config.{key}: {e}")
 
 
+def model_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """One line per problem of the model block: an unknown name, a knob the model does not take, a
+    knob value outside the registry's choices (cnnjax.models.knob_choices). The model is not built:
+    the values the module checks itself (rates, sizes) are its own (cnnjax.models.build)."""
+    model = config.get("model")
+    name = model.get("name") if isinstance(model, Mapping | ml_collections.ConfigDict) else None
+    if not (isinstance(name, str) and name):
+        return []
+    from cnnjax import models  # imports flax; the registry's tables are all this needs
+
+    try:
+        defaults, choices = models.knobs(name), models.knob_choices(name)
+    except models.ModelError as e:
+        return [f"config.model.name: {e}"]
+    problems = []
+    unknown = sorted(set(model.keys()) - set(defaults) - {"name"})
+    if unknown:
+        problems.append(f"config.model: model {name!r} does not take knob(s) {', '.join(unknown)}; "
+                        f"valid knobs: {', '.join(sorted(defaults))}")
+    for knob, allowed in choices.items():  # worded as the model's own check (models.layers)
+        value = model.get(knob, defaults[knob])
+        if not any(value == a and type(value) is type(a) for a in allowed):
+            problems.append(f"config.model: {name}: {knob} must be one of "
+                            f"{', '.join(map(repr, allowed))}; got {value!r}")
+    return problems
+
+
+def model_build_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """The problem the model module itself finds in its knob values (a rate out of range, a size
+    below 1), found by building it: a flax module, nothing is allocated. Run where a wrong value
+    must be found before anything starts (a sweep's planning, apply_overrides); the training path
+    builds its model once instead (cnnjax.train.loop.checked_model)."""
+    from cnnjax import models  # imports flax
+
+    knobs = {k: v for k, v in config.model.items() if k != "name"}
+    classes = int(config.data.get("num_classes", 0)) if "data" in config else 0
+    try:
+        models.build(config.model.name, **({"num_classes": classes} if classes > 0 else {}), **knobs)
+    except models.ModelError as e:
+        return [f"config.model: {e}"]
+    return []
+
+
+def batch_problems(config: ml_collections.ConfigDict, *, device_count: int | None = None,
+                   process_count: int = 1, num_train_examples: int | None = None) -> list[str]:
+    """The rules of config.batch_size, each checked where its number is given: a positive integer;
+    a multiple of the devices and of the processes (each takes an equal share; the evaluation batch
+    is padded up instead, cnnjax.train.evaluator); a multiple of model.bn_stats='group:N'; at most
+    the examples of the training split."""
+    c = _Checker(config)
+    batch = c.integer("batch_size", 1)
+    if batch is None:
+        return c.problems
+    for count, what in ((device_count, "devices"), (process_count, "processes")):
+        if count and count > 1 and batch % count:
+            c.fail("batch_size", batch, f"a multiple of the {count} {what} (each takes an equal share)")
+    # Batch norm's groups of N examples (model.bn_stats='group:N') must tile the global batch;
+    # the model would say so only when it is first traced, after the workdir has been written.
+    kind, _, size = str(c.get("model.bn_stats")).partition(":")
+    if (kind == "group" and size.isdigit() and int(size) > 0 and batch % int(size)
+            and c.get("model.norm") in ("batch", _MISSING)):
+        c.fail("batch_size", batch, f"a multiple of the groups of model.bn_stats='group:{size}'")
+    if num_train_examples is not None and batch > num_train_examples:
+        c.fail("batch_size", batch, f"at most the {num_train_examples} examples of the training split")
+    return c.problems
+
+
 def config_problems(config: ml_collections.ConfigDict, *, device_count: int | None = None,
                     process_count: int = 1, num_train_examples: int | None = None) -> list[str]:
-    """One line per value or relation of `config` that a training run cannot use.
+    """One line per value or relation of `config` that a training run cannot use, the model's name
+    and knobs included (`model_problems`).
 
     Relations need numbers from outside the config; each is checked only when given: the batch sizes
     against `device_count` and `process_count` (each device gets an equal share), the batch size
@@ -300,22 +356,8 @@ def config_problems(config: ml_collections.ConfigDict, *, device_count: int | No
     _check_optimizer(c)
     if isinstance(c.get("data"), ml_collections.ConfigDict | Mapping):
         _check_data(c)
-    # The evaluation batch is padded up to the devices (cnnjax.train.evaluation); the training
-    # batch is not, so it must split evenly.
-    batch = c.get("batch_size")
-    if _is_int(batch) and batch > 0:
-        for count, what in ((device_count, "devices"), (process_count, "processes")):
-            if count and count > 1 and batch % count:
-                c.fail("batch_size", batch, f"a multiple of the {count} {what} (each takes an equal share)")
-        # Batch norm's groups of N examples (model.bn_stats='group:N') must tile the global batch;
-        # the model would say so only when it is first traced, after the workdir has been written.
-        kind, _, size = str(c.get("model.bn_stats")).partition(":")
-        if (kind == "group" and size.isdigit() and int(size) > 0 and batch % int(size)
-                and c.get("model.norm") in ("batch", _MISSING)):
-            c.fail("batch_size", batch, f"a multiple of the groups of model.bn_stats='group:{size}'")
-    if num_train_examples is not None and _is_int(batch) and batch > num_train_examples:
-        c.fail("batch_size", batch, f"at most the {num_train_examples} examples of the training split")
-    return c.problems
+    return c.problems + batch_problems(config, device_count=device_count, process_count=process_count,
+                                       num_train_examples=num_train_examples) + model_problems(config)
 
 
 def check_config(config: ml_collections.ConfigDict, **world: Any) -> None:

@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import ml_collections
 
+from cnnjax.data.config import default_data_config  # no TensorFlow import
+
+# config.xla_cpu_conv -> the value of XLA's CPU convolution flag it sets (None: the flag is not set);
+# cnnjax.train.environment applies it, the config checks accept its keys.
+XLA_CPU_CONVS = {"eigen": "-individual_convolution", "ynnpack": None}
+DEFAULT_XLA_CPU_CONV = "eigen"
+
 
 def default_config() -> ml_collections.ConfigDict:
     """All the keys a training run reads, with neutral defaults."""
-    from cnnjax.data.config import default_data_config  # no TensorFlow import
-
     c = ml_collections.ConfigDict()
     c.seed = 0                         # parameters, data order, augmentation and dropout all follow it
     # Where XLA:CPU runs convolutions (CPU runs only; set in XLA_FLAGS before JAX starts, see
     # cnnjax/train/environment.py): 'eigen' (launch.sh's choice since 2026-11-25, faster here) or
     # 'ynnpack' (jaxlib's default, what results measured before then had).
-    c.xla_cpu_conv = "eigen"
+    c.xla_cpu_conv = DEFAULT_XLA_CPU_CONV
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "lenet5"            # a name from cnnjax.models.list_models()
