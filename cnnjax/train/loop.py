@@ -60,14 +60,27 @@ def create_train_state(config: ml_collections.ConfigDict, model, tx, image_shape
     return jax.jit(init, out_shardings=sharding)()
 
 
-def init_from_weights(state: TrainState, config: ml_collections.ConfigDict, sharding) -> TrainState:
-    """`state` with the parameters and batch statistics of the weights file config.init_weights
-    (any that cnnjax writes: cnnjax.convert.fit_weights, which refuses names or shapes that do not
-    fit the model in one line). The optimizer state stays as created: every optimizer here starts
-    its moments at zero, whatever the parameters' values."""
-    from cnnjax import convert
+def fitted_init_weights(config: ml_collections.ConfigDict, model, image_shape,
+                        workdir: pathlib.Path) -> dict | None:
+    """The variables of the weights file config.init_weights fitted to `model` (any file cnnjax
+    writes: cnnjax.convert.fit_weights, which refuses names or shapes that do not fit in one line),
+    read before the workdir is opened so that a file that does not fit writes nothing. None without
+    init_weights, or when the workdir holds checkpoints: a resumed run starts from its checkpoint."""
+    folder = workdir / "checkpoints"
+    if not config.get("init_weights") or (folder.is_dir() and any(
+            p.name.isdigit() for p in folder.iterdir())):
+        return None
+    from cnnjax import convert  # the converters (and torch's file formats) only for this key
 
-    variables = convert.fit_weights(config.init_weights, state.variables(), config.model.name)
+    dummy = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    template = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), dummy)
+    return convert.fit_weights(config.init_weights, template, config.model.name)
+
+
+def init_from_weights(state: TrainState, variables: dict, sharding) -> TrainState:
+    """`state` with the parameters and batch statistics `variables` (fitted_init_weights). The
+    optimizer state stays as created: every optimizer here starts its moments at zero, whatever the
+    parameters' values."""
     variables = jax.device_put(variables, sharding)
     return state.replace(params=variables["params"],
                          batch_stats=variables.get("batch_stats") or None)
@@ -180,9 +193,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if problems:  # a TFDS split's size is known only now
         raise config_lib.ConfigValidationError(problems)
     model = checked_model(config, config.data.num_classes or info.num_classes)
+    initial = fitted_init_weights(config, model, info.image_shape, workdir)
     lock = workdir_lib.open_workdir(config, workdir, is_main=jax.process_index() == 0)
     try:
-        return _train_and_evaluate(config, workdir, xla, info, model)
+        return _train_and_evaluate(config, workdir, xla, info, model, initial)
     except OSError as e:  # a full disk or a file system gone read-only: one line, not a traceback
         if e.errno not in workdir_lib.ENVIRONMENT_ERRNOS:
             raise
@@ -194,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path, xla: dict,
-                        info: data.DatasetInfo, model) -> dict:
+                        info: data.DatasetInfo, model, initial: dict | None) -> dict:
     is_main = jax.process_index() == 0
     writer = MetricWriter(workdir, enabled=is_main)
 
@@ -226,7 +240,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                    + (" (config.init_weights is for a fresh run: not read)"
                       if config.get("init_weights") else ""))
     elif config.get("init_weights"):  # a fresh run only: on resume the checkpoint wins
-        state = init_from_weights(state, config, replicated)
+        if initial is None:  # checkpoints were there but none could be restored (restart_if_damaged)
+            from cnnjax import convert
+
+            initial = convert.fit_weights(config.init_weights, state.variables(), config.model.name)
+        state = init_from_weights(state, initial, replicated)
         writer.say(f"initialised from the weights in {config.init_weights}")
     start_step = int(jax.device_get(state.step))
     if is_main:  # what this start ran on, beside config.json (one entry per start)
