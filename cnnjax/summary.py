@@ -147,9 +147,10 @@ def format_knobs(name: str, chosen: dict, num_classes: int) -> str:
 
 def accepted_choices(name: str, chosen: dict, num_classes: int) -> dict[str, tuple]:
     """{knob: the values of models.knob_choices(name) that model `name` accepts}, each tried with the
-    other knobs as `chosen` (else their defaults). The choices are the family's (ResNet's pool values
-    are the ImageNet stem's); a variant refuses some when it is built (the CIFAR ResNets have no
-    stem pool), which is how each value is tried: building runs the model's checks, allocates nothing."""
+    other knobs as `chosen` (else their defaults). knob_choices is exact with the other knobs at
+    their defaults; a value chosen for one knob can rule out values of another (zero_init_residual
+    needs batch norm), so each value is tried by building: building runs the model's checks and
+    allocates nothing."""
     from cnnjax import models
 
     accepted = {}
