@@ -20,8 +20,8 @@ def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0                         # parameters, data order, augmentation and dropout all follow it
     # Where XLA:CPU runs convolutions (CPU runs only; set in XLA_FLAGS before JAX starts, see
-    # cnnjax/train/environment.py): 'eigen' (launch.sh's choice since 2026-11-25, faster here) or
-    # 'ynnpack' (jaxlib's default, what results measured before then had).
+    # cnnjax/train/environment.py): 'eigen' (the faster, benchmarks/README.md "XLA:CPU flags") or
+    # 'ynnpack' (jaxlib's default, what the results recorded before 'eigen' existed had).
     c.xla_cpu_conv = DEFAULT_XLA_CPU_CONV
 
     c.model = ml_collections.ConfigDict()

@@ -2,9 +2,8 @@
 
 Autodiff of the textbook formula keeps the centred input as a residual and makes XLA:CPU run extra
 passes over the activations; the backward pass below reads x and the incoming gradient twice (one
-fused reduction, one fused elementwise pass) and keeps nothing but x and two numbers per channel.
-It took a resnet20 training step with oneDNN convolutions on a 2-core CPU from 352 to 285 ms
-(benchmarks/README.md, "Batch norm").
+fused reduction, one fused elementwise pass) and keeps nothing but x and two numbers per channel
+(the resnet20 step it speeds up: benchmarks/README.md, "Batch norm").
 """
 
 from __future__ import annotations
@@ -52,9 +51,8 @@ def _group_sum(a: jax.Array, groups: int) -> jax.Array:
 def _per_example(v: jax.Array, x: jax.Array) -> jax.Array:
     """(groups, C) -> broadcastable against x: each group's values on its examples.
 
-    The elementwise passes keep x's own shape: a first version that ran them on a (1, N*H*W, C)
-    view of a resnet20 activation took 58.6 instead of 5.2 ms forward+backward on XLA:CPU
-    (benchmarks/README.md, "Batch norm")."""
+    The elementwise passes keep x's own shape: on a (1, N*H*W, C) view XLA:CPU ran them an order
+    of magnitude slower (benchmarks/README.md, "Batch norm")."""
     groups, channels = v.shape
     ones = (1,) * (x.ndim - 2)
     if groups == 1:
@@ -64,9 +62,8 @@ def _per_example(v: jax.Array, x: jax.Array) -> jax.Array:
 
 def _forward(x, scale, bias, epsilon, groups):
     # One pass for both statistics, E[x^2] - E[x]^2 as flax's default (use_fast_variance): XLA:CPU
-    # runs the two sums at memory speed only when no broadcast feeds them. Centring first (an exact
-    # two-pass variance) made batch norm + ReLU of a (128, 32, 32, 16) float32 activation 1.2x
-    # slower forward and backward on a 2-core CPU (5.2 against 4.3 ms, 2026-12-02). The price: the
+    # runs the two sums at memory speed only when no broadcast feeds them; centring first (an exact
+    # two-pass variance) costs another pass (benchmarks/README.md, "Batch norm"). The price: the
     # relative error of var grows as float32's epsilon times (mean / std)^2 (6e-6 at mean = 10 std).
     xf = x.astype(jnp.float32)
     count = xf.size // (groups * x.shape[-1])

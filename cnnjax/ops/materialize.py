@@ -4,8 +4,8 @@ The kernel gradient of a convolution reads its input through a transposed copy (
 convolution with the batch and channel axes swapped). XLA:CPU's fusion pass merges the cheap
 elementwise ops that produce that input (batch norm's normalisation, ReLU, a residual sum, and the
 same for the block before it) into every consumer, so each transposed copy recomputes them, and
-recomputes them in transposed order. In resnet20 those copies took 225 of 640 ms of a training step
-on a 2-core CPU; one copy recomputed three residual blocks (benchmarks/README.md).
+recomputes them in transposed order: in resnet20 on the CPU those copies were about a third of a
+training step, and one of them recomputed three residual blocks (figures: benchmarks/README.md).
 
 XLA strips `lax.optimization_barrier` before fusion on the CPU, but it never duplicates a division
 into a consumer. Dividing by a 1 that it cannot prove to be 1 therefore makes it compute the input

@@ -10,8 +10,8 @@ records whether they could still take effect.
 config.xla_cpu_conv chooses where XLA:CPU runs `lax.conv_general_dilated` (also model.conv_impl='xla'
 and the convolutions oneDNN cannot run):
   'eigen'    --xla_cpu_experimental_ynn_fusion_type=-individual_convolution: convolutions on Eigen,
-             YNNPACK's other fusions kept (1.3-1.8x faster training steps on the 2-core CPU,
-             benchmarks/README.md "XLA:CPU flags"); what launch.sh set from 2026-11-25 (commit 44cb7ad)
+             YNNPACK's other fusions kept (the faster training steps on the CPU: benchmarks/README.md
+             "XLA:CPU flags"); what launch.sh set from commit 44cb7ad on
   'ynnpack'  no flag: the installed jaxlib's default (YNNPACK), what every run had before that commit
 The flag is set only on the CPU platform (never on a GPU/TPU run) and only when the installed jaxlib
 knows it (XLA aborts at start-up on an unknown flag). A value of the same flag set by hand in
