@@ -204,8 +204,8 @@ def data_for_weights(source: str, weights) -> ml_collections.ConfigDict:
     dataset's size."""
     from cnnjax import models
     from cnnjax.convert import spec_for
-    from cnnjax.data.config import imagenet_data_config, transform_name
-    from cnnjax.data.presets import PRESETS, data_config
+    from cnnjax.data.config import transform_name
+    from cnnjax.data.presets import PRESETS, data_config, imagenet_data_config
 
     def kind_and_name(text: str) -> tuple[str, str]:
         kind, _, where = text.partition(":")
