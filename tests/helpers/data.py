@@ -24,6 +24,17 @@ def write_idx(path: pathlib.Path, array: np.ndarray, *, compress: bool = True) -
     path.write_bytes(gzip.compress(raw) if compress else raw)
 
 
+def write_cut_idx(folder: pathlib.Path, n: int = 16, size: int = 32) -> pathlib.Path:
+    """MNIST-named IDX files whose headers promise `n` examples of size x size that the files do not
+    hold: they pass the config check (it reads only the headers) and fail when a run reads them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix in ("train", "t10k"):
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01" + struct.pack(">I", n))
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(
+            b"\0\0\x08\x03" + struct.pack(">III", n, size, size))
+    return folder
+
+
 def indexed_images(n: int, offset: int = 0) -> np.ndarray:
     """(n, 6, 5) images whose every pixel equals offset + their index: an image names itself."""
     return np.broadcast_to((offset + np.arange(n, dtype=np.uint8))[:, None, None], (n, *HW)).copy()

@@ -14,6 +14,7 @@ import textwrap
 import time
 
 import pytest
+from helpers.data import write_cut_idx
 
 from cnnjax import cli
 from cnnjax.train.metrics import read_metrics
@@ -85,12 +86,13 @@ def test_slurm_array_sweep_trains_every_point(tmp_path, capsys):
 
 @pytest.mark.slow  # > 5 s on the 2-core CPU
 def test_slurm_sweep_with_failing_points_is_reported_as_failed(tmp_path, capsys):
-    """The issue's sweep: one point fails in its job (a data folder that does not exist: knob values
-    the model refuses are now caught before submission), one diverges. The submission itself
-    succeeds; `sweep status` and `summarize` then name both."""
+    """The issue's sweep: one point fails in its job (IDX files whose headers promise images they do
+    not hold: a missing folder or a knob the model refuses is refused before submission), one
+    diverges. The submission itself succeeds; `sweep status` and `summarize` then name both."""
     problem = slurm_problem()
     if problem:
         pytest.skip(problem)
+    cut = write_cut_idx(tmp_path / "cut_idx")
     config = tmp_path / "failing_sweep.py"
     config.write_text(textwrap.dedent(f"""
         from cnnjax.sweep import chain
@@ -103,7 +105,7 @@ def test_slurm_sweep_with_failing_points_is_reported_as_failed(tmp_path, capsys)
             return c
 
         def get_sweep():
-            return chain({{"seed": 0}}, {{"data.source": "idx:/nonexistent"}},
+            return chain({{"seed": 0}}, {{"data.source": "idx:{cut}"}},
                          {{"schedule.base_lr": 1e12}})
         """))
     sweep_dir = tmp_path / "sweep"
@@ -117,7 +119,7 @@ def test_slurm_sweep_with_failing_points_is_reported_as_failed(tmp_path, capsys)
     good, bogus, diverged = out[1:]
     assert "seed=0" in good and "finished  step 2 of 2" in good
     assert "FAILED    user error (exit status 2) before logging any metrics: error: " in bogus
-    assert "directory '/nonexistent' does not exist" in bogus
+    assert f"{cut}/train-images-idx3-ubyte: header promises (16, 32, 32)" in bogus
     # exit status 3 from a trainer with its own divergence code, 2 and 'loss is nan' before that
     assert "FAILED    diverged (exit status " in diverged and "loss is nan" in diverged
 
@@ -127,7 +129,7 @@ def test_slurm_sweep_with_failing_points_is_reported_as_failed(tmp_path, capsys)
     with (sweep_dir / "results.csv").open() as f:
         rows = {r["point"]: r for r in csv.DictReader(f)}
     assert len(rows) == 3, rows
-    missing = next(name for name in rows if "nonexistent" in name)
+    missing = next(name for name in rows if "cut_idx" in name)
     assert rows["seed=0"]["status"] == "finished" and rows["seed=0"]["last_step"] == "2"
     assert rows[missing]["status"].startswith("failed: user error")
     assert rows[missing]["last_step"] == ""

@@ -4,10 +4,10 @@ summarize on the finished sweep."""
 import csv
 import json
 import pathlib
-import struct
 import textwrap
 
 import pytest
+from helpers.data import write_cut_idx
 
 from cnnjax import cli
 from cnnjax.train.metrics import read_metrics
@@ -74,12 +74,7 @@ def test_a_local_sweep_with_a_failing_point_exits_1_and_names_it(tmp_path, capsy
     """IDX files whose headers promise images the files do not hold pass the config check (it reads
     only the headers) but fail in the point's run: the sweep says so as the point ends and again in
     its closing lines, and `sweep status` agrees. (A missing data folder is refused at planning.)"""
-    cut = tmp_path / "cut_idx"
-    cut.mkdir()
-    for prefix in ("train", "t10k"):  # 16 examples of 32x32 announced, none stored
-        (cut / f"{prefix}-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01" + struct.pack(">I", 16))
-        (cut / f"{prefix}-images-idx3-ubyte").write_bytes(b"\0\0\x08\x03"
-                                                         + struct.pack(">III", 16, 32, 32))
+    cut = write_cut_idx(tmp_path / "cut_idx")  # 16 examples of 32x32 announced, none stored
     config = tmp_path / "bad_sweep.py"
     config.write_text(textwrap.dedent(f"""
         from cnnjax.config import load_config
