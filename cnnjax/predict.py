@@ -135,16 +135,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                      "photos/\n"
                                      "  ./launch.sh predict --weights l5.pth --model lenet5 "
                                      "--data idx:data/mnist digit.png")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workdir", help="the run's folder (config.json, checkpoints/)")
-    source.add_argument("--weights", help="a weights file instead of a run: .pth/.pt, .safetensors "
-                        "or .npz (convert export's or convert import's)")
+    evaluate.add_source_arguments(parser)
     parser.add_argument("--step", help="checkpoint step N, 'best' or 'latest' (default)")
-    parser.add_argument("--model", help="with --weights: the model a state dict holds (an .npz of "
-                        "convert import records it)")
-    parser.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
-                        help="with --weights: a model knob a state dict cannot show (repeatable)")
-    parser.add_argument("--config", help="with --weights: a config file[:ARG] for the data settings")
     parser.add_argument("--data", help="with --weights: the dataset the weights were trained on, for "
                         "its settings and class names (e.g. idx:data/mnist; default: ImageNet's "
                         "settings, with the model's channels)")

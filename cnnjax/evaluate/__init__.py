@@ -12,6 +12,7 @@ evaluate.open_run(...)` keeps working.
 
 from cnnjax.evaluate.cli import (
     Prepared,
+    add_source_arguments,
     check_fits,
     data_for_weights,
     evaluate_and_report,
@@ -51,6 +52,7 @@ __all__ = [
     "Prepared",
     "Run",
     "abstract_variables",
+    "add_source_arguments",
     "apply_eval_overrides",
     "best_step",
     "check_fits",

@@ -56,18 +56,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                      "  ./launch.sh eval --workdir workdirs/r20 --crops 10 --all\n"
                                      "  ./launch.sh eval --weights r50.pth --model resnet50 "
                                      "--data folder:/data/imagenet/val")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workdir", help="the run's folder (config.json, checkpoints/)")
-    source.add_argument("--weights", help="a weights file (.pth/.pt, .safetensors, .npz in torchvision "
-                        "naming) to evaluate instead of a run; needs --model and --data")
-    parser.add_argument("--model", help="with --weights: the model the file holds, e.g. resnet50, "
-                        "vgg16_bn, alexnet_torchvision (see python -m cnnjax.convert models); an "
-                        ".npz of convert import records it")
-    parser.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
-                        help="with --weights: a model knob, e.g. transform_input=False (repeatable); "
-                        "one an imported .npz records must agree with it")
-    parser.add_argument("--config", help="with --weights: a config file[:ARG] for the data settings "
-                        "(default: ImageNet evaluation, shorter side 256, center 224, ImageNet mean/std)")
+    add_source_arguments(parser)
     parser.add_argument("--out", help="with --weights: where the results go "
                         "(default: workdirs/eval_<weights file name>)")
     which = parser.add_mutually_exclusive_group()
@@ -172,6 +161,23 @@ def imagenet_eval_config() -> ml_collections.ConfigDict:
     c.data = imagenet_data_config()
     c.eval_batch_size = 50
     return c
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """--workdir or --weights, and --model, --knob, --config for a weights file: what eval, predict
+    and visualize read the same way (open_run, or weights_and_config)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="the run's folder (config.json, checkpoints/)")
+    source.add_argument("--weights", help="a weights file instead of a run: .pth/.pt, .safetensors "
+                        "or .npz (torchvision names, or convert import's .npz)")
+    parser.add_argument("--model", help="with --weights: the model the file holds, e.g. resnet50, "
+                        "vgg16_bn, lenet5 (python -m cnnjax.convert models); an .npz of convert "
+                        "import records it")
+    parser.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --weights: a model knob, e.g. transform_input=False (repeatable); "
+                        "one an imported .npz records must agree with it")
+    parser.add_argument("--config", help="with --weights: a config file[:ARG] for the data settings "
+                        "(default: those of the dataset --data names, else ImageNet evaluation)")
 
 
 def weights_and_config(args: argparse.Namespace, overrides: Sequence[str]):

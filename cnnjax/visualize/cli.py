@@ -40,15 +40,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                 "digit.png --layers c1 c3 --out vis\n"
                                 "  ./launch.sh visualize --weights r50.pth --model resnet50 "
                                 "--image cat.jpg --out vis_r50")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workdir", help="the run's folder (config.json, checkpoints/)")
-    source.add_argument("--weights", help="a weights file (.pth/.pt, .safetensors, .npz) instead of "
-                        "a run; --model NAME unless the file records it (an imported .npz does)")
-    p.add_argument("--model", help="with --weights: the model the file holds, e.g. resnet50")
-    p.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
-                   help="with --weights: a model knob, e.g. transform_input=False (repeatable)")
-    p.add_argument("--config", help="with --weights: a config file[:ARG] for the data settings "
-                   "(default: ImageNet evaluation, center 224 crop, ImageNet mean/std)")
+    from cnnjax.evaluate import add_source_arguments  # read as eval and predict read them
+
+    add_source_arguments(p)
     p.add_argument("--data", help="evaluation data source for top patches and the ERF, e.g. "
                    "folder:/data/imagenet/val (sets data.eval_source)")
     p.add_argument("--step", default="latest", help="checkpoint step N, 'best' or 'latest' (default)")
