@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from cnnjax.ops import LayerGeometry, receptive_field
+from cnnjax.ops.conv import as_xla as conv_as_xla
 
 # A spatial axis's receptive field: (size, jump, start) in input pixels (see ops.ReceptiveField).
 Field = tuple[float, float, float]
@@ -288,7 +289,9 @@ def _within(scope: str, module_scope: str) -> bool:
 # ------------------------------------------------------------------------------ summary ---
 
 def _record_calls(model: nn.Module, variables: dict, x: jax.ShapeDtypeStruct):
-    """The forward jaxpr (eval mode) and every module __call__ as (path, class, output)."""
+    """The forward jaxpr (eval mode) and every module __call__ as (path, class, output). Every
+    convolution in it is XLA's primitive, whatever its impl (ops.conv.as_xla): the one whose
+    geometry the walk reads."""
     calls = []
 
     def interceptor(next_fun, args, kwargs, context):
@@ -301,7 +304,8 @@ def _record_calls(model: nn.Module, variables: dict, x: jax.ShapeDtypeStruct):
         with nn.intercept_methods(interceptor), nn.override_named_call(True):
             return model.apply(variables, x, train=False)
 
-    closed = jax.make_jaxpr(forward)(variables, x)
+    with conv_as_xla():
+        closed = jax.make_jaxpr(forward)(variables, x)
     return closed, calls
 
 
@@ -326,12 +330,10 @@ def _as_pair(geo: Any, which: int) -> tuple[int, int] | None:
 def summarize(model: nn.Module, input_shape: Sequence[int]) -> ModelSummary:
     """Per-layer rows and totals for one example of shape input_shape (H, W, C).
 
-    Convolutions are read as 'xla' whatever the model's conv_impl (the same arithmetic, one
-    primitive). Runs in seconds for the largest models: nothing is allocated or compiled.
+    Convolutions are read as 'xla' whatever their impl (the same arithmetic, one primitive). Runs in
+    seconds for the largest models: nothing is allocated or compiled.
     """
     input_shape = tuple(int(d) for d in input_shape)
-    if hasattr(model, "conv_impl"):
-        model = model.clone(conv_impl="xla")
     variables = abstract_variables(model, input_shape)
     x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     closed, calls = _record_calls(model, variables, x)

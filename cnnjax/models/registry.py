@@ -48,7 +48,7 @@ def register_model(name: str, family: type[nn.Module] | None = None, /, *,
     if family is None:
         return lambda cls: register_model(name, cls, natural_input=natural_input, **fixed)
     if name in _MODELS:
-        raise ValueError(f"model {name!r} is registered twice")
+        raise RuntimeError(f"model {name!r} is registered twice")
     _MODELS[name] = _Entry(functools.partial(family, **fixed), natural_input)
     return family
 

@@ -19,7 +19,9 @@ jax.jacfwd and jax.linear_transpose (which conv_transpose2d's tests use) need im
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import jax
@@ -38,6 +40,20 @@ _LAYOUT = {1: ("(N, L, Cin)", "(k, Cin/groups, Cout)"),
            2: ("(N, H, W, Cin)", "(kh, kw, Cin/groups, Cout)")}
 
 IntOrSeq = int | Sequence[int]
+# Set inside `as_xla()`: every convolution traced there is XLA's, whatever its impl.
+_AS_XLA = contextvars.ContextVar("cnnjax_convolutions_as_xla", default=False)
+
+
+@contextlib.contextmanager
+def as_xla() -> Iterator[None]:
+    """Within it, every convolution is traced as XLA's `conv_general_dilated`, whatever its impl:
+    the same arithmetic as one primitive, for tools that read a jaxpr (models.introspect) and
+    cannot look inside oneDNN's custom call or the explicit implementation's gathers."""
+    token = _AS_XLA.set(True)
+    try:
+        yield
+    finally:
+        _AS_XLA.reset(token)
 
 
 class ConvSpec(NamedTuple):
@@ -135,6 +151,8 @@ def _conv(x, kernel, bias, nd, *, stride, padding, dilation, groups, impl, preci
     spec = validate_conv(x, kernel, bias, nd, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, impl=impl, op=op)
     x, kernel = _promote(x, kernel)
+    if _AS_XLA.get():
+        impl = "xla"
     if impl == "auto":
         impl = "onednn"  # falls to XLA's below where oneDNN cannot run; XLA's on GPU/TPU
     if flip:
