@@ -59,21 +59,34 @@ def load_points(config_spec: str) -> list[dict]:
     return points.check_points(get_sweep(arg or None) if takes_arg else get_sweep())
 
 
-def validated_config(config: ml_collections.ConfigDict, base: list[str], point: dict, index: int,
-                     name: str) -> ml_collections.ConfigDict:
-    """The config of one point (base overrides, then the point's), checked as training checks it
-    (cnnjax.config.resolve: values, model knobs, the data splits) and with its model built, so that
-    a point training would refuse is refused now, before anything is written or submitted. Raises
-    one line per problem, naming the point; a problem of the base overrides is said once, unnamed."""
-    resolved = copy.deepcopy(config)
-    problems = config_io.override_problems(resolved, base)
+def point_config(based: ml_collections.ConfigDict, point: dict, index: int, name: str
+                 ) -> tuple[ml_collections.ConfigDict, list[str]]:
+    """(the config of one point, its problems): `based` (the config with the base overrides) with
+    the point's overrides, checked as training checks it (cnnjax.config.resolve: values, model
+    knobs, the data splits) and with its model built, so that a point training would refuse is
+    refused now, before anything is written or submitted; each problem names the point."""
+    resolved, problems = config_io.resolve(
+        copy.deepcopy(based), [a[len("--config."):] for a in points.override_args(point)],
+        splits=True, build_model=True)
+    return resolved, [f"sweep point {index} ({name}): {p}" for p in problems]
+
+
+def with_base(config: ml_collections.ConfigDict, base: list[str]) -> ml_collections.ConfigDict:
+    """A copy of `config` with the sweep's base overrides (--config.KEY=VALUE beside --sweep),
+    or every problem of those overrides, said once and not per point."""
+    based = copy.deepcopy(config)
+    problems = config_io.override_problems(based, base)
     if problems:
         raise config_io.ConfigValidationError(problems)
-    resolved, problems = config_io.resolve(
-        resolved, [a[len("--config."):] for a in points.override_args(point)], splits=True,
-        build_model=True)
+    return based
+
+
+def validated_config(config: ml_collections.ConfigDict, base: list[str], point: dict, index: int,
+                     name: str) -> ml_collections.ConfigDict:
+    """The config of one point (base overrides, then the point's), or every problem in one line each."""
+    resolved, problems = point_config(with_base(config, base), point, index, name)
     if problems:
-        raise config_io.ConfigValidationError([f"sweep point {index} ({name}): {p}" for p in problems])
+        raise config_io.ConfigValidationError(problems)
     return resolved
 
 
@@ -95,15 +108,21 @@ def make_plan(config_spec: str, base: list[str], sweep_dir: pathlib.Path,
         path, sep, arg = config_spec.partition(":")
         config_spec = str(pathlib.Path(path).absolute()) + sep + arg
         sweep_dir = sweep_dir.absolute()
-    plan = []
+    based = with_base(config, base)
+    plan, problems = [], []
     for index, (point, name) in enumerate(zip(sweep_points, names, strict=True)):
-        resolved = validated_config(config, base, point, index, name)
+        resolved, found = point_config(based, point, index, name)
+        problems += found  # every refused point is named, not only the first
+        if found:
+            continue
         workdir = sweep_dir / name
         command = points.train_command(python, config_spec, str(workdir), base, point)
         run = PointRun(index, name, point, workdir, command, status.NEW,
                        int(resolved.num_steps), float(resolved.num_epochs))
         run.status = current_status(run)
         plan.append(run)
+    if problems:
+        raise config_io.ConfigValidationError(problems)
     check_folders(plan, sweep_dir, config_spec)
     return plan
 

@@ -49,3 +49,18 @@ def test_a_point_training_would_refuse_is_refused_at_planning(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err.startswith(f"error: {expected}") and err.count("\n") == 1, err
     assert not out_dir.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["sw.py"]
+
+
+def test_every_refused_point_is_named_at_once(tmp_path, capsys, monkeypatch):
+    """Three bad points among good ones: three lines, one per point in the sweep's order, so that
+    one planning shows everything to fix; nothing written."""
+    monkeypatch.chdir(tmp_path)
+    config = sweep_file(tmp_path, [{"seed": 0}, {"schedule.base_lr": -0.1}, {"seed": 1},
+                                   {"data.source": "idx:no/such/folder"},
+                                   {"model.dropout_rate": 1.5}])
+    assert cli.main(["train", config, "--sweep", "--dry-run", "--workdir", str(tmp_path / "o")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "sweep point 1 (schedule.base_lr=-0.1)", "sweep point 3 (data.source=idx_no_such_folder)",
+        "sweep point 4 (model.dropout_rate=1.5)"], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sw.py"]
