@@ -129,5 +129,5 @@ def test_a_new_architecture_is_one_registration(monkeypatch):
     assert models.knob_choices("toy8")["norm"] == ("none", "batch")
     assert "'batch'" in _one_line_error("toy8", norm="lrn")
     _traces("toy8", norm="batch")
-    with pytest.raises(ValueError, match="twice"):
+    with pytest.raises(RuntimeError, match="twice"):
         registry.register_model("toy8", Toy)
