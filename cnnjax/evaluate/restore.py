@@ -20,6 +20,7 @@ import numpy as np
 from cnnjax import config as config_io
 from cnnjax.errors import UserError
 from cnnjax.train.metrics import read_metrics
+from cnnjax.train.workdir import has_checkpoints
 
 # How many steps in a row a reader lets a running training remove under it before giving up (each
 # try reads the newest step afresh; a training would have to save faster than a step can be read).
@@ -78,7 +79,7 @@ def open_run(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> Run:
     config = config_io.load_saved_config(workdir)
     config_io.apply_overrides(config, list(overrides))
     folder = workdir / "checkpoints"
-    if not folder.is_dir() or not any(p.name.isdigit() for p in folder.iterdir()):
+    if not has_checkpoints(workdir):
         raise FileNotFoundError(f"no checkpoints in {folder}: nothing to evaluate (has the run saved "
                                 "one yet?)")
     from cnnjax.train.checkpoint import Checkpoints

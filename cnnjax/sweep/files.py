@@ -75,11 +75,6 @@ def write_exit_code(workdir: pathlib.Path, code: int) -> None:
     write_text_atomic(workdir / EXIT_FILE, f"{code}\n")
 
 
-def has_checkpoints(workdir: pathlib.Path) -> bool:
-    folder = workdir / "checkpoints"
-    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
-
-
 def metrics_cut_short(workdir: pathlib.Path, name: str = "metrics.jsonl") -> bool:
     """True when the last line of the point's metrics file is not a whole JSON record (a crash or a
     full disk cut it)."""

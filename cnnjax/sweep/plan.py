@@ -19,6 +19,7 @@ from cnnjax import config as config_io
 from cnnjax.errors import UserError
 from cnnjax.sweep import files, points, status
 from cnnjax.train.metrics import read_metrics
+from cnnjax.train.workdir import has_checkpoints
 
 
 @dataclasses.dataclass
@@ -91,7 +92,7 @@ def validated_config(config: ml_collections.ConfigDict, base: list[str], point: 
 
 
 def current_status(run: PointRun) -> str:
-    return status.point_status(read_metrics(run.workdir), files.has_checkpoints(run.workdir),
+    return status.point_status(read_metrics(run.workdir), has_checkpoints(run.workdir),
                                run.num_steps, run.num_epochs)
 
 

@@ -66,9 +66,7 @@ def fitted_init_weights(config: ml_collections.ConfigDict, model, image_shape,
     writes: cnnjax.convert.fit_weights, which refuses names or shapes that do not fit in one line),
     read before the workdir is opened so that a file that does not fit writes nothing. None without
     init_weights, or when the workdir holds checkpoints: a resumed run starts from its checkpoint."""
-    folder = workdir / "checkpoints"
-    if not config.get("init_weights") or (folder.is_dir() and any(
-            p.name.isdigit() for p in folder.iterdir())):
+    if not config.get("init_weights") or workdir_lib.has_checkpoints(workdir):
         return None
     from cnnjax import convert  # the converters (and torch's file formats) only for this key
 

@@ -178,6 +178,12 @@ def effective_config(workdir: str | pathlib.Path, saved: dict) -> dict:
     return flat
 
 
+def has_checkpoints(workdir: str | pathlib.Path) -> bool:
+    """Whether `workdir/checkpoints` holds a step folder (complete or not): a run to resume."""
+    folder = pathlib.Path(workdir) / "checkpoints"
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
 def records_a_run(workdir: str | pathlib.Path) -> bool:
     """Whether `workdir` holds a checkpoint (kept or set aside) or a metric: what its config.json
     describes. A start that failed before its first step (a bad batch-norm group, a dataset that
