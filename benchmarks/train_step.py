@@ -40,6 +40,7 @@ import pathlib
 import re
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 
@@ -52,6 +53,7 @@ from jax.sharding import PartitionSpec as P
 from cnnjax import models
 from cnnjax.config import default_config
 from cnnjax.convert.io import ConvertError
+from cnnjax.errors import UserError
 from cnnjax.models import layers
 from cnnjax.train.distributed import data_mesh
 from cnnjax.train.loop import create_train_state
@@ -276,13 +278,15 @@ def main() -> None:
                         help="compile and print the step's memory (XLA's analysis) without running it")
     parser.add_argument("--compare-torch", action="store_true",
                         help="also time PyTorch (CPU) on the same model and cores, interleaved")
-    parser.add_argument("--torch-modes", type=torch_modes, default=TORCH_MODES,
+    parser.add_argument("--torch-modes", type=torch_modes, default=None,
                         help="with --compare-torch: eager and/or compile (torch.compile, inductor), "
                              "comma-separated (default both)")
     parser.add_argument("--torch-channels-last", action="store_true",
                         help="with --compare-torch: PyTorch in channels_last memory format "
                              "(default NCHW)")
     args = parser.parse_args()
+    if not args.compare_torch and (args.torch_modes or args.torch_channels_last):
+        parser.error("--torch-modes and --torch-channels-last need --compare-torch")
 
     platform = jax.devices()[0].platform
     if args.no_materialize:
@@ -293,7 +297,7 @@ def main() -> None:
     if platform == "cpu":
         print(cpu_description())
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    modes = args.torch_modes if args.compare_torch else ()
+    modes = (args.torch_modes or TORCH_MODES) if args.compare_torch else ()
     if modes:
         print(torch_header(modes, args.dtype, args.torch_channels_last))
     impls = args.conv_impl.split(",")
@@ -348,4 +352,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     jnp.zeros(())  # initialise the backend before timing anything
-    main()
+    try:
+        main()
+    except UserError as e:  # an unknown model or a knob it does not take: one line, as the CLI's
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
