@@ -16,7 +16,9 @@ each of --torch-modes: 'eager', and 'compile': torch.compile(model) with the def
 and mode, the way PyTorch's tutorials compile a training model (forward and backward compiled; the
 loss, the backward call and the SGD step stay eager); see torch_train_step. The columns jax/eager and
 jax/compile are ratios of median step times; 'compile s' of the 'torch compile' row is its first step
-(tracing and inductor's compilation, then one step), excluded from the timing like JAX's compilation.
+(tracing and inductor's compilation, then one step), excluded from the timing like JAX's compilation;
+inductor caches compiled graphs on disk (/tmp/torchinductor_$USER), so only a first run shows the cold
+compile time (TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 gives it on every run).
 A mode that fails (no C++ compiler, an inductor error) prints one line and shows n/a. PyTorch runs
 NCHW (its default memory format) unless --torch-channels-last. --dtype bfloat16: cnnjax computes in
 bfloat16 with float32 parameters, optimizer state and batch-norm statistics, and PyTorch runs its
@@ -42,7 +44,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +62,9 @@ from cnnjax.train.distributed import data_mesh
 from cnnjax.train.loop import create_train_state
 from cnnjax.train.optim import make_optimizer
 from cnnjax.train.steps import jit_steps
+
+if TYPE_CHECKING:
+    import torch
 
 # Dense peak FLOP/s by device kind (NVIDIA data sheets, SXM parts, without sparsity). XLA runs float32
 # convolutions and matmuls on GPUs in TF32 (JAX's default precision), so float32 MFU is measured against
@@ -143,7 +149,8 @@ def one_line(error: BaseException) -> str:
 
 
 def torch_train_step(name: str, batch: int, mode: str = "eager", dtype: str = "float32",
-                     channels_last: bool = False, seed: int = 0):
+                     channels_last: bool = False,
+                     seed: int = 0) -> tuple[torch.nn.Module, Callable[[], torch.Tensor]]:
     """(model, step) for `name`'s PyTorch training step on one fixed synthetic batch; step() runs it
     and returns the loss (before the update), as a float32 tensor.
 
@@ -210,7 +217,7 @@ def bench_torch(name: str, batch: int, steps: int, modes: Sequence[str], dtype: 
             run()  # warm-up after the first step, as JAX's
         except ConvertError:
             return None
-        except Exception as e:  # an inductor or compiler failure: that column is n/a
+        except Exception as e:  # above all an inductor or C++ compiler error: that column is n/a
             print(f"torch {mode} failed on {name}: {one_line(e)}", flush=True)
             out[mode] = {"run": None, "compile_s": float("nan")}
             continue
@@ -253,6 +260,7 @@ def torch_modes(text: str) -> tuple[str, ...]:
 
 
 def torch_header(modes: Sequence[str], dtype: str, channels_last: bool) -> str:
+    """The PyTorch line of the header: version, modes, precision, memory format, threads."""
     try:
         import torch
     except ImportError:
