@@ -12,6 +12,7 @@ from cnnjax.ops.batch_norm import batch_norm
 from cnnjax.ops.conv import (
     DEFAULT_IMPL,
     IMPLS,
+    add_bias,
     conv1d,
     conv2d,
     conv_transpose2d,
@@ -37,6 +38,7 @@ __all__ = [
     "LayerGeometry",
     "Padding",
     "ReceptiveField",
+    "add_bias",
     "avg_pool",
     "batch_norm",
     "conv1d",

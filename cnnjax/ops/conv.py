@@ -172,9 +172,20 @@ def _conv(x, kernel, bias, nd, *, stride, padding, dilation, groups, impl, preci
     else:
         y = _explicit.conv_explicit(x, kernel, spec.stride, spec.padding, spec.dilation, groups,
                                     precision)
-    if bias is not None:
-        y = y + bias.astype(y.dtype)
-    return y
+    return y if bias is None else add_bias(y, bias)
+
+
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+    """y + bias along the last (channel) axis, in y's dtype.
+
+    Below float32 (bfloat16 compute) the sum is formed in float32 and rounded once: the values are
+    the same, but reverse mode then sums the bias gradient (the cotangent over every other axis) in
+    float32. A bfloat16 addition's gradient is a bfloat16 reduction, which XLA:CPU rounds after
+    every partial sum, so that it stalls at 2**8 terms' worth (lenet5's first bias gradient at batch
+    128: 16 instead of 1004)."""
+    if jnp.issubdtype(y.dtype, jnp.floating) and jnp.finfo(y.dtype).bits < 32:
+        return (y.astype(jnp.float32) + bias.astype(jnp.float32)).astype(y.dtype)
+    return y + bias.astype(y.dtype)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,

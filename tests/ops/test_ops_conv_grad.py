@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers.ops_reference import assert_within_sum_bound, pads_for
+from helpers.ops_reference import BF16_U, assert_within_sum_bound, pads_for, sum_rtol
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -146,3 +146,22 @@ def test_grad_under_vmap_and_jit():
     assert_within_sum_bound(per_example["explicit"], per_example["xla"], abs_grads, k, sides=2)
     assert_within_sum_bound(per_example["xla"].sum(0), batch, abs_grads.sum(0), k + 2 * 3 * 3,
                             sides=2)
+
+
+@pytest.mark.parametrize("impl", ["xla", "explicit", "auto"])
+def test_bfloat16_bias_gradient_is_summed_in_float32(impl):
+    """The bias gradient of a bfloat16 convolution sums the cotangent over N, H and W (8,192 terms
+    here). Summed in bfloat16, as reverse mode of a bfloat16 addition does and XLA:CPU rounds after
+    every partial sum, it stalls once the partial sum is 2**8 times a term: lenet5's first bias
+    got 16 instead of 1004 at batch 128."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((8, 34, 34, 2)), jnp.bfloat16)
+    w = jnp.asarray(rng.standard_normal((3, 3, 2, 4)), jnp.bfloat16)
+    ct = jnp.asarray(rng.uniform(0.5, 1.0, (8, 32, 32, 4)), jnp.bfloat16)
+    grad = jax.jit(jax.grad(lambda b: jnp.vdot(
+        ops.conv2d(x, w, b, impl=impl).astype(jnp.float32), ct.astype(jnp.float32))))(
+        jnp.zeros(4, jnp.float32))
+    want = np.asarray(ct, np.float64).sum(axis=(0, 1, 2))
+    # Positive terms: a float32 sum of 8,192 of them in any order (sum_rtol), then one rounding of
+    # the result to bfloat16 (the bias enters the layer in its compute dtype): BF16_U.
+    np.testing.assert_allclose(grad, want, rtol=sum_rtol(8 * 32 * 32) + BF16_U)
