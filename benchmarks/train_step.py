@@ -118,7 +118,7 @@ def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int, conv_
     run()  # warm-up
     peak = jax.devices()[0].memory_stats() or {}
     return {"run": run, "compile_s": compile_s, "flops": flops, "step_bytes": step_bytes,
-            "peak_bytes": peak.get("peak_bytes_in_use", 0)}
+            "peak_bytes": peak.get("peak_bytes_in_use", 0), "compiled": compiled}
 
 
 def interleaved(runs: dict, repeats: int, steps: int, batch: int) -> dict:
