@@ -67,3 +67,19 @@ def test_fused_equals_unfused(case):
         assert jax.tree.structure(a) == jax.tree.structure(b), name
         jax.tree.map(lambda x, y, name=name: np.testing.assert_array_equal(x, y, err_msg=name),
                      a, b)
+
+
+def test_bfloat16_fused_step_keeps_float32_statistics_and_parameters():
+    """dtype='bfloat16' takes the fused path (relu(bn(x) + shortcut) in float32, rounded once,
+    which differs from the unfused path's two roundings, so no equality here: the op's test bounds
+    its error). Statistics, parameters and their gradients stay float32, and the step is finite."""
+    fields = dict(num_classes=10, block_cls=BasicBlock, dtype="bfloat16") | CASES["resnet20"]
+    model = ResNet(**fields)
+    images = jax.random.normal(jax.random.key(1), (8, 16, 16, 3))
+    variables = jax.jit(model.init)(jax.random.key(0), images)
+    logits, stats, grads, eval_logits = step_outputs(model, variables, images, jnp.arange(8) % 10)
+    assert logits.dtype == eval_logits.dtype == jnp.float32
+    for tree in (stats, grads):
+        for leaf in jax.tree.leaves(tree):
+            assert leaf.dtype == jnp.float32 and np.isfinite(leaf).all()
+    assert np.isfinite(logits).all() and np.isfinite(eval_logits).all()
