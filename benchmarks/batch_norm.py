@@ -1,14 +1,12 @@
 """Batch norm + ReLU, forward and forward+backward, on resnet20's activation shapes: ops.batch_norm
 against flax's nn.BatchNorm, the textbook formula under autodiff and (with --compare-torch)
-PyTorch's BatchNorm2d, timed interleaved; with --fused, ops.batch_norm's own ReLU (relu=True) and
-residual (relu(bn(x) + r), a residual block's end) against the op followed by jax.nn.relu / + r.
+PyTorch's BatchNorm2d, timed interleaved.
 
     ./launch.sh bench batch_norm
     ./launch.sh bench batch_norm --compare-torch --repeats 7
-    ./launch.sh bench batch_norm --fused --repeats 7
 
-Forward+backward is jax.grad of sum(relu(bn(x)) * cotangent) with respect to x, scale and bias
-(and r); the ms are per call, the median (and min) of the repeats of 10 calls each.
+Forward+backward is jax.grad of sum(relu(bn(x)) * cotangent) with respect to x, scale and bias; the
+ms are per call, the median (and min) of the repeats of 10 calls each.
 """
 
 from __future__ import annotations
@@ -60,33 +58,6 @@ def jax_fns(shape: tuple[int, ...]) -> dict:
     return fns
 
 
-def fused_fns(shape: tuple[int, ...]) -> dict:
-    """ops.batch_norm with relu=True [and residual] against the op then jax.nn.relu [after + r]."""
-    x = jax.random.normal(jax.random.key(0), shape)
-    r = jax.random.normal(jax.random.key(2), shape)
-    g = jax.random.normal(jax.random.key(1), shape)
-    scale, bias = jnp.full(shape[-1], 1.1), jnp.full(shape[-1], 0.1)
-
-    def unfused(x, s, b, r):
-        y = ops.batch_norm(x, s, b, epsilon=EPS)[0]
-        return nn.relu(y if r is None else y + r)
-
-    def fused(x, s, b, r):
-        return ops.batch_norm(x, s, b, epsilon=EPS, residual=r, relu=True)[0]
-
-    fns = {}
-    for name, bn in (("unfused", unfused), ("fused", fused)):
-        for kind, res in (("relu", None), ("add+relu", r)):
-            fwd = jax.jit(bn)
-            fb = jax.jit(jax.grad(lambda x, s, b, r, bn=bn: jnp.sum(bn(x, s, b, r) * g),
-                                  (0, 1, 2) if res is None else (0, 1, 2, 3)))
-            fns[f"{kind} {name} fwd"] = lambda f=fwd, r=res: jax.block_until_ready(
-                f(x, scale, bias, r))
-            fns[f"{kind} {name} f+b"] = lambda f=fb, r=res: jax.block_until_ready(
-                f(x, scale, bias, r))
-    return fns
-
-
 def torch_fns(shape: tuple[int, ...]) -> dict:
     import torch
 
@@ -109,15 +80,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compare-torch", action="store_true")
-    parser.add_argument("--fused", action="store_true",
-                        help="time the fused ReLU and residual against the unfused ops instead")
     args = parser.parse_args()
     print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; jax {jax.__version__}; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print("ms per call, median (min)")
     for layer, shape in SHAPES.items():
-        fns = fused_fns(shape) if args.fused else jax_fns(shape)
-        if args.compare_torch and not args.fused:
+        fns = jax_fns(shape)
+        if args.compare_torch:
             fns.update(torch_fns(shape))
         # Each timed call runs the op CALLS times; per call: the median and the min of the repeats.
         batched = {name: lambda fn=fn: [fn() for _ in range(CALLS)] for name, fn in fns.items()}

@@ -148,9 +148,6 @@ class LayerOptions:
     conv_impl: str = ops.DEFAULT_IMPL
     dtype: str = "float32"
     bn_stats: str = "global"
-    # Batch norm applies a ReLU that follows it (and a residual added before it) in its own passes
-    # (ops.batch_norm); False computes them after it, as separate ops: the reference in tests.
-    fuse_bn_relu: bool = True
 
     @property
     def act(self) -> Callable[[jax.Array], jax.Array]:
@@ -311,9 +308,7 @@ class BatchNorm(nn.Module):
     scale_init: Initializer = nn.initializers.ones
 
     @nn.compact
-    def __call__(self, x: jax.Array, use_running_average: bool = False, *,
-                 residual: jax.Array | None = None, relu: bool = False) -> jax.Array:
-        """bn(x) [+ residual] [then the ReLU], the last two in the normalisation's own passes."""
+    def __call__(self, x: jax.Array, use_running_average: bool = False) -> jax.Array:
         features = x.shape[-1]
         scale = self.param("scale", self.scale_init, (features,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
@@ -322,12 +317,9 @@ class BatchNorm(nn.Module):
         x = x.astype(DTYPES[self.dtype])
         if use_running_average:
             k = lax.rsqrt(ra_var.value + self.epsilon) * scale
-            y = (x.astype(jnp.float32) - ra_mean.value) * k + bias
-            y = y if residual is None else y + residual.astype(jnp.float32)
-            return (jnp.maximum(y, 0.0) if relu else y).astype(x.dtype)
+            return ((x.astype(jnp.float32) - ra_mean.value) * k + bias).astype(x.dtype)
         groups = x.shape[0] // bn_group_size(self.bn_stats, x.shape[0])
-        y, mean, var = ops.batch_norm(x, scale, bias, epsilon=self.epsilon, groups=groups,
-                                      residual=residual, relu=relu)
+        y, mean, var = ops.batch_norm(x, scale, bias, epsilon=self.epsilon, groups=groups)
         if not self.is_initializing():
             ra_mean.value = BN_MOMENTUM * ra_mean.value + (1 - BN_MOMENTUM) * mean.mean(0)
             ra_var.value = BN_MOMENTUM * ra_var.value + (1 - BN_MOMENTUM) * var.mean(0)
@@ -337,14 +329,11 @@ class BatchNorm(nn.Module):
 def conv_norm_act(x: jax.Array, options: LayerOptions, features: int,
                   kernel_size: int | Sequence[int], *, name: str, train: bool,
                   bn_name: str | None = None, act: bool = True, zero_scale: bool = False,
-                  bn_epsilon: float = BN_EPSILON, residual: jax.Array | None = None,
-                  **conv_kwargs: Any) -> jax.Array:
+                  bn_epsilon: float = BN_EPSILON, **conv_kwargs: Any) -> jax.Array:
     """The conv-norm-activation block of every family: (N, H, W, Cin) -> (N, Ho, Wo, features).
 
     Conv `name` [-> batch norm `bn_name` (default `name`_bn) when options.norm == 'batch']
-    [-> + residual (N, Ho, Wo, features): a residual block's shortcut] [-> the activation, unless
-    act=False]. Batch norm followed by 'relu' computes the addition and the ReLU in its own passes
-    (ops.batch_norm), unless options.fuse_bn_relu is False.
+    [-> the activation, unless act=False: a residual block's last conv before the addition].
     The conv drops its bias under batch norm unless conv_kwargs say use_bias=True (torchvision's
     vgg*_bn keeps it); conv_kwargs (stride, padding, groups, kernel_init, ...) go to Conv;
     zero_scale and bn_epsilon to `batch_norm`. Called inside a model's compact method, the layers
@@ -355,11 +344,7 @@ def conv_norm_act(x: jax.Array, options: LayerOptions, features: int,
              **conv_kwargs)(x)
     if options.norm == "batch":
         bn = batch_norm(options, bn_name or f"{name}_bn", zero_scale=zero_scale, epsilon=bn_epsilon)
-        if act and options.activation == "relu" and options.fuse_bn_relu:
-            return bn(x, use_running_average=not train, residual=residual, relu=True)
         x = bn(x, use_running_average=not train)
-    if residual is not None:
-        x = x + residual.astype(x.dtype)
     return options.act(x) if act else x
 
 

@@ -49,30 +49,33 @@ class _Block(nn.Module):
     options: layers.LayerOptions = layers.LayerOptions(norm="batch")
 
     def conv_bn(self, x: jax.Array, features: int, kernel: int, stride: int, index: int,
-                train: bool, *, shortcut: jax.Array | None = None,
-                last: bool = False) -> jax.Array:
-        """conv{index}, bn{index}, then the activation; the `last` of a block adds the shortcut
-        first (Sec. 3.2, eq. 1: activation(y + shortcut); plain nets have none)."""
+                train: bool, *, last: bool = False) -> jax.Array:
+        """conv{index}, bn{index}, then the activation unless `last` (it follows the addition)."""
         return layers.conv_norm_act(x, self.options, features, kernel, name=f"conv{index}",
-                                    bn_name=f"bn{index}", train=train, residual=shortcut,
+                                    bn_name=f"bn{index}", train=train, act=not last,
                                     zero_scale=last and self.zero_init_residual, stride=stride,
                                     padding=kernel // 2)
 
-    def shortcut_of(self, x: jax.Array, features: int, train: bool) -> jax.Array | None:
-        """The block's shortcut (N, H/s, W/s, features) of x (N, H, W, Cin), None in plain nets.
+    def add_shortcut(self, x: jax.Array, y: jax.Array, train: bool) -> jax.Array:
+        """activation(y + shortcut(x)) (Sec. 3.2, eq. 1), or activation(y) in plain nets.
 
-        Where the shapes differ, 'projection' is a 1x1/s conv and BN (eq. 2), 'identity_pad'
-        subsamples x by s and zero-pads the channels (option A)."""
+        x: (N, H, W, Cin), y: (N, H/s, W/s, Cout). Where the shapes differ, 'projection' is a
+        1x1/s conv and BN (eq. 2), 'identity_pad' subsamples x by s and zero-pads the channels
+        (option A).
+        """
+        opts = self.options
         if self.shortcut == "none":
-            return None
-        if self.stride == 1 and x.shape[-1] == features:
-            return x
+            return opts.act(y)
+        if self.stride == 1 and x.shape[-1] == y.shape[-1]:
+            return opts.act(y + x.astype(y.dtype))
         if self.shortcut == "projection":
-            return layers.conv_norm_act(x, self.options, features, 1, name="downsample_0",
-                                        bn_name="downsample_1", train=train, act=False,
-                                        stride=self.stride)
-        s = x[:, ::self.stride, ::self.stride, :]
-        return jnp.pad(s, ((0, 0), (0, 0), (0, 0), (0, features - s.shape[-1])))
+            s = layers.conv_norm_act(x, opts, y.shape[-1], 1, name="downsample_0",
+                                     bn_name="downsample_1", train=train, act=False,
+                                     stride=self.stride)
+        else:
+            s = x[:, ::self.stride, ::self.stride, :]
+            s = jnp.pad(s, ((0, 0), (0, 0), (0, 0), (0, y.shape[-1] - s.shape[-1])))
+        return opts.act(y + s.astype(y.dtype))
 
 
 class BasicBlock(_Block):
@@ -84,8 +87,8 @@ class BasicBlock(_Block):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         f = self.features
         y = self.conv_bn(x, f, 3, self.stride, 1, train)             # (N, H/s, W/s, f)
-        return self.conv_bn(y, f, 3, 1, 2, train, last=True,
-                            shortcut=self.shortcut_of(x, f, train))  # (N, H/s, W/s, f)
+        y = self.conv_bn(y, f, 3, 1, 2, train, last=True)            # (N, H/s, W/s, f)
+        return self.add_shortcut(x, y, train)
 
 
 class Bottleneck(_Block):
@@ -99,8 +102,8 @@ class Bottleneck(_Block):
         s1, s3 = (1, self.stride) if self.stride_in_3x3 else (self.stride, 1)
         y = self.conv_bn(x, f, 1, s1, 1, train)                      # (N, H/s1, W/s1, f)
         y = self.conv_bn(y, f, 3, s3, 2, train)                      # (N, H/s, W/s, f)
-        return self.conv_bn(y, f * 4, 1, 1, 3, train, last=True,
-                            shortcut=self.shortcut_of(x, f * 4, train))  # (N, H/s, W/s, 4f)
+        y = self.conv_bn(y, f * 4, 1, 1, 3, train, last=True)        # (N, H/s, W/s, 4f)
+        return self.add_shortcut(x, y, train)
 
 
 class ResNet(base.ConvModel):

@@ -18,21 +18,16 @@ from cnnjax.ops.errors import OpError
 
 
 def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, *, epsilon: float = 1e-5,
-               groups: int = 1, residual: jax.Array | None = None,
-               relu: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+               groups: int = 1) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Normalise x (N, ..., C) per channel by its batch statistics: (y, mean, var).
 
-        y = (x - mean) / sqrt(var + epsilon) * scale + bias   [+ residual]   [then max(y, 0)]
+        y = (x - mean) / sqrt(var + epsilon) * scale + bias
 
     mean and the biased variance are taken over every axis but the channels, separately for each
     of `groups` runs of N / groups consecutive examples (groups=1: the whole batch). They are
     computed in float32 in one pass, as E[x^2] - E[x]^2 (flax's default), and returned with shape
     (groups, C).
-    `residual` (x's shape, any float dtype) is added after the affine and `relu` applied last, as
-    relu(bn(y) + shortcut) ends a residual block (He et al. 2016, eq. 1): in float32, rounded to
-    x's dtype once. The backward pass masks the incoming gradient with the ReLU's in its own
-    passes; its subgradient at 0 is 0, as jax.nn.relu's.
-    y has x's dtype. Differentiable in x, scale, bias and residual, also through mean and var.
+    y has x's dtype. Differentiable in x, scale and bias, also through mean and var.
     """
     if x.ndim < 2:
         raise OpError(f"batch_norm: x must have a batch and a channel axis, got shape {x.shape}")
@@ -43,13 +38,7 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, *, epsilon: floa
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or x.shape[0] % groups:
         raise OpError(f"batch_norm: groups must be a positive int dividing the batch of "
                       f"{x.shape[0]}, got {groups!r}")
-    if residual is not None and jnp.shape(residual) != x.shape:
-        raise OpError(f"batch_norm: residual must have x's shape {x.shape}, got "
-                      f"{jnp.shape(residual)}")
-    if not isinstance(relu, bool):
-        raise OpError(f"batch_norm: relu must be True or False, got {relu!r}")
-    return _batch_norm(x, scale.astype(jnp.float32), bias.astype(jnp.float32), residual, epsilon,
-                       groups, relu)
+    return _batch_norm(x, scale.astype(jnp.float32), bias.astype(jnp.float32), epsilon, groups)
 
 
 def _group_sum(a: jax.Array, groups: int) -> jax.Array:
@@ -71,13 +60,7 @@ def _per_example(v: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.repeat(v, x.shape[0] // groups, axis=0).reshape(x.shape[0], *ones, channels)
 
 
-def _affine(xf, k, shift, residual):
-    """x * k + shift [+ residual] in float32: the pre-activation, computed alike in both passes."""
-    z = xf * _per_example(k, xf) + _per_example(shift, xf)
-    return z if residual is None else z + residual.astype(jnp.float32)
-
-
-def _forward(x, scale, bias, residual, epsilon, groups, relu):
+def _forward(x, scale, bias, epsilon, groups):
     # One pass for both statistics, E[x^2] - E[x]^2 as flax's default (use_fast_variance): XLA:CPU
     # runs the two sums at memory speed only when no broadcast feeds them; centring first (an exact
     # two-pass variance) costs another pass (benchmarks/README.md, "Batch norm"). The price: the
@@ -88,36 +71,27 @@ def _forward(x, scale, bias, residual, epsilon, groups, relu):
     var = jnp.maximum(_group_sum(xf * xf, groups) / count - mean * mean, 0.0)
     rstd = lax.rsqrt(var + epsilon)
     k = rstd * scale
-    shift = bias - mean * k
-    z = _affine(xf, k, shift, residual)
-    y = (jnp.maximum(z, 0.0) if relu else z).astype(x.dtype)
-    # The backward pass recomputes the ReLU's mask from x (and the residual) rather than saving y:
-    # XLA compiled the same resnet20 training step either way (benchmarks/README.md, "Batch norm
-    # with its ReLU and residual"), and this saves nothing beyond what the op saved already.
-    return (y, mean, var), (x, mean, rstd, scale, shift, residual)
+    y = xf * _per_example(k, x) + _per_example(bias - mean * k, x)
+    return (y.astype(x.dtype), mean, var), (x, mean, rstd, scale)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
-def _batch_norm(x, scale, bias, residual, epsilon, groups, relu):
-    return _forward(x, scale, bias, residual, epsilon, groups, relu)[0]
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _batch_norm(x, scale, bias, epsilon, groups):
+    return _forward(x, scale, bias, epsilon, groups)[0]
 
 
-def _backward(epsilon, groups, relu, residuals, cotangents):
-    # With xhat = (x - mean) * rstd and n values per group and channel, g the gradient reaching
-    # the affine output (the incoming one where the ReLU passed, 0 elsewhere):
-    #   dbias = sum(g), dscale = sum(g * xhat), both over the groups too, dresidual = g;
+def _backward(epsilon, groups, residuals, cotangents):
+    # With xhat = (x - mean) * rstd and n values per group and channel:
+    #   dbias = sum(g), dscale = sum(g * xhat), both over the groups too;
     #   dx = scale * rstd * (g - sum(g) / n - xhat * sum(g * xhat) / n)      (through y)
     #      + g_mean / n + g_var * 2 (x - mean) / n                           (through mean and var)
     # with the sums per group, and sum(g * xhat) = rstd * (sum(g * x) - mean * sum(g)): the sums
     # read x and g with no broadcast between them (see _forward). dx is a * g + b * x + c per
-    # channel and group: one elementwise pass. The mask is recomputed inside both passes, so
-    # XLA fuses it into them instead of writing the masked gradient out.
+    # channel and group: one elementwise pass.
     del epsilon
-    x, mean, rstd, scale, shift, residual = residuals
+    x, mean, rstd, scale = residuals
     g_y, g_mean, g_var = cotangents
     g, xf = g_y.astype(jnp.float32), x.astype(jnp.float32)
-    if relu:
-        g = jnp.where(_affine(xf, rstd * scale, shift, residual) > 0, g, 0.0)
     count = x.size // (groups * x.shape[-1])
     sum_g = _group_sum(g, groups)
     sum_g_xhat = (_group_sum(g * xf, groups) - mean * sum_g) * rstd
@@ -125,8 +99,7 @@ def _backward(epsilon, groups, relu, residuals, cotangents):
     b = (2 * g_var - rstd * a * sum_g_xhat) / count          # the coefficient of x - mean
     c = (g_mean - a * sum_g) / count - b * mean
     dx = g * _per_example(a, x) + xf * _per_example(b, x) + _per_example(c, x)
-    d_residual = None if residual is None else g.astype(residual.dtype)
-    return dx.astype(x.dtype), jnp.sum(sum_g_xhat, 0), jnp.sum(sum_g, 0), d_residual
+    return dx.astype(x.dtype), jnp.sum(sum_g_xhat, 0), jnp.sum(sum_g, 0)
 
 
 _batch_norm.defvjp(_forward, _backward)
