@@ -35,6 +35,14 @@ else
     echo "launch.sh: installing cnnjax[$extras] into $VENV (first run, or pyproject.toml changed) ..." >&2
     [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+    # Until 2026-12 cnnjax installed the SYCL build of oneDNN (`onednn`) and its 2 GB of GPU
+    # runtimes. The CPU-only build that replaces it writes the same file names, so the old one
+    # and its runtimes go first (pip would otherwise leave them, and delete the new files later).
+    if "$VENV/bin/python" -m pip show -q onednn >/dev/null 2>&1; then
+      "$VENV/bin/python" -m pip uninstall -y -q onednn onednn-devel dpcpp-cpp-rt intel-sycl-rt \
+        intel-opencl-rt intel-cmplr-lib-rt intel-cmplr-lib-ur intel-cmplr-lic-rt intel-openmp tbb \
+        umf tcmlib >&2
+    fi
     "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[$extras]" >&2
     touch "$stamp"
   fi
