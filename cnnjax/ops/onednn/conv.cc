@@ -186,14 +186,6 @@ ffi::Error Run(Kind kind, ffi::Span<const int64_t> geom, void* x, ffi::AnyBuffer
   try {
     const Entry& e = Lookup(kind, *dt, xd, wd, yd, g);
     auto& eng = Engine();
-    // One thread budget: XLA runs independent ops at once (a layer's two gradients), and each
-    // oneDNN call starts an OpenMP team as large as the machine, so two calls oversubscribe the
-    // cores and their barriers wait on descheduled threads. Calls take turns, each with every
-    // core (CNNJAX_ONEDNN_CONCURRENT=1 lets them overlap: benchmarks/README.md, "Threads").
-    static const bool concurrent = std::getenv("CNNJAX_ONEDNN_CONCURRENT") != nullptr;
-    static std::mutex turn;
-    std::unique_lock<std::mutex> my_turn(turn, std::defer_lock);
-    if (!concurrent) my_turn.lock();
     thread_local Arena scratch, wbuf;
     memory xm(ActivationDesc(xd, *dt), eng, x), ym(ActivationDesc(yd, *dt), eng, y);
     memory user_w(e.user_w, eng, w);
