@@ -13,6 +13,8 @@
 #                                     a cluster module): no venv, no pip; cnnjax runs from this checkout
 #   CNNJAX_VENV=DIR                   where the venv lives (default .venv); CNNJAX_VENV=system is
 #                                     CNNJAX_PYTHON=$(command -v python3)
+#   CNNJAX_MALLOC=glibc               keep glibc's malloc defaults (launch.sh otherwise sets
+#                                     MALLOC_ARENA_MAX=1, MALLOC_MMAP_MAX_=0, a high trim threshold)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${CNNJAX_VENV:-$ROOT/.venv}"
@@ -35,6 +37,14 @@ else
     echo "launch.sh: installing cnnjax[$extras] into $VENV (first run, or pyproject.toml changed) ..." >&2
     [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+    # Until 2026-12 cnnjax installed the SYCL build of oneDNN (`onednn`) and its 2 GB of GPU
+    # runtimes. The CPU-only build that replaces it writes the same file names, so the old one
+    # and its runtimes go first (pip would otherwise leave them, and delete the new files later).
+    if "$VENV/bin/python" -m pip show -q onednn >/dev/null 2>&1; then
+      "$VENV/bin/python" -m pip uninstall -y -q onednn onednn-devel dpcpp-cpp-rt intel-sycl-rt \
+        intel-opencl-rt intel-cmplr-lib-rt intel-cmplr-lib-ur intel-cmplr-lic-rt intel-openmp tbb \
+        umf tcmlib >&2
+    fi
     "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[$extras]" >&2
     touch "$stamp"
   fi
@@ -45,6 +55,16 @@ fi
 # headers, again only when conv.cc or the toolchain changed. If it cannot be built, cnnjax says so
 # in one line when a oneDNN convolution is asked for, and uses XLA's.
 "$PY" "$ROOT/cnnjax/ops/onednn/build.py" --quiet || true
+# glibc's malloc gives each thread an arena of its own, and a thread arena serves any block over
+# 64 MB with a fresh mmap: XLA:CPU allocates a step's temporaries (200 MB for resnet20 at batch
+# 128) on one of its threads at every step, so the kernel page-faulted and zeroed 50,000 pages a
+# step, a third of resnet20's step time. One arena, no mmap and no trimming keep those pages
+# (benchmarks/README.md, "Memory allocation"). A value set by hand wins; CNNJAX_MALLOC=glibc keeps
+# glibc's defaults.
+if [[ "${CNNJAX_MALLOC:-}" != glibc ]]; then
+  export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-1}" MALLOC_MMAP_MAX_="${MALLOC_MMAP_MAX_:-0}"
+  export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-68719476736}"
+fi
 # TensorFlow is used only for tf.data on the host: keep it off any GPU and quiet.
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 

@@ -223,7 +223,7 @@ class Dense(nn.Module):
         dtype = DTYPES[self.dtype]
         y = jnp.dot(x.astype(dtype), kernel.astype(dtype))
         if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(dtype)
+            y = ops.add_bias(y, self.param("bias", self.bias_init, (self.features,), jnp.float32))
         return y
 
 

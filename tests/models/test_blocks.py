@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from helpers.ops_reference import F32_U, sum_rtol
+from helpers.ops_reference import BF16_U, F32_U, sum_rtol
 
 from cnnjax.models import layers
 from cnnjax.models.googlenet import Inception
@@ -151,3 +151,22 @@ def test_grouped_conv_layer_blocks_the_channels(numpy_init):
     a, b = np.asarray(_apply(conv, variables, x)), np.asarray(_apply(conv, variables, x2))
     np.testing.assert_array_equal(a[..., :3], b[..., :3])
     assert not np.allclose(a[..., 3:], b[..., 3:])
+
+
+def test_bfloat16_dense_bias_gradient_is_summed_in_float32():
+    """layers.Dense in bfloat16: the bias gradient sums the cotangent over the batch (4,096 rows
+    here) in float32; a bfloat16 sum stalls once the partial sum is 2**8 times a term."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((4096, 8)), jnp.float32)
+    ct = jnp.asarray(rng.uniform(0.5, 1.0, (4096, 3)), jnp.bfloat16)
+    dense = layers.Dense(3, dtype="bfloat16")
+    params = dense.init(jax.random.key(0), x)["params"]
+
+    def loss(bias):
+        y = dense.apply({"params": {**params, "bias": bias}}, x)
+        return jnp.vdot(y.astype(jnp.float32), ct.astype(jnp.float32))
+
+    grad = jax.jit(jax.grad(loss))(params["bias"])
+    want = np.asarray(ct, np.float64).sum(0)
+    # Positive terms: a float32 sum of 4,096 of them in any order, then one bfloat16 rounding.
+    np.testing.assert_allclose(grad, want, rtol=sum_rtol(4096) + BF16_U)

@@ -260,3 +260,15 @@ def test_build_skips_an_up_to_date_library_and_names_other_architectures(monkeyp
     assert build.LIBRARY.stat().st_mtime_ns == before  # the hash stamp matched: no recompile
     monkeypatch.setattr(build.platform, "machine", lambda: "aarch64")
     assert "x86-64" in build.unavailable_reason()
+
+
+def test_another_onednn_under_the_same_file_names_is_a_new_build(tmp_path):
+    """Switching oneDNN wheels keeps libdnnl.so.3 and the prefix; only the version header tells
+    the stamp that the old library was compiled against other headers."""
+    header = tmp_path / "include" / "oneapi" / "dnnl" / "dnnl_version.h"
+    header.parent.mkdir(parents=True)
+    header.write_text("#define DNNL_VERSION_MAJOR 3\n#define DNNL_VERSION_MINOR 13\n")
+    before = build.inputs_digest(tmp_path, "/include")
+    assert build.inputs_digest(tmp_path, "/include") == before
+    header.write_text("#define DNNL_VERSION_MAJOR 3\n#define DNNL_VERSION_MINOR 2\n")
+    assert build.inputs_digest(tmp_path, "/include") != before

@@ -121,3 +121,20 @@ def test_lrn_defaults_are_alexnets_and_alpha_is_not_divided_by_size():
 def test_lrn_keeps_dtype():
     x = jnp.ones((1, 2, 2, 6), jnp.bfloat16)
     assert ops.local_response_norm(x).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_bfloat16_pooling_is_the_float32_result_rounded_once(count_include_pad):
+    """A bfloat16 window sum is formed in float32 and rounded once (a bfloat16 reduce_window
+    rounds after every addition, and on XLA:CPU is 10x slower); max is exact either way."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 9, 9, 3)), jnp.bfloat16)
+    wide = x.astype(jnp.float32)
+    got = ops.avg_pool(x, 3, 2, padding=1, count_include_pad=count_include_pad)
+    want = ops.avg_pool(wide, 3, 2, padding=1, count_include_pad=count_include_pad)
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(got, np.float32),
+                                  np.asarray(want.astype(jnp.bfloat16), np.float32))
+    got_max = ops.max_pool(x, 3, 2, padding=1)
+    assert got_max.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(got_max, np.float32),
+                                  np.asarray(ops.max_pool(wide, 3, 2, padding=1), np.float32))

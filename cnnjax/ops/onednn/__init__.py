@@ -11,8 +11,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-import os
-from pathlib import Path
 
 import jax
 
@@ -20,17 +18,6 @@ TARGETS = ("cnnjax_onednn_conv_fwd", "cnnjax_onednn_conv_bwd_data",
            "cnnjax_onednn_conv_bwd_weights")
 
 _log = logging.getLogger(__name__)
-
-
-def _point_opencl_at_intel_cpu_runtime(prefix: Path) -> None:
-    """The PyPI oneDNN is a SYCL build: its CPU engine is the SYCL CPU device, which the OpenCL
-    ICD loader finds only when told where the intel-opencl-rt wheel put its driver."""
-    drivers = sorted((prefix / "lib").glob("libintelocl.so*"))
-    if not drivers:
-        return
-    current = os.environ.get("OCL_ICD_FILENAMES", "")
-    if str(drivers[0]) not in current.split(":"):
-        os.environ["OCL_ICD_FILENAMES"] = ":".join(p for p in (current, str(drivers[0])) if p)
 
 
 @functools.cache
@@ -64,15 +51,12 @@ def supports_bfloat16() -> bool:
 
 def _load() -> str | None:
     # Imported here so that `python -m cnnjax.ops.onednn.build` does not import itself twice.
-    from cnnjax.ops.onednn.build import FAILED, LIBRARY, onednn_prefix, unavailable_reason
+    from cnnjax.ops.onednn.build import FAILED, LIBRARY, unavailable_reason
 
     if not LIBRARY.is_file():
         if FAILED.is_file():
             return f"not built: {FAILED.read_text().strip()}"
         return unavailable_reason() or ("not built; run `python -m cnnjax.ops.onednn.build`")
-    prefix = onednn_prefix()
-    if prefix is not None:
-        _point_opencl_at_intel_cpu_runtime(prefix)
     try:
         lib = ctypes.cdll.LoadLibrary(str(LIBRARY))
     except OSError as e:

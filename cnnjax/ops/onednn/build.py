@@ -1,9 +1,10 @@
 """Compile the oneDNN convolution extension: `python -m cnnjax.ops.onednn.build [--force] [--quiet]`.
 
 g++ compiles conv.cc against the XLA FFI headers (jax.ffi.include_dir(), found without importing
-jax) and the oneDNN headers of the `onednn-devel` wheel into `_conv.so` next to it. A stamp
-holding the hash of the source, the compiler command and the jaxlib version lets a later run
-skip the build when nothing changed (launch.sh calls this on every start, so it must be quick).
+jax) and the oneDNN headers of the `onednn-devel-cpu-gomp` wheel into `_conv.so` next to it. A
+stamp holding the hash of the source, the compiler command, the jaxlib version and the oneDNN
+version lets a later run skip the build when nothing changed (launch.sh calls this on every start,
+so it must be quick); another oneDNN under the same file names gets a new build.
 Exits 0 when the library is up to date or was built; otherwise 1, with one line on stderr
 (unless --quiet) saying why (no compiler, no oneDNN headers, another architecture). The reason
 is also kept in `_conv.so.failed`, where cnnjax reads it to say, once, why it uses XLA's
@@ -40,8 +41,8 @@ def onednn_prefix() -> Path | None:
 
 
 def compile_command(prefix: Path, ffi_include: str, output: Path) -> list[str]:
-    """The g++ line. RPATH (not RUNPATH) so that libdnnl's own dependencies (libtbb, libsycl,
-    ...), which sit in the same directory, are found when Python dlopens the extension."""
+    """The g++ line. RPATH (not RUNPATH) so that libdnnl, and any dependency of it that sits in the
+    same directory, is found when Python dlopens the extension."""
     lib = prefix / "lib"
     return ["g++", "-O2", "-std=c++17", "-shared", "-fPIC",
             f"-I{ffi_include}", f"-I{prefix / 'include'}", str(SOURCE), "-o", str(output),
@@ -56,7 +57,7 @@ def unavailable_reason() -> str | None:
     if shutil.which("g++") is None:
         return "no C++ compiler (g++) on PATH"
     if onednn_prefix() is None:
-        return "the onednn-devel headers are not installed (pip install onednn-devel)"
+        return "the oneDNN headers are not installed (pip install onednn-devel-cpu-gomp)"
     return None
 
 
@@ -66,6 +67,16 @@ def ffi_include_dir() -> str | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return str(Path(next(iter(spec.submodule_search_locations))) / "include")
+
+
+def inputs_digest(prefix: Path, ffi_include: str) -> str:
+    """The hash of what `_conv.so` is built from: conv.cc, the g++ line, jaxlib's version and
+    oneDNN's version header (a switch of oneDNN keeps the file names, not the ABI)."""
+    version_header = prefix / "include" / "oneapi" / "dnnl" / "dnnl_version.h"
+    return hashlib.sha256(
+        SOURCE.read_bytes() + " ".join(compile_command(prefix, ffi_include, LIBRARY)).encode()
+        + importlib.metadata.version("jaxlib").encode()
+        + (version_header.read_bytes() if version_header.is_file() else b"")).hexdigest()
 
 
 def build(force: bool = False) -> str | None:
@@ -81,8 +92,7 @@ def build(force: bool = False) -> str | None:
     prefix = onednn_prefix()
     tmp = LIBRARY.with_suffix(f".so.tmp{os.getpid()}")
     cmd = compile_command(prefix, include, tmp)
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(c for c in cmd if c != str(tmp)).encode()
-                            + importlib.metadata.version("jaxlib").encode()).hexdigest()
+    digest = inputs_digest(prefix, include)
     if not force and STAMP.is_file() and STAMP.read_text() == digest:
         if LIBRARY.is_file():
             return None
