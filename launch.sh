@@ -14,7 +14,8 @@
 #   CNNJAX_VENV=DIR                   where the venv lives (default .venv); CNNJAX_VENV=system is
 #                                     CNNJAX_PYTHON=$(command -v python3)
 #   CNNJAX_MALLOC=glibc               keep glibc's malloc defaults (launch.sh otherwise sets
-#                                     MALLOC_ARENA_MAX=1, MALLOC_MMAP_MAX_=0, a high trim threshold)
+#                                     MALLOC_ARENA_MAX=1, MALLOC_MMAP_MAX_=0, a high trim threshold,
+#                                     except for `test`)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${CNNJAX_VENV:-$ROOT/.venv}"
@@ -59,9 +60,10 @@ fi
 # 64 MB with a fresh mmap: XLA:CPU allocates a step's temporaries (200 MB for resnet20 at batch
 # 128) on one of its threads at every step, so the kernel page-faulted and zeroed 50,000 pages a
 # step, a third of resnet20's step time. One arena, no mmap and no trimming keep those pages
-# (benchmarks/README.md, "Memory allocation"). A value set by hand wins; CNNJAX_MALLOC=glibc keeps
-# glibc's defaults.
-if [[ "${CNNJAX_MALLOC:-}" != glibc ]]; then
+# (benchmarks/README.md, "Memory allocation"). The test suite is compilation, not steps, and one
+# arena made XLA's compiles slower (tests/models and tests/ops: 295 s against 224 s), so `test`
+# keeps glibc's defaults. A value set by hand wins; CNNJAX_MALLOC=glibc keeps glibc's defaults.
+if [[ "${CNNJAX_MALLOC:-}" != glibc && "${1:-}" != test ]]; then
   export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-1}" MALLOC_MMAP_MAX_="${MALLOC_MMAP_MAX_:-0}"
   export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-68719476736}"
 fi
