@@ -100,6 +100,8 @@ def main() -> None:
     if args.child:
         return child(args.child, models, args.batch, args.steps, args.repeats)
 
+    if not args.build:
+        parser.error("name at least one --build NAME=PREFIX (e.g. --build gomp=.venv)")
     builds = [parse_build(b) for b in args.build]
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; batch {args.batch}; {args.rounds} rounds x "
           f"{args.repeats} repetitions x {args.steps} steps, float32")
