@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -144,24 +145,22 @@ def peak_memory() -> float | None:
     return peak / 2**30 if peak else None
 
 
-def profile_classes(compiled, state, data, key, steps: int) -> tuple[dict[str, float], int]:
-    """Device time per op class (seconds per step) over `steps` steps, from a jax.profiler trace."""
+def traced_op_times(run: Callable[[], None], steps: int, name_of: Callable[[str], str]
+                    ) -> tuple[dict[str, float], dict[str, int]]:
+    """(seconds per step, calls) of each op, under the name `name_of` gives it, in a jax.profiler
+    trace of run() (which runs `steps` steps): GPUs/TPUs' kernels on the device's stream lines, on
+    the CPU the ops on XLA's executor threads."""
     from jax.profiler import ProfileData
 
     directory = tempfile.mkdtemp(prefix="cnnjax_profile_")
     with jax.profiler.trace(directory):
-        for _ in range(steps):
-            state, metrics = compiled(state, data, key)
-        jax.block_until_ready(metrics["loss"])
+        run()
     files = glob.glob(f"{directory}/**/*.xplane.pb", recursive=True)
-    if not files:
-        return {}, 0
     totals: dict[str, float] = {}
-    events = 0
-    for plane in ProfileData.from_file(files[0]).planes:
+    calls: dict[str, int] = {}
+    for plane in ProfileData.from_file(files[0]).planes if files else ():
         on_device = plane.name.startswith("/device:")
         for line in plane.lines:
-            # GPUs/TPUs: kernels on the device's stream lines; the CPU: XLA's executor threads.
             if on_device:
                 if any(k in line.name for k in ("Modules", "Steps", "Launch", "Framework")):
                     continue
@@ -170,10 +169,22 @@ def profile_classes(compiled, state, data, key, steps: int) -> tuple[dict[str, f
             for event in line.events:
                 if event.name.startswith(NOT_WORK):
                     continue
-                cls = op_class(event.name)
-                totals[cls] = totals.get(cls, 0.0) + event.duration_ns * 1e-9 / steps
-                events += 1
-    return totals, events
+                name = name_of(event.name)
+                totals[name] = totals.get(name, 0.0) + event.duration_ns * 1e-9 / steps
+                calls[name] = calls.get(name, 0) + 1
+    return totals, calls
+
+
+def profile_classes(compiled, state, data, key, steps: int) -> tuple[dict[str, float], int]:
+    """Device time per op class (seconds per step) over `steps` steps, and the number of events."""
+    def run():
+        s, metrics = state, None
+        for _ in range(steps):
+            s, metrics = compiled(s, data, key)
+        jax.block_until_ready(metrics["loss"])
+
+    totals, calls = traced_op_times(run, steps, op_class)
+    return totals, sum(calls.values())
 
 
 def host_to_device(batch: int, size: int, repeats: int) -> tuple[float, float]:

@@ -13,14 +13,10 @@ threads overlap, so the ops sum to more than the step's wall time, which is prin
 from __future__ import annotations
 
 import argparse
-import collections
-import glob
 import re
-import tempfile
 import time
 
-import jax
-from device import NOT_WORK
+from device import traced_op_times
 from train_step import bench_jax
 
 
@@ -31,24 +27,9 @@ def custom_call_targets(hlo: str) -> dict[str, str]:
 
 def op_times(run, steps: int, targets: dict[str, str]) -> tuple[dict[str, float], dict[str, int]]:
     """(ms per step, calls per step) of each op over one traced run() of `steps` steps."""
-    from jax.profiler import ProfileData
-
-    directory = tempfile.mkdtemp(prefix="cnnjax_profile_")
-    with jax.profiler.trace(directory):
-        run()
-    total: dict[str, float] = collections.Counter()
-    calls: dict[str, int] = collections.Counter()
-    for plane in ProfileData.from_file(glob.glob(f"{directory}/**/*.xplane.pb", recursive=True)[0]).planes:
-        for line in plane.lines:
-            if not line.name.startswith("tf_XLA"):  # XLA:CPU's executor threads
-                continue
-            for event in line.events:
-                if event.name.startswith(NOT_WORK):
-                    continue
-                name = targets.get(event.name, re.sub(r"\.\d+$", "", event.name))
-                total[name] += event.duration_ns / 1e6 / steps
-                calls[name] += 1
-    return dict(total), {k: v // steps for k, v in calls.items()}
+    seconds, calls = traced_op_times(
+        run, steps, lambda name: targets.get(name, re.sub(r"\.\d+$", "", name)))
+    return {k: v * 1e3 for k, v in seconds.items()}, {k: v // steps for k, v in calls.items()}
 
 
 def main() -> None:

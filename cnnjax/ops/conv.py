@@ -32,6 +32,7 @@ from cnnjax.ops import conv_explicit as _explicit
 from cnnjax.ops import conv_onednn as _onednn
 from cnnjax.ops.errors import OpError
 from cnnjax.ops.padding import Padding, as_tuple, effective_kernel_size, resolve_padding
+from cnnjax.ops.precision import widened
 
 IMPLS = ("xla", "explicit", "onednn", "auto")
 DEFAULT_IMPL = "auto"
@@ -183,9 +184,8 @@ def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
     float32. A bfloat16 addition's gradient is a bfloat16 reduction, which XLA:CPU rounds after
     every partial sum, so that it stalls at 2**8 terms' worth (lenet5's first bias gradient at batch
     128: 16 instead of 1004)."""
-    if jnp.issubdtype(y.dtype, jnp.floating) and jnp.finfo(y.dtype).bits < 32:
-        return (y.astype(jnp.float32) + bias.astype(jnp.float32)).astype(y.dtype)
-    return y + bias.astype(y.dtype)
+    wide, dtype = widened(y)
+    return (wide + bias.astype(wide.dtype)).astype(dtype)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,

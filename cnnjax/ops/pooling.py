@@ -11,6 +11,7 @@ from jax import lax
 
 from cnnjax.ops.errors import OpError
 from cnnjax.ops.padding import Padding, as_tuple, resolve_padding
+from cnnjax.ops.precision import widened
 
 
 def _window_geometry(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[int] | None,
@@ -45,7 +46,7 @@ def max_pool(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[i
     """
     x = jnp.asarray(x)
     dims, strides, pads = _window_geometry(x, window, stride, padding, "max_pool")
-    x, dtype = _widened(x)  # exact: the max of widened values is a value of x
+    x, dtype = widened(x)  # exact: the max of widened values is a value of x
     # A concrete (numpy) init value lets JAX recognise the max monoid, which it needs to differentiate.
     init = np.array(-np.inf if jnp.issubdtype(x.dtype, jnp.floating)
                     else jnp.iinfo(x.dtype).min, x.dtype)
@@ -61,7 +62,7 @@ def avg_pool(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[i
     """
     x = jnp.asarray(x)
     dims, strides, pads = _window_geometry(x, window, stride, padding, "avg_pool")
-    x, dtype = _widened(x)  # the mean is rounded once, to x's dtype
+    x, dtype = widened(x)  # the mean is rounded once, to x's dtype
     zero = np.zeros((), x.dtype)  # concrete, so JAX sees a sum it can differentiate under jit
     total = lax.reduce_window(x, zero, lax.add, dims, strides, pads)
     if count_include_pad:
@@ -70,14 +71,6 @@ def avg_pool(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[i
     count = lax.reduce_window(ones, zero, lax.add, dims, strides, pads)
     return (total / count).astype(dtype)
 
-
-def _widened(x: jax.Array) -> tuple[jax.Array, jnp.dtype]:
-    """(x in float32 when it is a narrower float, x's dtype). XLA:CPU's reduce_window and its
-    gradient ran 10x slower on bfloat16 than on float32 (lenet5's pooling: 4.2 ms against 0.36 ms
-    per training step, benchmarks/README.md, "bfloat16")."""
-    if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
-        return x.astype(jnp.float32), x.dtype
-    return x, x.dtype
 
 
 def global_avg_pool(x: jax.Array) -> jax.Array:
