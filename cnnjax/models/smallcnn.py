@@ -14,7 +14,12 @@ classes the parameters are, biases included,
   beta=0.75) after each stage's last activation, before its pooling, as AlexNet orders
   conv-ReLU-LRN-pool (Sec. 3.5); 'batch' puts batch norm before every convolution's activation
   (the convolutions then drop their biases; the strided-conv replacement of a pool keeps its bias
-  and has no batch norm, as in cnnjax.models.allconv).
+  and has no batch norm, as in cnnjax.models.allconv);
+- weight_init: 'he_normal' draws the convolutions (strided-conv pools included) from He et al. 2015's
+  fan-in normal, the scale that keeps ReLU activations' variance through depth, and the FC layer
+  from torch's default U(+-1/sqrt(fan_in)); 'normal_0.01' draws every weight from a zero-mean
+  Gaussian of s.d. 0.01 (AlexNet, Sec. 5), under which the signal shrinks layer by layer.
+  Biases start at 0 either way.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from cnnjax.models import base, layers
 from cnnjax.models.registry import register_model
 
 CONVS_PER_STAGE = 2
+# weight_init -> (convolution initialiser, FC initialiser)
+INITS = {"he_normal": (layers.he_normal_fan_in, layers.torch_default),
+         "normal_0.01": (nn.initializers.normal(0.01), nn.initializers.normal(0.01))}
 
 
 @register_model("smallcnn", natural_input=((32, 32, 1), 10))
@@ -36,15 +44,17 @@ class SmallCNN(base.ConvModel):
     """[conv3x3 -> conv3x3 -> downsample] per stage -> flatten -> Dense(num_classes).
 
     Knobs: widths (one per conv layer, an even number of them: two per stage), activation, norm
-    ('none', 'lrn', 'batch'), pool ('max', 'avg', 'strided_conv'), conv_impl, dtype,
+    ('none', 'lrn', 'batch'), pool ('max', 'avg', 'strided_conv'), weight_init, conv_impl, dtype,
     dropout_rate (before the classifier; 0 by default). Shapes below are for 32x32 inputs and
     the default widths.
     """
 
     OWNER: ClassVar[str] = "smallcnn"
+    CHOICES: ClassVar[dict[str, tuple]] = {"weight_init": tuple(INITS)}
 
     num_classes: int = 10
     widths: Sequence[int] = (32, 32, 64, 64)
+    weight_init: str = "he_normal"
 
     def __post_init__(self) -> None:
         self.check_widths("widths", self.widths, multiple=CONVS_PER_STAGE,
@@ -53,7 +63,7 @@ class SmallCNN(base.ConvModel):
 
     def _conv(self, x: jax.Array, features: int, name: str, train: bool) -> jax.Array:
         return layers.conv_norm_act(x, self.options, features, 3, padding="SAME",
-                                    kernel_init=layers.he_normal_fan_in, name=name, train=train)
+                                    kernel_init=INITS[self.weight_init][0], name=name, train=train)
 
     def _downsample(self, x: jax.Array, name: str) -> jax.Array:
         if self.norm == "lrn":
@@ -62,7 +72,7 @@ class SmallCNN(base.ConvModel):
         # both halve an even side.
         window, padding = (3, 1) if self.pool == "strided_conv" else (2, 0)
         return layers.Pool(self.pool, window, 2, padding=padding, options=self.options,
-                           name=name)(x)
+                           kernel_init=INITS[self.weight_init][0], name=name)(x)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -73,5 +83,6 @@ class SmallCNN(base.ConvModel):
                 x = self._downsample(x, f"pool{(i + 1) // CONVS_PER_STAGE}")  # (N, 16, 16, 32)
         x = x.reshape(x.shape[0], -1)                                  # (N, 8 * 8 * 64)
         x = layers.dropout(x, self.dropout_rate, train)
-        x = layers.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)  # (N, num_classes)
+        x = layers.Dense(self.num_classes, dtype=self.dtype, kernel_init=INITS[self.weight_init][1],
+                         name="fc")(x)  # (N, num_classes)
         return layers.to_logits(x)

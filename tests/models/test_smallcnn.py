@@ -75,7 +75,8 @@ def test_widths_set_depth_and_classifier(param_count):
 def test_knobs_are_the_fields():
     assert models.knobs("smallcnn") == {
         "widths": (32, 32, 64, 64), "activation": "relu", "norm": "none", "pool": "max",
-        "conv_impl": "auto", "bn_stats": "global", "dtype": "float32", "dropout_rate": 0.0}
+        "weight_init": "he_normal", "conv_impl": "auto", "bn_stats": "global", "dtype": "float32",
+        "dropout_rate": 0.0}
     assert models.natural_input("smallcnn") == ((32, 32, 1), 10)
 
 
@@ -85,12 +86,50 @@ def test_knobs_are_the_fields():
     ({"dtype": "float16"}, "'bfloat16'"), ({"dropout_rate": 1.0}, "dropout_rate"),
     ({"widths": (32, 32, 64)}, "even number"), ({"widths": ()}, "even number"),
     ({"widths": (32, 0)}, "widths entries"), ({"num_classes": 0}, "num_classes"),
+    ({"weight_init": "xavier"}, "'normal_0.01'"),
 ])
 def test_bad_knobs_raise_one_line(knobs, fragment):
     num_classes = knobs.pop("num_classes", 10)
     with pytest.raises(ValueError) as info:
         models.build("smallcnn", num_classes=num_classes, **knobs)
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("pool", ["max", "strided_conv"])
+def test_weight_init_sets_every_weights_scale(pool):
+    """Each kernel's sample s.d. against the initialiser's: He's sqrt(2 / fan_in) for the convolutions
+    and torch's 1 / sqrt(3 fan_in) for the FC layer, or 0.01 for all. The sample s.d. of n normal
+    (or uniform) draws has a relative standard error of about 1 / sqrt(2n) (normal; smaller for
+    the uniform), so 5 / sqrt(2n) bounds a correct draw except with negligible probability and
+    catches a factor-of-two error at the sizes here (n >= 2,304)."""
+    import jax
+
+    for init in ("he_normal", "normal_0.01"):
+        model = models.build("smallcnn", num_classes=10, widths=(16, 16, 32, 32), pool=pool,
+                             weight_init=init)
+        params = model.init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 1), np.float32))["params"]
+        kernels = {"/".join(path): np.asarray(leaf) for path, leaf in _flat(params)
+                   if path[-1] == "kernel" and np.asarray(leaf).size >= 2304}
+        assert len(kernels) >= 4
+        for name, kernel in kernels.items():
+            fan_in = int(np.prod(kernel.shape[:-1]))
+            if init == "normal_0.01":
+                expected = 0.01
+            elif name.startswith("fc"):
+                expected = 1.0 / np.sqrt(3.0 * fan_in)
+            else:
+                expected = np.sqrt(2.0 / fan_in)
+            assert abs(kernel.std() / expected - 1.0) < 5.0 / np.sqrt(2.0 * kernel.size), name
+        biases = [np.asarray(leaf) for path, leaf in _flat(params) if path[-1] == "bias"]
+        assert all(not b.any() for b in biases)
+
+
+def _flat(tree, prefix=()):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
 
 
 # ---- numerics against numpy, on widths (2, 2) and 4x4 inputs: conv-conv-downsample-fc ----------
