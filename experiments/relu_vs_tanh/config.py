@@ -64,15 +64,9 @@ def get_config(arg: str | None = None):
 
 def tuned_rates() -> dict[str, float]:
     """{'relu,he_normal': rate, ...} as analyze.py picked them from the tuning sweep."""
-    import json
+    from cnnjax.sweep.compare import read_tuned_rates
 
-    from cnnjax.config import ConfigError
-
-    try:
-        return json.loads(TUNED_LR_FILE.read_text())["rates"]
-    except FileNotFoundError:
-        raise ConfigError(f"{TUNED_LR_FILE} is missing: run the tuning sweep and analyze.py tune "
-                          "first (experiments/relu_vs_tanh/README.md)") from None
+    return read_tuned_rates(TUNED_LR_FILE)
 
 
 def get_sweep(arg: str | None = None):
