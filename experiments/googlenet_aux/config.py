@@ -25,7 +25,7 @@ from cnnjax.stats import Rule
 from cnnjax.sweep import product
 
 HERE = pathlib.Path(__file__).resolve().parent
-BASE = HERE.parents[1] / "configs" / "ablation_base.py"
+BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
 ARM_KEY, ARMS = "model.aux_heads", (False, True)
 # Test error of B (heads) - A (none), in points: the paper says negative; 0.3 points is the
 # margin within which "no effect" is shown.

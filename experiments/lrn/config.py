@@ -23,7 +23,7 @@ from cnnjax.stats import Rule
 from cnnjax.sweep import product
 
 HERE = pathlib.Path(__file__).resolve().parent
-BASE = HERE.parents[1] / "configs" / "ablation_base.py"
+BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
 ARM_KEY, ARMS = "model.norm", ("none", "lrn")
 # Test error of B (lrn) - A (none), in points: AlexNet says negative. A margin of 0.3 points lets
 # VGG's "no improvement" be shown as equivalence.

@@ -21,7 +21,7 @@ from cnnjax.stats import Rule
 from cnnjax.sweep import product
 
 HERE = pathlib.Path(__file__).resolve().parent
-BASE = HERE.parents[1] / "configs" / "ablation_base.py"
+BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
 ARM_KEY, ARMS = "model.pool", ("max", "strided_conv")
 # Test error of B (strided_conv) - A (max), in points: the claim is that B is no worse, i.e. the
 # difference stays below MARGIN.

@@ -24,7 +24,7 @@ from cnnjax import config as config_lib
 from cnnjax.sweep import chain, product, zip_
 
 HERE = pathlib.Path(__file__).resolve().parent
-BASE = HERE.parents[1] / "configs" / "ablation_base.py"
+BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
 ACTIVATIONS = ("relu", "tanh")
 INITS = ("he_normal", "normal_0.01")
 ARM_KEYS = ("model.activation", "model.weight_init")

@@ -1,12 +1,14 @@
-"""experiments/plain_vs_residual: the four points resolve and differ only in the model, each builds
+"""experiments/plain_vs_residual: the eight points resolve and differ only in model and seed, each builds
 with the parameter count of He et al.'s CIFAR networks (shortcuts of option A add none), the
-dataset switch, and curves.py's arithmetic and figure on tiny sweep folders."""
+dataset switch, and analyze.py's rules and figure on hand-written sweep folders."""
 
 from __future__ import annotations
 
-import json
+import math
 
 import pytest
+from helpers.sweeps import write_point, write_sweep
+from scipy import stats as scipy_stats
 
 from cnnjax import config as config_io
 from cnnjax import models
@@ -31,27 +33,29 @@ def config_module(experiment_module):
 
 
 @pytest.fixture
-def curves(experiment_module):
-    return experiment_module("plain_vs_residual/curves.py")
+def analysis(experiment_module):
+    return experiment_module("plain_vs_residual/analyze.py")
 
 
-def test_sweep_is_the_four_models(sweep_configs, config_module):
+def test_sweep_is_seed_0_of_all_four_then_more_resnet_seeds(sweep_configs, config_module):
     resolved = sweep_configs("plain_vs_residual")
-    assert [c.model.name for _, c in resolved] == ["plain20", "plain56", "resnet20", "resnet56"]
+    assert [(c.model.name, c.seed) for _, c in resolved] == [
+        ("plain20", 0), ("plain56", 0), ("resnet20", 0), ("resnet56", 0),
+        ("resnet20", 1), ("resnet20", 2), ("resnet56", 1), ("resnet56", 2)]
     # The model block records each model's knobs: only the shortcut differs (plain: none).
-    assert [c.model.shortcut for _, c in resolved] == ["none", "none", "identity_pad", "identity_pad"]
+    assert [c.model.shortcut for _, c in resolved][:4] == ["none", "none", "identity_pad",
+                                                           "identity_pad"]
     dicts = [c.to_dict() for _, c in resolved]
     for d in dicts:
-        d["model"].pop("name"), d["model"].pop("shortcut")
+        d["model"].pop("name"), d["model"].pop("shortcut"), d.pop("seed")
     assert all(d == dicts[0] for d in dicts)
     c = resolved[0][1]
-    assert (c.seed, c.batch_size, c.optimizer.momentum, c.optimizer.weight_decay) == (
-        0, config_module.BATCH, 0.9, 1e-4)
-    assert c.schedule.name == "constant"
-    assert c.schedule.base_lr == pytest.approx(0.1 * config_module.BATCH / 128)
+    assert (c.batch_size, c.optimizer.momentum, c.optimizer.weight_decay) == (128, 0.9, 1e-4)
+    # He et al.: 0.1, divided by 10 at 32k and 48k of 64k steps, i.e. at 50% and 75%
+    assert (c.schedule.name, c.schedule.base_lr, c.schedule.decay_factor) == ("piecewise", 0.1, 0.1)
+    assert [b / c.num_steps for b in c.schedule.boundaries] == [0.5, 0.75]
+    assert c.num_steps == config_module.MAIN_STEPS == pytest.approx(20 * config_module.EPOCH, abs=1)
     assert c.data.source == "idx:../shared/data/fashion_mnist"
-    assert c.num_steps == config_module.MAIN_STEPS
-    assert c.num_steps // c.eval_every_steps == config_module.EVALS
     assert {c.num_steps for _, c in sweep_configs("plain_vs_residual", "smoke")} == {20}
 
 
@@ -76,35 +80,43 @@ def test_cifar10_switch_and_bad_arg(config_module):
         config_module.get_config("plain20")
 
 
-def _point(root, model, train_top1, evals):
-    folder = root / model
-    folder.mkdir()
-    (folder / "sweep_point.json").write_text(json.dumps({"overrides": {"model.name": model}}))
-    lines = [json.dumps({"step": 10 * (i + 1), "train/top1": v}) for i, v in enumerate(train_top1)]
-    lines += [json.dumps({"step": s, "eval/top1": v}) for s, v in evals]
-    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+def _write(root, runs: dict[tuple[str, int], tuple[float, float]], unfinished=()):
+    """Points whose train/top1 is constant at 1 - train error and whose last eval/top1 is 1 - test
+    error (percent), over 2 epochs of logs."""
+    pts = []
+    for (model, seed), (train, test) in runs.items():
+        overrides = {"model.name": model, "seed": seed}
+        name = f"{model},{seed}"
+        records = [{"step": s, "train/top1": 1 - train / 100} for s in range(20, 940, 20)]
+        records.append({"step": 920, "eval/top1": 1 - test / 100})
+        cut = (model, seed) in unfinished  # stopped (killed) halfway
+        write_point(root, name, records[:len(records) // 2] if cut else records, overrides,
+                    num_steps=920, exit_code=None if cut else 0)
+        pts.append((name, overrides))
+    write_sweep(root, pts)
 
 
-def test_curves_on_a_tiny_sweep(curves, tmp_path):
-    _point(tmp_path, "plain20", [0.5] + [0.9] * 5, [(30, 0.85), (60, 0.88)])
-    _point(tmp_path, "plain56", [0.5] + [0.8] * 5, [(30, 0.80), (60, 0.84)])
-    _point(tmp_path, "resnet20", [0.9] * 6, [(30, 0.86), (60, 0.89)])
-    _point(tmp_path, "resnet56", [0.5] * 3 + [0.95] * 3, [(60, 0.90)])
-    runs = curves.find_runs(tmp_path)
-    assert curves.final_train_error(runs["plain20"]) == pytest.approx(0.1)  # last five logs
-    assert curves.final_train_error(runs["resnet56"]) == pytest.approx(1 - (0.5 * 2 + 0.95 * 3) / 5)
-    text = curves.table(runs)
-    assert "| plain56 | 20.00% | 20.00% | 16.00% |" in text
-    assert "| resnet56 | 23.00% |  | 10.00% |" in text  # no evaluation at step 30
-    assert "plain56 - plain20: training error +10.00%, final test error +4.00%" in text
-    assert "resnet56 - resnet20: training error +13.00%, final test error -1.00%" in text
-    # windows of 100 steps: logs at 10..60 all fall in the first
-    assert curves.window_means(runs["plain20"]) == pytest.approx({100: (0.5 + 0.1 * 5) / 6})
-    assert curves.window_means(runs["plain20"], width=30) == pytest.approx({30: 0.5 / 3 + 0.2 / 3,
-                                                                           60: 0.1})
-    assert "| plain20 | 16.7% |" in text
-    curves.plot(tmp_path / "figure.png", runs, "tiny")
-    assert (tmp_path / "figure.png").stat().st_size > 1000
-    (tmp_path / "resnet56" / "sweep_point.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"model\.name=resnet56"):
-        curves.find_runs(tmp_path)
+def test_analysis_degradation_and_deeper_resnet(analysis, tmp_path):
+    runs = {("plain20", 0): (2.0, 8.0), ("plain56", 0): (6.0, 10.0),
+            ("resnet20", 0): (1.0, 7.6), ("resnet56", 0): (0.4, 7.0),
+            ("resnet20", 1): (1.2, 7.8), ("resnet20", 2): (0.8, 7.7),
+            ("resnet56", 1): (0.5, 7.1), ("resnet56", 2): (0.3, 6.9)}
+    _write(tmp_path / "sweep", runs)
+    text = analysis.analyze(tmp_path / "sweep", tmp_path)
+    # pooled s.d. of the ResNets' training errors: sqrt((0.08 + 0.02) / 4) = 0.158; bound 2.77 s
+    sd = math.sqrt((0.08 + 0.02) / 4)
+    assert f"training error, plain56 - plain20 (seed 0): +4.00 points (noise bound " \
+           f"{1.96 * math.sqrt(2) * sd:.2f}" in text
+    assert text.count("**reproduced**") == 3  # training and test degradation, deeper ResNet
+    ref = scipy_stats.ttest_ind([7.0, 7.1, 6.9], [7.6, 7.8, 7.7], equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert f"[{ci.low:+.2f}, {ci.high:+.2f}]" in text
+    assert (tmp_path / "figure.png").stat().st_size > 0
+
+
+def test_analysis_reports_what_is_pending(analysis, tmp_path):
+    _write(tmp_path / "sweep", {("plain20", 0): (2.0, 8.0), ("plain56", 0): (6.0, 10.0)},
+           unfinished={("plain56", 0)})
+    text = analysis.analyze(tmp_path / "sweep", tmp_path)
+    assert "Not finished yet: plain56,0" in text and "| plain56 | pending |" in text
+    assert "Degradation: pending" in text and "Deeper ResNet: pending" in text
