@@ -147,12 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_lib.load_module(str(HERE / args.name / "config.py"))
     out = args.out or HERE / args.name
     run = analyze_tune if args.what == "tune" else analyze_main
-    try:
-        print(run(cfg, args.sweep_dir, out), end="")
-    except (UserError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return compare.print_or_refuse(lambda: run(cfg, args.sweep_dir, out))
 
 
 if __name__ == "__main__":

@@ -139,3 +139,20 @@ def tune(sweep_dir: str | pathlib.Path, keys: Sequence[str], grid: Sequence[floa
     atomic.write_text(rates_file, json.dumps({"rule": rule, "sweep": str(sweep_dir),
                                               "rates": rates}, indent=2) + "\n")
     return "\n".join(lines) + "\n"
+
+
+def print_or_refuse(produce: Callable[[], str]) -> int:
+    """An analysis script's end: print what `produce` returns (exit 0), or its user error as one
+    line on stderr (exit 2, as every cnnjax command)."""
+    import sys
+
+    from cnnjax.errors import EXIT_USER_ERROR, is_user_error
+
+    try:
+        print(produce(), end="")
+    except Exception as e:
+        if not is_user_error(e):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0

@@ -145,12 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=pathlib.Path)
     parser.add_argument("--out", type=pathlib.Path, default=HERE)
     args = parser.parse_args(argv)
-    try:
-        print(analyze(args.sweep_dir, args.out), end="")
-    except (UserError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return compare.print_or_refuse(lambda: analyze(args.sweep_dir, args.out))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 
 from cnnjax import atomic, stats
 from cnnjax import config as config_lib
-from cnnjax.errors import UserError
 from cnnjax.sweep import compare
 from cnnjax.sweep.summarize import series
 
@@ -195,12 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=HERE)
     args = parser.parse_args(argv)
     run = analyze_tune if args.what == "tune" else analyze_main
-    try:
-        print(run(args.sweep_dir, args.out), end="")
-    except (UserError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return compare.print_or_refuse(lambda: run(args.sweep_dir, args.out))
 
 
 if __name__ == "__main__":

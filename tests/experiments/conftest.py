@@ -63,3 +63,19 @@ def sweep_configs():
                 for i, (p, n) in enumerate(zip(sweep, names, strict=True))]
 
     return resolve
+
+
+@pytest.fixture
+def module_sweep():
+    """module_sweep(config_module, arg=None) -> [resolved ConfigDict] for every point of an already
+    imported config module's get_sweep (so that a test may first monkeypatch the module)."""
+    from cnnjax.sweep import plan, points
+
+    def resolve(module, arg: str | None = None) -> list:
+        config = module.get_config(arg)
+        sweep = module.get_sweep(arg)
+        names = points.point_names(sweep)
+        return [plan.validated_config(config, [], p, i, n)
+                for i, (p, n) in enumerate(zip(sweep, names, strict=True))]
+
+    return resolve

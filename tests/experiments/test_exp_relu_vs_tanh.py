@@ -14,7 +14,6 @@ from helpers.sweeps import write_point, write_sweep
 
 from cnnjax import models
 from cnnjax.errors import UserError
-from cnnjax.sweep import plan, points
 
 
 @pytest.fixture
@@ -38,14 +37,6 @@ def rates_file(cfg, tmp_path, monkeypatch):
     return rates
 
 
-def resolved(cfg, arg=None):
-    config = cfg.get_config(arg)
-    sweep = cfg.get_sweep(arg)
-    names = points.point_names(sweep)
-    return [plan.validated_config(config, [], p, i, n)
-            for i, (p, n) in enumerate(zip(sweep, names, strict=True))]
-
-
 def _without(c, *keys):
     d = c.to_dict()
     for key in keys:
@@ -54,8 +45,8 @@ def _without(c, *keys):
     return d
 
 
-def test_tune_sweep_is_every_arm_at_every_rate_on_its_own_seed(cfg):
-    configs = resolved(cfg, "tune")
+def test_tune_sweep_is_every_arm_at_every_rate_on_its_own_seed(module_sweep, cfg):
+    configs = module_sweep(cfg, "tune")
     assert sorted((c.model.activation, c.model.weight_init, c.schedule.base_lr) for c in configs) \
         == sorted((a, i, r) for a in cfg.ACTIVATIONS for i in cfg.INITS for r in cfg.LR_GRID)
     assert {(c.seed, c.num_steps) for c in configs} == {(cfg.TUNE_SEED, cfg.TUNE_STEPS)}
@@ -64,8 +55,8 @@ def test_tune_sweep_is_every_arm_at_every_rate_on_its_own_seed(cfg):
     assert all(r == rest[0] for r in rest)
 
 
-def test_main_sweep_is_every_arm_by_seed_at_its_tuned_rate(cfg, rates_file):
-    configs = resolved(cfg)
+def test_main_sweep_is_every_arm_by_seed_at_its_tuned_rate(module_sweep, cfg, rates_file):
+    configs = module_sweep(cfg)
     got = [(c.model.activation, c.model.weight_init, c.schedule.base_lr, c.seed) for c in configs]
     assert got == [(a, i, rates_file[f"{a},{i}"], s) for a in cfg.ACTIVATIONS for i in cfg.INITS
                    for s in cfg.SEEDS]

@@ -14,7 +14,6 @@ from scipy import stats as scipy_stats
 from cnnjax import config as config_io
 from cnnjax import models
 from cnnjax.errors import UserError
-from cnnjax.sweep import plan, points
 
 NAMES = ("lrn", "pooling_vs_strided", "googlenet_aux")
 
@@ -26,14 +25,6 @@ def analysis(experiment_module):
 
 def _cfg(experiment_module, name):
     return experiment_module(f"{name}/config.py")
-
-
-def resolved(cfg, arg=None):
-    config = cfg.get_config(arg)
-    sweep = cfg.get_sweep(arg)
-    names = points.point_names(sweep)
-    return [plan.validated_config(config, [], p, i, n)
-            for i, (p, n) in enumerate(zip(sweep, names, strict=True))]
 
 
 def _value(c, key):
@@ -63,9 +54,9 @@ def rates(experiment_module, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_tune_sweep_is_the_arms_by_the_grid_on_the_tuning_seed(experiment_module, name):
+def test_tune_sweep_is_the_arms_by_the_grid_on_the_tuning_seed(module_sweep, experiment_module, name):
     cfg = _cfg(experiment_module, name)
-    configs = resolved(cfg, "tune")
+    configs = module_sweep(cfg, "tune")
     assert sorted((str(_value(c, cfg.ARM_KEY)), c.schedule.base_lr) for c in configs) == sorted(
         (str(a), r) for a in cfg.ARMS for r in cfg.LR_GRID)
     assert {(c.seed, c.num_steps, c.schedule.name) for c in configs} == {
@@ -76,16 +67,16 @@ def test_tune_sweep_is_the_arms_by_the_grid_on_the_tuning_seed(experiment_module
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_main_sweep_is_the_arms_by_the_seeds_at_the_tuned_rates(rates, name):
+def test_main_sweep_is_the_arms_by_the_seeds_at_the_tuned_rates(module_sweep, rates, name):
     cfg, chosen = rates(name)
-    configs = resolved(cfg)
+    configs = module_sweep(cfg)
     assert [(str(_value(c, cfg.ARM_KEY)), c.schedule.base_lr, c.seed) for c in configs] == [
         (str(a), chosen[str(a)], s) for a in cfg.ARMS for s in cfg.SEEDS]
     assert {(c.num_steps, c.eval_every_steps, c.schedule.name) for c in configs} == {
         (cfg.MAIN_STEPS, cfg.MAIN_STEPS, "cosine")}  # decayed to the end; tested at the last step
     rest = [_rest(c, cfg.ARM_KEY, "schedule.base_lr", "seed") for c in configs]
     assert all(r == rest[0] for r in rest)
-    assert {c.num_steps for c in resolved(cfg, "smoke")} == {20}
+    assert {c.num_steps for c in module_sweep(cfg, "smoke")} == {20}
 
 
 @pytest.mark.parametrize("name", NAMES)
