@@ -169,7 +169,7 @@ class LocalBackend:
             for run in plan:
                 print(f"[{run.status}] {shlex.join(run.command)} >> {shlex.quote(str(run.log))} 2>&1")
             return 0
-        write_records(plan, sweep_dir, config_spec, base)
+        write_records(plan, sweep_dir, config_spec, base, parallel=len(slots))
         failed = run_local(plan, slots)
         finished = sum(r.status == status.FINISHED for r in plan)
         ran = len(plan) - finished
