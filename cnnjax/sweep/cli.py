@@ -3,7 +3,8 @@
     ./launch.sh CONFIG.py[:ARG] --sweep [--workdir SWEEP_DIR] [--parallel N] [--devices-per-run K]
                                         [--dry-run] [--backend local|slurm (--slurm) [its options]]
                                         [--config.KEY=VALUE ...]
-    ./launch.sh sweep status SWEEP_DIR        finished / failed / running / pending, per point
+    ./launch.sh sweep status SWEEP_DIR        finished / failed / running / pending, progress and
+                                              ETA per point, the time left for the sweep
     ./launch.sh sweep summarize SWEEP_DIR     the same as ./launch.sh summarize SWEEP_DIR
 
 The points run where the chosen backend runs them (cnnjax.sweep.backends: this machine, or one Slurm

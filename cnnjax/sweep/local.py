@@ -4,6 +4,10 @@ process, on shares of the visible GPUs or CPU cores (cnnjax.sweep.devices).
 Every attempt appends to the point's log.txt, records its process in running.json while it runs and
 leaves its exit status in exit_code (cnnjax.sweep.files), so `./launch.sh sweep status` can tell a
 running point from one that died. A failed point is named with the reason and its log's last line.
+
+The points (and the threads they start) inherit this tool's niceness: `nice -n 19 ./launch.sh ...
+--sweep` runs the whole sweep at low priority. Each point has a session of its own, so SIGKILL to
+this tool alone leaves its points running: kill them too (their pids are in running.json).
 """
 
 from __future__ import annotations
