@@ -532,7 +532,7 @@ def eta(p: PointState, states: Sequence[PointState], now: float) -> Eta:
     a pending one's estimated run time from the other points ('ETA ?' when there are none)."""
     g = p.progress
     if p.state == FINISHED:
-        return Eta(0.0, f"took {format_duration(g.wall)}" if g.wall is not None else "")
+        return Eta(0.0, f"trained in {format_duration(g.wall)}" if g.wall is not None else "")
     if p.state == FAILED:
         return Eta(None, "")
     if p.state == RUNNING:

@@ -277,7 +277,7 @@ def test_eta_of_each_state():
     def eta(p):
         return status.eta(p, states, NOW)
 
-    assert eta(fin) == status.Eta(0.0, "took 6m40s")
+    assert eta(fin) == status.Eta(0.0, "trained in 6m40s")
     assert eta(run) == status.Eta(500 * 0.7, "37%, ETA 5m50s at 0.7 s/step")  # 300/800 floored
     assert eta(stale) == status.Eta(None, "37%, silent for 16m40s (stopped or suspended?), ETA ?")
     # the median of the finished point's 0.5 and the running one's 0.7 s/step (the stalled one is
@@ -350,7 +350,7 @@ def test_report_shows_progress_and_eta_per_point_and_the_time_left(tmp_path):
     width = len("stale")
     assert text.splitlines() == [
         f"sweep {root}: 5 points: 1 finished, 1 failed, 2 running, 1 pending",
-        f"[1/5] {'fin':<{width}}  finished  step 8 of 8 | took 3m00s",
+        f"[1/5] {'fin':<{width}}  finished  step 8 of 8 | trained in 3m00s",
         f"[2/5] {'run':<{width}}  running   pid {me} on {host}, step 4 of 8 | 50%, ETA 1m20s at "
         "20 s/step",
         f"[3/5] stale  running   pid {me} on {host}, step 4 of 8 | 50%, silent for 32m00s (stopped "

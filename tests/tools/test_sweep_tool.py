@@ -394,3 +394,30 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_point_still_running_from_a_killed_sweep_is_not_started_again(tmp_path, capsys):
+    """SIGKILL to the runner alone leaves its point training (a session of its own). A rerun must
+    not start a second process in that workdir: the point is named as not started, and its
+    running.json (how `sweep status` follows the survivor) is left as it is."""
+    busy, free = _fake_run(tmp_path, 0, "pass"), _fake_run(tmp_path, 1, "pass")
+    busy.workdir.mkdir()
+    holder = subprocess.Popen(  # the survivor, holding the workdir's lock as a training run does
+        [sys.executable, "-c", "import time\nfrom cnnjax.train.workdir import WorkdirLock\n"
+         f"WorkdirLock({str(busy.workdir)!r}).acquire()\nprint('locked', flush=True)\n"
+         "time.sleep(60)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        running = json.dumps({"pid": holder.pid, "host": "h"})
+        (busy.workdir / "running.json").write_text(running)
+        failed = local.run_local([busy, free], [devices.Slot({})], poll_seconds=0.02)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [run.name for run, _ in failed] == ["p0"]
+    assert failed[0][1].startswith(f"workdir {busy.workdir} is in use by another run (pid "
+                                   f"{holder.pid} on ")
+    assert f"[1/2] p0: FAILED: not started: workdir {busy.workdir}" in capsys.readouterr().out
+    assert (busy.workdir / "running.json").read_text() == running
+    assert not busy.log.exists() and not (busy.workdir / "exit_code").exists()
+    assert (free.workdir / "exit_code").read_text() == "0\n"  # the next point took the slot
