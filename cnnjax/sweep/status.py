@@ -426,11 +426,19 @@ def attempts(records: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any
             if records[a:b]]
 
 
+def _time(record: Mapping[str, Any]) -> float | None:
+    """A record's 'time' (unix seconds); None when it has none (a trainer before the field) or one
+    that is not a finite number (a hand-edited file)."""
+    value = record.get("time")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
 def _timed(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, float]]:
     """(step, unix time) per logged step, in step order; a step logged twice (train, then eval
     records) keeps its later time, so the interval that ends at it includes the evaluation."""
-    latest = {int(r["step"]): float(r["time"]) for r in records
-              if "step" in r and isinstance(r.get("time"), (int, float))}
+    latest = {int(r["step"]): _time(r) for r in records
+              if "step" in r and _time(r) is not None}
     return sorted(latest.items())
 
 
@@ -441,9 +449,9 @@ def seconds_per_step(records: Sequence[Mapping[str, Any]], window: int = SPEED_W
     before an attempt's first step and the time between attempts do not). None without times."""
     for part in reversed(attempts(records)):
         timed = _timed(part)[-(window + 1):]
-        if len(timed) >= 2 and timed[-1][0] > timed[0][0]:
+        if len(timed) >= 2 and timed[-1][0] > timed[0][0] and timed[-1][1] > timed[0][1]:
             return (timed[-1][1] - timed[0][1]) / (timed[-1][0] - timed[0][0])
-    return None
+    return None  # (time that ran backwards, a clock set back, gives no speed either)
 
 
 def wall_seconds(records: Sequence[Mapping[str, Any]]) -> float | None:
@@ -453,7 +461,7 @@ def wall_seconds(records: Sequence[Mapping[str, Any]]) -> float | None:
     total = 0.0
     parts = attempts(records)
     for part in parts:
-        times = [float(r["time"]) for r in part if isinstance(r.get("time"), (int, float))]
+        times = [t for r in part if (t := _time(r)) is not None]
         if len(times) < len(part):
             return None
         total += max(times) - min(times) + float(part[0].get("compile_seconds", 0.0))
@@ -471,7 +479,7 @@ def silence_limit(records: Sequence[Mapping[str, Any]]) -> float:
 
 def measure(records: Sequence[Mapping[str, Any]], num_steps: int, num_epochs: float) -> Progress:
     """A point's Progress from its metrics records and its num_steps / num_epochs."""
-    times = [float(r["time"]) for r in records if isinstance(r.get("time"), (int, float))]
+    times = [t for r in records if (t := _time(r)) is not None]
     per_epoch = steps_per_epoch(records)
     return Progress(
         step=max((int(r["step"]) for r in records if "step" in r), default=None),

@@ -227,6 +227,10 @@ def test_speed_and_wall_time_come_from_the_records_times_attempt_by_attempt():
     assert status.seconds_per_step(TWO_ATTEMPTS[:6]) == (114 - 100) / 6
     untimed = [{k: v for k, v in r.items() if k != "time"} for r in TWO_ATTEMPTS]
     assert status.seconds_per_step(untimed) is None and status.wall_seconds(untimed) is None
+    # a clock set back gives no speed (not a negative one); times that are no number are no times
+    assert status.seconds_per_step([{"step": 0, "time": 50.0}, {"step": 2, "time": 40.0}]) is None
+    odd = [{"step": 0, "time": float("nan")}, {"step": 2, "time": "x"}, {"step": 4, "time": True}]
+    assert status.seconds_per_step(odd) is None and status.wall_seconds(odd) is None
     # epoch-based: 8 steps are 0.5 epochs, so 16 steps per epoch and 2 epochs end at step 32
     g = status.measure(TWO_ATTEMPTS, -1, 2.0)
     assert (g.step, g.total, g.unit, g.length, g.steps_per_unit) == (8, 32, "epoch", 2.0, 16)
