@@ -498,17 +498,18 @@ def stalled_for(progress: Progress, now: float) -> float | None:
     return now - progress.heard
 
 
-def _rate(p: PointState, now: float) -> float | None:
-    """Seconds per unit of length (a step, or an epoch) a finished or running point has shown."""
+def _rate(p: PointState) -> float | None:
+    """Seconds per unit of length (a step, or an epoch) a finished or running point has shown (a
+    stalled one too: its speed before it stopped is still a measurement)."""
     g = p.progress
     if p.state == FINISHED and g.wall and g.length > 0:
         return g.wall / g.length
-    if p.state == RUNNING and g.sec_per_step and g.steps_per_unit and stalled_for(g, now) is None:
+    if p.state == RUNNING and g.sec_per_step and g.steps_per_unit:
         return g.sec_per_step * g.steps_per_unit
     return None
 
 
-def estimate(p: PointState, states: Sequence[PointState], now: float) -> tuple[float | None, str]:
+def estimate(p: PointState, states: Sequence[PointState]) -> tuple[float | None, str]:
     """(seconds p still needs, from where) from the other points of the sweep: the median seconds
     per step (per epoch for an epoch-based point) of the finished and running points of the same
     model (its 'model.name' override) where there are any, else of all, times p's length left."""
@@ -516,7 +517,7 @@ def estimate(p: PointState, states: Sequence[PointState], now: float) -> tuple[f
     if g.length <= 0:
         return None, ""
     peers = [(q, r) for q in states if q is not p and q.progress.unit == g.unit
-             and (r := _rate(q, now)) is not None]
+             and (r := _rate(q)) is not None]
     model = p.overrides.get("model.name")
     same = [(q, r) for q, r in peers if q.overrides.get("model.name") == model]
     chosen = same or peers
@@ -552,7 +553,7 @@ def eta(p: PointState, states: Sequence[PointState], now: float) -> Eta:
             left = max(g.total - g.step, 0) * g.sec_per_step
             return Eta(left, f"{_percent(g)}ETA {format_duration(left)} at "
                              f"{g.sec_per_step:.3g} s/step")
-    seconds, source = estimate(p, states, now)
+    seconds, source = estimate(p, states)
     if seconds is None:
         return Eta(None, f"{_percent(g)}ETA ? (nothing to estimate from yet)")
     what = "ETA" if p.state == RUNNING else "needs"

@@ -284,22 +284,23 @@ def test_eta_of_each_state():
     assert eta(fin) == status.Eta(0.0, "trained in 6m40s")
     assert eta(run) == status.Eta(500 * 0.7, "37%, ETA 5m50s at 0.7 s/step")  # 300/800 floored
     assert eta(stale) == status.Eta(None, "37%, silent for 16m40s (stopped or suspended?), ETA ?")
-    # the median of the finished point's 0.5 and the running one's 0.7 s/step (the stalled one is
-    # left out), times 800 steps
-    assert eta(new) == status.Eta(0.6 * 800, "needs ~8m00s (from 2 points of this sweep)")
-    assert eta(starting) == status.Eta(0.6 * 800, "ETA ~8m00s (from 2 points of this sweep)")
+    # the median of the finished point's 0.5 and the running ones' 0.7 and 0.1 s/step (the stalled
+    # one's speed before it stopped), times 800 steps
+    assert eta(new) == status.Eta(0.5 * 800, "needs ~6m40s (from 3 points of this sweep)")
+    assert eta(starting) == status.Eta(0.5 * 800, "ETA ~6m40s (from 3 points of this sweep)")
     assert eta(failed) == status.Eta(None, "")
     assert status.eta(new, [new, failed], NOW) == status.Eta(None, "ETA ? (nothing to estimate "
                                                                   "from yet)")
-    # running 350 s and a pending 480 s on 2 slots, the stalled point counted as 0
+    # running 350 s and a pending 400 s on 2 slots, the stalled point counted as 0
     assert status.sweep_left([fin, run, stale, new, failed], NOW, 2) == (
-        "left: at least 8m00s (1 with ETA ?), 2 at a time (the sweep's --parallel); 1 failed not "
+        "left: at least 6m40s (1 with ETA ?), 2 at a time (the sweep's --parallel); 1 failed not "
         "counted")
     # three run now, more than the recorded --parallel 2 (an earlier run's): three slots
     assert status.sweep_left(states, NOW, 2) == (
-        "left: at least 8m00s (1 with ETA ?), 3 at a time (as many as run now); 1 failed not counted")
+        "left: at least 6m40s (1 with ETA ?), 3 at a time (as many as run now); 1 failed not counted")
+    # 350 + 480 one after the other (0.6 s/step: the median of 0.5 and 0.7)
     assert status.sweep_left([fin, run, new], NOW, None) == (
-        "left: ~13m50s, 1 at a time (as many as run now)")  # 350 + 480 one after the other
+        "left: ~13m50s, 1 at a time (as many as run now)")
     assert status.sweep_left([fin, new], NOW, None) == "left: ~6m40s, one at a time (none runs now)"
     assert status.sweep_left([fin, failed], NOW, 2) == ""
 
@@ -361,9 +362,9 @@ def test_report_shows_progress_and_eta_per_point_and_the_time_left(tmp_path):
         "or suspended?), ETA ?",
         f"[4/5] {'crash':<{width}}  FAILED    crashed (exit status 1), last logged step 2: step ... "
         f"[log: {root / 'crash' / 'log.txt'}]",
-        # the median of 22.5 and 20 s/step, times 8 steps
-        f"[5/5] {'new':<{width}}  pending   not started | needs ~2m50s (from 2 points of this sweep)",
-        # 'run' ends in 80 s, 'new' takes the stalled point's slot (counted as free now): 170 s
-        "left: at least 2m50s (1 with ETA ?), 2 at a time (the sweep's --parallel); 1 failed not "
+        # the median of 22.5, 20 and 20 s/step (the stalled point's before it stopped), times 8
+        f"[5/5] {'new':<{width}}  pending   not started | needs ~2m40s (from 3 points of this sweep)",
+        # 'run' ends in 80 s, 'new' takes the stalled point's slot (counted as free now): 160 s
+        "left: at least 2m40s (1 with ETA ?), 2 at a time (the sweep's --parallel); 1 failed not "
         "counted",
     ]
