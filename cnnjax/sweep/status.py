@@ -10,18 +10,19 @@ cnnjax.errors; a trainer that predates exit code 3 reports divergence as a user 
 says 'loss is nan', and that counts as diverged too), exited 0 short of its last step, or ended
 without leaving an exit status (killed, cancelled, out of time) and is no longer queued or running.
 
-Progress and ETA, from the 'time' (unix seconds) of each metrics.jsonl record, per attempt (each start
-of the training logs a 'compile_seconds' record first): a finished point shows its training time (every
-attempt from the start of its compile to its last record). A running point shows its percent done and
-the steps left times its recent seconds per step (over its latest attempt's last SPEED_WINDOW logged
-steps, evaluations and checkpoints in that span included, compile and time between attempts not);
-one silent for longer than its silence limit (3x its longest gap between records, at least 5 minutes)
-says so and shows 'ETA ?' (stopped, suspended, or a very long evaluation). A pending point (and a
-running one with no speed yet) is estimated from the finished and running points of the same model
-where there are any, else of the sweep: their median seconds per step (per epoch for epoch-based
-points) times its length; 'ETA ?' when there are none. The time left for the sweep assumes the
-recorded --parallel points at a time (else as many as run now) and that the pending points take the
-first free slot in sweep order; failed points are left out (only a rerun runs them again).
+Progress and ETA, from the 'time' (unix seconds) of each metrics.jsonl record, per attempt (each
+start of the training logs a 'compile_seconds' record first): a finished point shows its training
+time (every attempt from the start of its compile to its last record). A running point shows its
+percent done and the steps left times its recent seconds per step (over its latest attempt's last
+SPEED_WINDOW logged steps, evaluations and checkpoints in that span included, compile and time
+between attempts not); one silent for longer than its silence limit (3x its longest gap between
+records, at least 5 minutes) says so and shows 'ETA ?' (stopped, suspended, or a very long
+evaluation). A pending point (and a running one with no speed yet) is estimated from the points that
+logged a speed (finished, running, or stopped), of the same model where there are any, else of the
+sweep: their median seconds per step (per epoch for epoch-based points) times its length; 'ETA ?'
+when there are none. The time left for the sweep assumes the recorded --parallel points at a time
+(else as many as run now) and that the pending points take the first free slot in sweep order;
+failed points are left out (only a rerun runs them again).
 """
 
 from __future__ import annotations
@@ -499,19 +500,20 @@ def stalled_for(progress: Progress, now: float) -> float | None:
 
 
 def _rate(p: PointState) -> float | None:
-    """Seconds per unit of length (a step, or an epoch) a finished or running point has shown (a
-    stalled one too: its speed before it stopped is still a measurement)."""
+    """Seconds per unit of length (a step, or an epoch) a point has shown: a finished one over its
+    whole training, any other at its recent speed (a stalled or killed one's before it stopped is
+    still a measurement)."""
     g = p.progress
     if p.state == FINISHED and g.wall and g.length > 0:
         return g.wall / g.length
-    if p.state == RUNNING and g.sec_per_step and g.steps_per_unit:
+    if p.state != FINISHED and g.sec_per_step and g.steps_per_unit:
         return g.sec_per_step * g.steps_per_unit
     return None
 
 
 def estimate(p: PointState, states: Sequence[PointState]) -> tuple[float | None, str]:
     """(seconds p still needs, from where) from the other points of the sweep: the median seconds
-    per step (per epoch for an epoch-based point) of the finished and running points of the same
+    per step (per epoch for an epoch-based point) of the points that logged a speed, of the same
     model (its 'model.name' override) where there are any, else of all, times p's length left."""
     g = p.progress
     if g.length <= 0:

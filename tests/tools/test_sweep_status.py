@@ -362,8 +362,9 @@ def test_report_shows_progress_and_eta_per_point_and_the_time_left(tmp_path):
         "or suspended?), ETA ?",
         f"[4/5] {'crash':<{width}}  FAILED    crashed (exit status 1), last logged step 2: step ... "
         f"[log: {root / 'crash' / 'log.txt'}]",
-        # the median of 22.5, 20 and 20 s/step (the stalled point's before it stopped), times 8
-        f"[5/5] {'new':<{width}}  pending   not started | needs ~2m40s (from 3 points of this sweep)",
+        # the median of 22.5, 20, 20 (the stalled point's before it stopped) and 5 s/step (the
+        # crashed one's), times 8 steps
+        f"[5/5] {'new':<{width}}  pending   not started | needs ~2m40s (from 4 points of this sweep)",
         # 'run' ends in 80 s, 'new' takes the stalled point's slot (counted as free now): 160 s
         "left: at least 2m40s (1 with ETA ?), 2 at a time (the sweep's --parallel); 1 failed not "
         "counted",
