@@ -3,7 +3,8 @@
     ./launch.sh CONFIG.py[:ARG] --sweep [--workdir SWEEP_DIR] [--parallel N] [--devices-per-run K]
                                         [--dry-run] [--backend local|slurm (--slurm) [its options]]
                                         [--config.KEY=VALUE ...]
-    ./launch.sh sweep status SWEEP_DIR        finished / failed / running / pending, per point
+    ./launch.sh sweep status SWEEP_DIR        finished / failed / running / pending, progress and
+                                              ETA per point, the time left for the sweep
     ./launch.sh sweep summarize SWEEP_DIR     the same as ./launch.sh summarize SWEEP_DIR
 
 The points run where the chosen backend runs them (cnnjax.sweep.backends: this machine, or one Slurm
@@ -102,14 +103,15 @@ def status_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="./launch.sh sweep status",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Where each point of a sweep stands: finished, "
-                                     "failed (and why), running or pending.",
+                                     "failed (and why), running or pending, with its progress and "
+                                     "ETA, and the time left for the whole sweep.",
                                      epilog="example:\n"
                                      "  ./launch.sh sweep status workdirs/lenet5_activation_sweep")
     parser.add_argument("sweep_dir", help="the sweep folder (the --workdir of the sweep)")
     args = parser.parse_args(argv)
     sweep_dir = pathlib.Path(args.sweep_dir)
     states = status.read_sweep(sweep_dir, slurm_lookup=slurm.task_states)
-    print(status.report(states, sweep_dir), end="")
+    print(status.report(states, sweep_dir, parallel=status.recorded_parallel(sweep_dir)), end="")
     return 1 if status.counts(states)[status.FAILED] else 0
 
 

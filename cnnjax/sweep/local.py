@@ -4,6 +4,11 @@ process, on shares of the visible GPUs or CPU cores (cnnjax.sweep.devices).
 Every attempt appends to the point's log.txt, records its process in running.json while it runs and
 leaves its exit status in exit_code (cnnjax.sweep.files), so `./launch.sh sweep status` can tell a
 running point from one that died. A failed point is named with the reason and its log's last line.
+
+The points (and the threads they start) inherit this tool's niceness: `nice -n 19 ./launch.sh ...
+--sweep` runs the whole sweep at low priority. Each point has a session of its own, so SIGKILL to
+this tool alone leaves its points running (kill them too: their pids are in running.json); run
+again while they do, it starts none of them (each holds its workdir's lock) and names them as failed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from cnnjax.sweep import files, status
 from cnnjax.sweep.devices import Slot, device_slots, visible_gpus
 from cnnjax.sweep.plan import PointRun, write_records
 from cnnjax.train.metrics import format_duration, read_metrics
+from cnnjax.train.workdir import WorkdirBusyError, probe_lock
 
 
 def _result_text(run: PointRun) -> str:
@@ -72,6 +78,17 @@ def _start(run: PointRun, slot: Slot, cwd: pathlib.Path | None) -> tuple[subproc
     return proc, log
 
 
+def _busy(run: PointRun) -> str:
+    """Why the point cannot start now ('' when it can): another process holds its workdir's lock.
+    Starting it anyway would only fail on the lock, mark the point failed in its exit_code and
+    write over the running.json by which `sweep status` follows the process that holds it."""
+    try:
+        probe_lock(run.workdir)
+    except WorkdirBusyError as e:
+        return str(e)
+    return ""
+
+
 def _ended(run: PointRun, code: int, log: IO) -> tuple[str, str]:
     """Records how an attempt ended (exit_code written, running.json removed); returns its
     (state, reason) as `sweep status` will report it."""
@@ -116,6 +133,12 @@ def run_local(plan: list[PointRun], slots: list[Slot], cwd: pathlib.Path | None 
             while pending or running:
                 while pending and free:
                     run, slot = pending.popleft(), free.pop(0)
+                    busy = _busy(run)
+                    if busy:  # e.g. left running by an earlier run of this sweep killed with -9
+                        free.insert(0, slot)
+                        failed.append((run, busy))
+                        say(run, f"FAILED: not started: {busy}")
+                        continue
                     proc, log = _start(run, slot, cwd)
                     running[proc] = (run, slot, time.monotonic(), log)
                     verb = "resuming" if run.status == status.PARTIAL else "started"
@@ -169,7 +192,7 @@ class LocalBackend:
             for run in plan:
                 print(f"[{run.status}] {shlex.join(run.command)} >> {shlex.quote(str(run.log))} 2>&1")
             return 0
-        write_records(plan, sweep_dir, config_spec, base)
+        write_records(plan, sweep_dir, config_spec, base, parallel=len(slots))
         failed = run_local(plan, slots)
         finished = sum(r.status == status.FINISHED for r in plan)
         ran = len(plan) - finished

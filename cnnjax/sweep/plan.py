@@ -155,13 +155,15 @@ def check_folders(plan: list[PointRun], sweep_dir: pathlib.Path, config_spec: st
 
 
 def write_records(plan: list[PointRun], sweep_dir: pathlib.Path, config_spec: str,
-                  base: list[str]) -> None:
+                  base: list[str], parallel: int | None = None) -> None:
     """sweep.json (the whole sweep) and each point's sweep_point.json, which status and summarize
-    read (the steps to finish too, so a point's state is known without loading the config)."""
+    read (the steps to finish too, so a point's state is known without loading the config).
+    `parallel`: how many points run at once, where the backend knows (status's time left uses it)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     sweep = [{"name": r.name, "overrides": r.overrides} for r in plan]
+    record = {"config": config_spec, "base_overrides": base, "points": sweep}
     files.write_json(sweep_dir / files.SWEEP_FILE,
-                     {"config": config_spec, "base_overrides": base, "points": sweep})
+                     record if parallel is None else {**record, "parallel": parallel})
     for run in plan:
         run.workdir.mkdir(parents=True, exist_ok=True)
         files.write_json(run.workdir / files.POINT_FILE,

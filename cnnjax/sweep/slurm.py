@@ -182,7 +182,9 @@ class SlurmBackend:
         if args.dry_run:
             sweep_dir.mkdir(parents=True, exist_ok=True)
         else:
-            write_records(plan, sweep_dir, config_spec, base)
+            # --parallel 1 leaves the array unthrottled: how many run at once is Slurm's call
+            write_records(plan, sweep_dir, config_spec, base,
+                          parallel=args.parallel if args.parallel > 1 else None)
         return run_slurm(plan, sweep_dir, config_spec, args.parallel, args.slurm_args, args.dry_run)
 
 

@@ -4,6 +4,7 @@ stand-in commands, and the Slurm script it writes. (test_tools_end_to_end.py tra
 import json
 import os
 import pathlib
+import shlex
 import signal
 import subprocess
 import sys
@@ -276,3 +277,147 @@ def test_a_rerun_of_the_same_sweep_is_not_a_collision(tmp_path, capsys):
     plan.write_records(plan_, out_dir, config, [])
     assert cli.main(args) == 0
     assert (out_dir / "sweep.sbatch").exists()
+
+
+def _driver(runs: list[plan.PointRun], slots: int = 1) -> str:
+    """A Python program that runs `runs` (as PointRun fields) with the local runner, as a sweep does."""
+    fields = [(r.index, r.name, r.overrides, str(r.workdir), r.command, r.status, r.num_steps,
+               r.num_epochs) for r in runs]
+    return textwrap.dedent(f"""
+        import pathlib
+        from cnnjax.sweep import devices, local, plan
+        runs = [plan.PointRun(i, n, o, pathlib.Path(w), c, s, k, e) for i, n, o, w, c, s, k, e
+                in {fields!r}]
+        local.run_local(runs, [devices.Slot({{}})] * {slots}, poll_seconds=0.02)
+        """)
+
+
+def test_a_niced_sweep_runs_every_point_and_its_threads_at_that_niceness(tmp_path):
+    """`nice -n N ./launch.sh CONFIG --sweep` is enough: the runner starts its points with the
+    niceness it has, and the threads a point starts (XLA's) inherit it from the point."""
+    report = tmp_path / "niceness"
+    run = _fake_run(tmp_path, 0, textwrap.dedent(f"""
+        import threading
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(os.getpriority(os.PRIO_PROCESS, 0)))
+        thread.start(); thread.join()
+        open({str(report)!r}, "w").write(f"{{os.nice(0)}} {{seen[0]}}")
+        """).replace("\n", "\n        "))
+    subprocess.run(["nice", "-n", "7", sys.executable, "-c", _driver([run])], cwd=REPO, check=True,
+                   capture_output=True, timeout=60)
+    expected = min(os.nice(0) + 7, 19)  # nice adds to this test's own niceness, up to 19
+    assert report.read_text() == f"{expected} {expected}"
+
+
+# A stand-in for the training: it resumes from its newest 'checkpoint' (a step folder, as
+# cnnjax.train.workdir.has_checkpoints reads them), logs steps to 4 as the loop does (a compile
+# record first) and, on its first attempt only when BLOCK is in its folder, stops at step 2 until
+# killed. That the real training resumes from its checkpoint after kill -9 is
+# tests/train/test_faults.py::test_kill_9_right_after_a_commit_resumes_bit_identical.
+WAITING = "step 2: waiting to be killed"
+TRAINER = textwrap.dedent("""
+    import json, pathlib, sys, time
+    w = pathlib.Path(sys.argv[1])
+    ckpts = w / "checkpoints"
+    ckpts.mkdir(exist_ok=True)
+    start = max((int(p.name) for p in ckpts.iterdir() if p.name.isdigit()), default=0)
+    print(f"resumed from the checkpoint at step {start}" if start else "new run", flush=True)
+    with (w / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": start, "time": time.time(), "compile_seconds": 0.1}) + "\\n")
+        for step in range(start + 1, 5):
+            f.write(json.dumps({"step": step, "time": time.time(), "train/loss": 1.0}) + "\\n")
+            f.flush()
+            (ckpts / str(step)).mkdir()
+            if step == 2 and start == 0 and (w / "BLOCK").exists():
+                print("step 2: waiting " + "to be killed", flush=True)
+                time.sleep(120)
+    """)
+
+
+def test_a_sweep_killed_with_sigkill_resumes_every_unfinished_point_on_a_rerun(tmp_path):
+    """SIGKILL of the runner and its running point (no chance to save or record anything), then the
+    same sweep again: the finished point is skipped, the killed one resumes from its checkpoint with
+    the same command, the one never started starts; `sweep status` in between names the kill."""
+    def point(index):
+        workdir = tmp_path / "sweep" / f"p{index}"
+        return plan.PointRun(index, f"p{index}", {"i": index}, workdir,
+                             [sys.executable, "-c", TRAINER, str(workdir)], status.NEW, 4, 1.0)
+
+    runs = [point(i) for i in range(3)]
+    plan.write_records(runs, tmp_path / "sweep", "c.py", [], parallel=1)
+    (runs[1].workdir / "BLOCK").touch()
+    tool = subprocess.Popen([sys.executable, "-c", _driver(runs)], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        # a whole line: the log's first lines are the command, which holds the program's text
+        while time.time() < deadline and WAITING not in files_text(runs[1].log).splitlines():
+            time.sleep(0.02)
+        point_pid = json.loads((runs[1].workdir / "running.json").read_text())["pid"]
+        tool.kill()
+        os.kill(point_pid, signal.SIGKILL)
+        tool.wait(timeout=30)
+        while time.time() < deadline and _alive(point_pid):  # until init has reaped the orphan
+            time.sleep(0.02)
+    finally:
+        tool.kill()
+    states = status.read_sweep(tmp_path / "sweep")
+    assert [(p.name, p.state) for p in states] == [("p0", status.FINISHED), ("p1", status.FAILED),
+                                                   ("p2", status.PENDING)]
+    assert states[1].reason == ("stopped without an exit status (killed?) short of its last step, "
+                                "last logged step 2: step 2: waiting to be killed")
+    assert [plan.current_status(r) for r in runs] == [status.FINISHED, status.PARTIAL, status.NEW]
+
+    for run in runs:
+        run.status = plan.current_status(run)
+    logs = {r.name: files_text(r.log) for r in runs}
+    rerun = subprocess.run([sys.executable, "-c", _driver(runs)], cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+    assert "p0" not in rerun.stdout and "p1: resuming on" in rerun.stdout, rerun.stdout
+    assert "p2: started on" in rerun.stdout
+    assert files_text(runs[0].log) == logs["p0"]  # skipped: it never ran again
+    # the same command again (so the training resumes by itself), which this time resumed
+    command = shlex.join(runs[1].command)
+    assert logs["p1"].count(command) == 1 and files_text(runs[1].log).count(command) == 2
+    second = files_text(runs[1].log)[len(logs["p1"]):].splitlines()
+    assert "resumed from the checkpoint at step 2" in second and WAITING not in second
+    assert [p.state for p in status.read_sweep(tmp_path / "sweep")] == [status.FINISHED] * 3
+
+
+def files_text(path: pathlib.Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_point_still_running_from_a_killed_sweep_is_not_started_again(tmp_path, capsys):
+    """SIGKILL to the runner alone leaves its point training (a session of its own). A rerun must
+    not start a second process in that workdir: the point is named as not started, and its
+    running.json (how `sweep status` follows the survivor) is left as it is."""
+    busy, free = _fake_run(tmp_path, 0, "pass"), _fake_run(tmp_path, 1, "pass")
+    busy.workdir.mkdir()
+    holder = subprocess.Popen(  # the survivor, holding the workdir's lock as a training run does
+        [sys.executable, "-c", "import time\nfrom cnnjax.train.workdir import WorkdirLock\n"
+         f"WorkdirLock({str(busy.workdir)!r}).acquire()\nprint('locked', flush=True)\n"
+         "time.sleep(60)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        running = json.dumps({"pid": holder.pid, "host": "h"})
+        (busy.workdir / "running.json").write_text(running)
+        failed = local.run_local([busy, free], [devices.Slot({})], poll_seconds=0.02)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [run.name for run, _ in failed] == ["p0"]
+    assert failed[0][1].startswith(f"workdir {busy.workdir} is in use by another run (pid "
+                                   f"{holder.pid} on ")
+    assert f"[1/2] p0: FAILED: not started: workdir {busy.workdir}" in capsys.readouterr().out
+    assert (busy.workdir / "running.json").read_text() == running
+    assert not busy.log.exists() and not (busy.workdir / "exit_code").exists()
+    assert (free.workdir / "exit_code").read_text() == "0\n"  # the next point took the slot
