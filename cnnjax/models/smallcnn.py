@@ -18,8 +18,10 @@ classes the parameters are, biases included,
 - weight_init: 'he_normal' draws the convolutions (strided-conv pools included) from He et al. 2015's
   fan-in normal, the scale that keeps ReLU activations' variance through depth, and the FC layer
   from torch's default U(+-1/sqrt(fan_in)); 'normal_0.01' draws every weight from a zero-mean
-  Gaussian of s.d. 0.01 (AlexNet, Sec. 5), under which the signal shrinks layer by layer.
-  Biases start at 0 either way.
+  Gaussian of s.d. 0.01 (AlexNet, Sec. 5), under which the signal shrinks layer by layer;
+  'alexnet' is that with AlexNet's biases of 1 in the last convolution of each stage (its conv2
+  and conv4 here; AlexNet: conv2, conv4, conv5 and the hidden FC layers, "to provide the ReLUs
+  with positive inputs"). Every other bias starts at 0.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from cnnjax.models import base, layers
 from cnnjax.models.registry import register_model
 
 CONVS_PER_STAGE = 2
-# weight_init -> (convolution initialiser, FC initialiser)
-INITS = {"he_normal": (layers.he_normal_fan_in, layers.torch_default),
-         "normal_0.01": (nn.initializers.normal(0.01), nn.initializers.normal(0.01))}
+# weight_init -> (convolution initialiser, FC initialiser, bias of each stage's last convolution)
+INITS = {"he_normal": (layers.he_normal_fan_in, layers.torch_default, 0.0),
+         "normal_0.01": (nn.initializers.normal(0.01), nn.initializers.normal(0.01), 0.0),
+         "alexnet": (nn.initializers.normal(0.01), nn.initializers.normal(0.01), 1.0)}
 
 
 @register_model("smallcnn", natural_input=((32, 32, 1), 10))
@@ -61,9 +64,11 @@ class SmallCNN(base.ConvModel):
                           what="a non-empty sequence of an even number of conv widths (two per stage)")
         super().__post_init__()
 
-    def _conv(self, x: jax.Array, features: int, name: str, train: bool) -> jax.Array:
+    def _conv(self, x: jax.Array, features: int, name: str, train: bool,
+              bias: float = 0.0) -> jax.Array:
         return layers.conv_norm_act(x, self.options, features, 3, padding="SAME",
-                                    kernel_init=INITS[self.weight_init][0], name=name, train=train)
+                                    kernel_init=INITS[self.weight_init][0],
+                                    bias_init=nn.initializers.constant(bias), name=name, train=train)
 
     def _downsample(self, x: jax.Array, name: str) -> jax.Array:
         if self.norm == "lrn":
@@ -78,8 +83,10 @@ class SmallCNN(base.ConvModel):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         """x: (N, H, W, C) -> logits (N, num_classes); H and W divisible by 2**stages."""
         for i, width in enumerate(self.widths):
-            x = self._conv(x, width, f"conv{i + 1}", train)            # (N, 32, 32, 32) ...
-            if (i + 1) % CONVS_PER_STAGE == 0:
+            last = (i + 1) % CONVS_PER_STAGE == 0
+            bias = INITS[self.weight_init][2] if last else 0.0
+            x = self._conv(x, width, f"conv{i + 1}", train, bias)     # (N, 32, 32, 32) ...
+            if last:
                 x = self._downsample(x, f"pool{(i + 1) // CONVS_PER_STAGE}")  # (N, 16, 16, 32)
         x = x.reshape(x.shape[0], -1)                                  # (N, 8 * 8 * 64)
         x = layers.dropout(x, self.dropout_rate, train)

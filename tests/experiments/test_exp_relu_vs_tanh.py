@@ -77,7 +77,7 @@ def test_main_sweep_without_tuned_rates_is_one_line(cfg, tmp_path, monkeypatch):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("init", ["he_normal", "normal_0.01"])
+@pytest.mark.parametrize("init", ["he_normal", "alexnet"])
 def test_the_models_build(cfg, init):
     c = cfg.get_config()
     knobs = {k: v for k, v in c.model.to_dict().items() if k != "name"} | {"weight_init": init}

@@ -104,7 +104,7 @@ def test_weight_init_sets_every_weights_scale(pool):
     catches a factor-of-two error at the sizes here (n >= 2,304)."""
     import jax
 
-    for init in ("he_normal", "normal_0.01"):
+    for init in ("he_normal", "normal_0.01", "alexnet"):
         model = models.build("smallcnn", num_classes=10, widths=(16, 16, 32, 32), pool=pool,
                              weight_init=init)
         params = model.init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 1), np.float32))["params"]
@@ -113,15 +113,19 @@ def test_weight_init_sets_every_weights_scale(pool):
         assert len(kernels) >= 4
         for name, kernel in kernels.items():
             fan_in = int(np.prod(kernel.shape[:-1]))
-            if init == "normal_0.01":
+            if init in ("normal_0.01", "alexnet"):
                 expected = 0.01
             elif name.startswith("fc"):
                 expected = 1.0 / np.sqrt(3.0 * fan_in)
             else:
                 expected = np.sqrt(2.0 / fan_in)
             assert abs(kernel.std() / expected - 1.0) < 5.0 / np.sqrt(2.0 * kernel.size), name
-        biases = [np.asarray(leaf) for path, leaf in _flat(params) if path[-1] == "bias"]
-        assert all(not b.any() for b in biases)
+        # AlexNet's biases of 1 in the last convolution of each stage (conv2, conv4); 0 elsewhere
+        ones = {"conv2", "conv4"} if init == "alexnet" else set()
+        biases = {path[0]: np.asarray(leaf) for path, leaf in _flat(params) if path[-1] == "bias"}
+        assert {"conv1", "conv2", "conv3", "conv4", "fc"} <= set(biases)
+        for name, bias in biases.items():
+            assert (bias == (1.0 if name in ones else 0.0)).all(), (init, name)
 
 
 def _flat(tree, prefix=()):
