@@ -98,20 +98,25 @@ def pick_rates(runs: Sequence[Run], keys: Sequence[str], score: Callable[[Sequen
     return {arm: row["rate"] for arm, row in best.items()}, rows
 
 
-def read_tuned_rates(path: str | pathlib.Path) -> dict[str, float]:
-    """{arm label: rate} from a tuning step's JSON (write_tuned_rates); one-line UserError naming
-    the step to run when it is missing or unreadable."""
+def read_tuned_rates(path: str | pathlib.Path, arms: Sequence[str]) -> dict[str, float]:
+    """{arm label: rate} for `arms` from a tuning step's JSON (`tune`); one-line UserError naming
+    the step to run when it is missing, unreadable or lacks an arm."""
     import json
 
     path = pathlib.Path(path)
     try:
-        return {str(k): float(v) for k, v in json.loads(path.read_text())["rates"].items()}
+        rates = {str(k): float(v) for k, v in json.loads(path.read_text())["rates"].items()}
     except FileNotFoundError:
         raise UserError(f"{path} is missing: run the tuning sweep and its analysis first (the "
                         f"README beside it)") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{path} is not a tuning record ({type(e).__name__}: {e}); rerun the "
                         "tuning analysis") from None
+    missing = [arm for arm in arms if arm not in rates]
+    if missing:
+        raise UserError(f"{path} has no rate for arm {missing[0]!r} (it has {', '.join(rates)}): "
+                        "run the tuning sweep and its analysis again")
+    return rates
 
 
 def tune(sweep_dir: str | pathlib.Path, keys: Sequence[str], grid: Sequence[float],

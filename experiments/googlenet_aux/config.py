@@ -71,6 +71,6 @@ def get_sweep(arg: str | None = None):
         return product(**{ARM_KEY: list(ARMS), "schedule.base_lr": list(LR_GRID)})
     from cnnjax.sweep.compare import read_tuned_rates
 
-    rates = read_tuned_rates(TUNED_LR_FILE)
+    rates = read_tuned_rates(TUNED_LR_FILE, [str(a) for a in ARMS])
     return [{ARM_KEY: arm, "schedule.base_lr": rates[str(arm)], "seed": seed}
             for arm in ARMS for seed in SEEDS]

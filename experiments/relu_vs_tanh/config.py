@@ -1,7 +1,8 @@
 """smallcnn (four 3x3 conv layers of 16, 16, 32, 32 filters, 2x2 max pooling after the second
 and fourth, one FC layer) with ReLU against tanh on Fashion-MNIST, from He-normal weights and from
-AlexNet's initialisation (N(0, 0.01) weights, biases of 1 in conv2 and conv4): steps to reach each of THRESHOLDS of training error (Krizhevsky et al. 2012,
-Sec. 3.1 and Fig. 1: 25% about six times sooner with ReLU on CIFAR-10). The rule, the budget and
+AlexNet's initialisation (N(0, 0.01) weights, biases of 1 in conv2 and conv4): steps to reach
+each of THRESHOLDS of training error (Krizhevsky et al. 2012, Sec. 3.1 and Fig. 1: 25% about six
+times sooner with ReLU on CIFAR-10). The rule, the budget and
 the results: README.md beside this file.
 
     # 1. learning rate per arm (activation x init) on TUNE_SEED: LR_GRID, TUNE_STEPS each
@@ -68,7 +69,7 @@ def tuned_rates() -> dict[str, float]:
     """{'relu,he_normal': rate, ...} as analyze.py picked them from the tuning sweep."""
     from cnnjax.sweep.compare import read_tuned_rates
 
-    return read_tuned_rates(TUNED_LR_FILE)
+    return read_tuned_rates(TUNED_LR_FILE, [f"{a},{i}" for a in ACTIVATIONS for i in INITS])
 
 
 def get_sweep(arg: str | None = None):

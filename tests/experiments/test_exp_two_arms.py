@@ -89,6 +89,9 @@ def test_main_sweep_waits_for_its_rates_in_one_line(experiment_module, tmp_path,
     (tmp_path / "missing.json").write_text("{not json")
     with pytest.raises(UserError, match="not a tuning record"):
         cfg.get_sweep()
+    (tmp_path / "missing.json").write_text(json.dumps({"rates": {str(cfg.ARMS[0]): 0.1}}))
+    with pytest.raises(UserError, match=f"no rate for arm '{cfg.ARMS[1]}'"):
+        cfg.get_sweep()
 
 
 @pytest.mark.parametrize("name", NAMES)
