@@ -25,7 +25,7 @@ import ml_collections
 
 from cnnjax.config.defaults import XLA_CPU_CONVS
 from cnnjax.config.errors import ConfigValidationError
-from cnnjax.data import transform_names
+from cnnjax.data import on_device, transform_names
 from cnnjax.data.config import AUTOTUNE, EVAL_CROPS, ON_CORRUPT, PIPELINES, check_transform
 from cnnjax.data.sources import parse_source
 
@@ -268,6 +268,14 @@ def _check_data(c: _Checker) -> None:
     if folders and c.get("data.pipeline") == "device":
         c.fail("data.pipeline", "device", f"'auto' or 'tfdata' for the image folder {folders[0]!r} "
                "(the device serves only sources held as arrays: idx, small tfds, synthetic)")
+    elif c.get("data.pipeline") == "device":
+        for key, train in (("data.train_transform", True), ("data.eval_transform", False)):
+            name = c.get(key)
+            served = on_device.TRAIN_TRANSFORMS if train else on_device.EVAL_TRANSFORMS
+            if isinstance(name, str) and transform_names.canonical(name, train=train) not in (
+                    None, *served):
+                c.fail("data.pipeline", "device", f"'auto' or 'tfdata' for {key}={name!r} (the "
+                       f"device runs only {', '.join(served)})")
     if c.get("data.source") == "synthetic" and c.get("data.num_classes") == 0:
         c.fail("data.num_classes", 0, "> 0 for the synthetic source (it has no labels of its own)")
     if image_size and resize_size:

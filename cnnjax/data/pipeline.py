@@ -76,6 +76,7 @@ def dataset_info(data: ml_collections.ConfigDict, split: str) -> DatasetInfo:
     train = split == data.train_split
     source = _source(data, train_spec(data) if train else eval_spec(data, split))
     name = data.train_transform if train else data.eval_transform
+    on_device.serves(source, data, name, train=train)  # data.pipeline='device' it cannot serve: now
     return DatasetInfo(source.num_examples, _num_classes(data, source), source.class_names,
                        output_shape(data, name, source.image_shape), source.name)
 

@@ -194,3 +194,8 @@ def test_data_pipeline_choices_and_the_device_with_an_image_folder():
     assert "for the image folder 'folder:/data/my_images'" in problems[0]
     config.data.pipeline = "auto"  # auto serves the folder through tf.data
     assert validate.config_problems(config) == []
+    config = with_value("data.pipeline", "device")
+    config.data.train_transform = "inception"  # random_resized_crop: tf.data only
+    [problem] = validate.config_problems(config)
+    assert "for data.train_transform='inception'" in problem
+    assert "the device runs only none, pad_or_crop, pad_crop_flip" in problem
