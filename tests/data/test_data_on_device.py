@@ -15,6 +15,7 @@ from scipy import stats
 
 import cnnjax.data as D
 from cnnjax.data import on_device
+from cnnjax.data import pipeline as pipelines
 
 ONE_HOST = {"process_index": 0, "process_count": 1}
 N, SIDE = 64, 8  # the noise set: every 4x4 patch of it is unique, so a crop names its placement
@@ -33,7 +34,7 @@ def noise_dir(tmp_path):
 
 def arrays(root):
     """The ArraySource of the training split of the IDX files in `root`."""
-    return D.pipeline._source(idx_config(root), D.pipeline.train_spec(idx_config(root)))
+    return pipelines._source(idx_config(root), pipelines.train_spec(idx_config(root)))
 
 
 def take(data, steps: int, batch: int, **kw) -> list[dict[str, np.ndarray]]:
@@ -143,7 +144,7 @@ def test_device_batches_resume_exactly_and_match_the_host_batches(noise_dir):
 def test_auto_chooses_by_source_and_transform(noise_dir, class_folder):
     held = arrays(noise_dir)
     folder_config = idx_config(class_folder, source=f"folder:{class_folder}")
-    folder = D.pipeline._source(folder_config, D.pipeline.train_spec(folder_config))
+    folder = pipelines._source(folder_config, pipelines.train_spec(folder_config))
     auto = idx_config(noise_dir, image_size=8)
     assert on_device.serves(held, auto, "pad_crop_flip", train=True)
     assert on_device.serves(held, auto, "none", train=False)
