@@ -82,7 +82,7 @@ def train_batches(source, data: ml_collections.ConfigDict, layout: Layout, *, se
     (the same function as on the devices, run on JAX's default device)."""
     import jax
 
-    images, labels = pool(source, data, train=True)
+    images, labels = jax.device_put(pool(source, data, train=True))  # once, not at every step
     batch = jitted_batch(*_augmentation(data), seed, None)
     lo = layout.process_index * layout.local
     step = start_step
@@ -162,11 +162,16 @@ def step_indices(n: int, seed: int, step: int, global_batch: int) -> np.ndarray:
     while filled < global_batch:
         epoch, offset = divmod(start + filled, n)
         take = min(n - offset, global_batch - filled)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        perm = _permutation(n, seed, epoch)
         out[0, filled:filled + take] = perm[offset:offset + take]
         out[1, filled:filled + take] = epoch
         filled += take
     return out
+
+
+@functools.lru_cache(maxsize=2)  # a step reads one epoch, or two at a boundary
+def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def _augmentation(data: ml_collections.ConfigDict) -> tuple[str, int]:
