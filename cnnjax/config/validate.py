@@ -25,8 +25,8 @@ import ml_collections
 
 from cnnjax.config.defaults import XLA_CPU_CONVS
 from cnnjax.config.errors import ConfigValidationError
-from cnnjax.data import transform_names
-from cnnjax.data.config import AUTOTUNE, EVAL_CROPS, ON_CORRUPT, check_transform
+from cnnjax.data import on_device, transform_names
+from cnnjax.data.config import AUTOTUNE, EVAL_CROPS, ON_CORRUPT, PIPELINES, check_transform
 from cnnjax.data.sources import parse_source
 
 # Keys a resumed run may not change. model.* and optimizer.* shape the arrays of the checkpoint (the
@@ -221,6 +221,7 @@ def _check_data(c: _Checker) -> None:
         aliases = tuple(a for a in transform_names.ALIASES if transform_names.canonical(a, train=train))
         c.choice(key, allowed + aliases)
     c.choice("data.on_corrupt", ON_CORRUPT)
+    c.choice("data.pipeline", PIPELINES)
     c.choice("data.eval_crops", EVAL_CROPS)
     channels = c.choice("data.channels", (1, 3))
     image_size = c.integer("data.image_size", 1)
@@ -263,6 +264,18 @@ def _check_data(c: _Checker) -> None:
                    "images differ in size): " + ", ".join(
                        n for n in transform_names.names(train=key == "data.train_transform")
                        if n != "none"))
+    folders = [s for s in sources.values() if isinstance(s, str) and s.startswith("folder:")]
+    if folders and c.get("data.pipeline") == "device":
+        c.fail("data.pipeline", "device", f"'auto' or 'tfdata' for the image folder {folders[0]!r} "
+               "(the device serves only sources held as arrays: idx, small tfds, synthetic)")
+    elif c.get("data.pipeline") == "device":
+        for key, train in (("data.train_transform", True), ("data.eval_transform", False)):
+            name = c.get(key)
+            served = on_device.TRAIN_TRANSFORMS if train else on_device.EVAL_TRANSFORMS
+            if isinstance(name, str) and transform_names.canonical(name, train=train) not in (
+                    None, *served):
+                c.fail("data.pipeline", "device", f"'auto' or 'tfdata' for {key}={name!r} (the "
+                       f"device runs only {', '.join(served)})")
     if c.get("data.source") == "synthetic" and c.get("data.num_classes") == 0:
         c.fail("data.num_classes", 0, "> 0 for the synthetic source (it has no labels of its own)")
     if image_size and resize_size:

@@ -6,8 +6,8 @@
 
 Sources: 'idx:<dir>', 'tfds:<name>[:<split>]', 'folder:<dir>', 'synthetic' (see config.py for every
 field). Datasets by name: presets.py (`data_config("cifar10")`). Transforms: their names in
-transform_names.py, their code in transforms.py. Order, sharding and resumption: tfdata.py; the
-synthetic source without TensorFlow: synthetic.py.
+transform_names.py, their code in transforms.py. Order, sharding and resumption: tfdata.py; sources
+held as arrays served from device memory without TensorFlow (data.pipeline): on_device.py.
 
 Every name is loaded on first use, so that `cnnjax.data.device` (normalize, prefetch_to_device) imports
 with JAX alone: an accelerator image without ml_collections or TensorFlow can run the training step.

@@ -15,6 +15,7 @@ from cnnjax.errors import UserError
 
 EVAL_CROPS = (1, 5, 10)
 ON_CORRUPT = ("skip", "error")
+PIPELINES = ("auto", "device", "tfdata")  # data.pipeline (cnnjax.data.on_device)
 SOURCE_KINDS = ("idx", "tfds", "folder", "synthetic")
 MAX_IMAGE_PIXELS = 89_478_485  # PIL's Image.MAX_IMAGE_PIXELS: about 0.25 GB as RGB uint8
 AUTOTUNE = -1  # the value of tf.data.AUTOTUNE, spelled out so this module needs no TensorFlow
@@ -64,6 +65,12 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.num_classes = 0            # 0 = as the source says (TFDS metadata, class folders, largest label + 1)
 
     # Reading.
+    c.pipeline = "auto"          # auto: a source held as arrays (idx, small tfds, synthetic) with a
+    #                              transform JAX implements (none, pad_or_crop, pad_crop_flip; eval:
+    #                              none, pad_or_crop) is kept in device memory and augmented there,
+    #                              without TensorFlow (cnnjax.data.on_device); anything else goes
+    #                              through tf.data | device: always the former (error if impossible)
+    #                              | tfdata: always tf.data (the order and random streams differ)
     c.shuffle_buffer = 10_000    # only for TFDS datasets streamed from disk (too large to hold in memory)
     c.cache = False              # keep the encoded files (folder) or records (streamed tfds) in memory
     c.on_corrupt = "skip"        # skip: warn with the file name and leave it out | error: stop at it
@@ -84,6 +91,7 @@ def check_data_config(data: ml_collections.ConfigDict) -> None:
     transform_name(data.train_transform, train=True)
     transform_name(data.eval_transform, train=False)
     _choice("on_corrupt", data.on_corrupt, ON_CORRUPT)
+    _choice("pipeline", data.get("pipeline", "auto"), PIPELINES)
     _choice("channels", data.channels, (1, 3))
     _choice("deterministic", data.get("deterministic", True), (True, False))
     _choice("eval_crops", eval_crops(data), EVAL_CROPS)

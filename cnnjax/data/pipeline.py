@@ -1,7 +1,8 @@
 """The training loop's view of the data: batches of host numpy arrays, and what a split holds.
 
 Importing this module does not import TensorFlow; building a pipeline does (cnnjax.data.tfdata), except
-for the synthetic source with the transform 'none', which numpy serves (cnnjax.data.synthetic).
+for a source held as arrays with a transform JAX implements, which numpy and JAX serve from the
+devices' memory (cnnjax.data.on_device; data.pipeline chooses).
 Configuration errors (unknown source, missing path, empty class folder, bad transform) raise a one-line
 DataError when the pipeline is built, before the first batch.
 """
@@ -15,8 +16,8 @@ from collections.abc import Iterator
 import ml_collections
 import numpy as np
 
-from cnnjax.data import synthetic
-from cnnjax.data.config import DataError, check_data_config, max_image_pixels, output_shape
+from cnnjax.data import on_device
+from cnnjax.data.config import DataError, check_data_config, check_transform, max_image_pixels, output_shape
 from cnnjax.data.layout import make_layout
 from cnnjax.data.sources import eval_spec, load_source, train_spec
 
@@ -75,6 +76,7 @@ def dataset_info(data: ml_collections.ConfigDict, split: str) -> DatasetInfo:
     train = split == data.train_split
     source = _source(data, train_spec(data) if train else eval_spec(data, split))
     name = data.train_transform if train else data.eval_transform
+    on_device.serves(source, data, name, train=train)  # data.pipeline='device' it cannot serve: now
     return DatasetInfo(source.num_examples, _num_classes(data, source), source.class_names,
                        output_shape(data, name, source.image_shape), source.name)
 
@@ -96,8 +98,8 @@ def train_batches(data: ml_collections.ConfigDict, *, global_batch_size: int, se
         raise DataError(f"start_step must be >= 0, got {start_step}")
     layout = make_layout(global_batch_size, process_index, process_count)
     source = _source(data, train_spec(data))
-    if synthetic.served_without_tf(source, data.train_transform):
-        return synthetic.train_batches(source, data, layout, seed=int(seed), start_step=int(start_step))
+    if on_device.serves(source, data, data.train_transform, train=True):
+        return on_device.train_batches(source, data, layout, seed=int(seed), start_step=int(start_step))
     from cnnjax.data import tfdata
 
     skipped = _left_out(source, data, skipped)
@@ -120,8 +122,9 @@ def eval_batches(data: ml_collections.ConfigDict, *, global_batch_size: int,
     check_data_config(data)
     layout = make_layout(global_batch_size, process_index, process_count)
     source = _source(data, eval_spec(data, split))
-    if crops == 1 and synthetic.served_without_tf(source, data.eval_transform):
-        return synthetic.eval_batches(source, data, layout)
+    check_transform(data, data.eval_transform, train=False, crops=crops)
+    if on_device.serves(source, data, data.eval_transform, train=False):
+        return on_device.eval_batches(source, data, layout, crops)
     from cnnjax.data import tfdata
 
     skipped = _left_out(source, data, skipped)
@@ -136,13 +139,15 @@ def device_train_batches(data: ml_collections.ConfigDict, *, global_batch_size: 
                          ) -> Iterator[dict]:
     """`train_batches` as global arrays on the devices of `sharding` (split along the batch axis).
 
-    Synthetic data served without TensorFlow stays on the devices and is gathered there each step;
-    every other source is read on the host and copied ahead (cnnjax.data.device.prefetch_to_device).
+    A source served without TensorFlow (cnnjax.data.on_device) stays on the devices and is gathered
+    and augmented there each step; every other source is read on the host and copied ahead
+    (cnnjax.data.device.prefetch_to_device).
     """
+    check_data_config(data)
     source = _source(data, train_spec(data))
-    if synthetic.served_without_tf(source, data.train_transform):
+    if on_device.serves(source, data, data.train_transform, train=True):
         make_layout(global_batch_size)  # the same checks as the host path
-        return synthetic.device_train_batches(source, data, global_batch_size=global_batch_size,
+        return on_device.device_train_batches(source, data, global_batch_size=global_batch_size,
                                               seed=int(seed), start_step=int(start_step),
                                               sharding=sharding)
     from cnnjax.data.device import prefetch_to_device

@@ -33,6 +33,7 @@ def get_config(arg: str | None = None):
     # Measured on 2026-11-25 before launch.sh moved XLA:CPU convolutions to Eigen (commit 44cb7ad):
     # pinned to YNNPACK, the numerics its results have (README.md, "Numerics").
     c.xla_cpu_conv = "ynnpack"
+    c.data.pipeline = "tfdata"  # measured through tf.data, before 'auto' served MNIST from the device
     return c
 
 

@@ -66,10 +66,11 @@ def test_same_seed_same_batches_other_seed_other_batches(idx_dir):
     assert differ and np.mean(differ) > 0.5
 
 
+@pytest.mark.parametrize("pipeline", ["device", "tfdata"])
 @pytest.mark.parametrize("k", [1, 6, 7, 13])
-def test_resuming_at_step_k_continues_the_uninterrupted_run(idx_dir, k):
+def test_resuming_at_step_k_continues_the_uninterrupted_run(idx_dir, k, pipeline):
     # 50 examples, batch 8: step 6 holds positions 48..55, the boundary of epochs 0 and 1.
-    data = idx_config(idx_dir, train_transform="cifar", image_size=6)
+    data = idx_config(idx_dir, train_transform="cifar", image_size=6, pipeline=pipeline)
     full = train(data, 16, seed=5)
     assert_same(full[k:], train(data, 16 - k, seed=5, start_step=k))
 
@@ -82,9 +83,10 @@ def test_resuming_far_ahead_reads_nothing_before_it(idx_dir):
     assert len(batches) == 2 and batches[0]["image"].shape == (8, 6, 5, 1)
 
 
+@pytest.mark.parametrize("pipeline", ["device", "tfdata"])
 @pytest.mark.parametrize("hosts", [2, 4])
-def test_hosts_split_the_global_batch_without_changing_it(idx_dir, hosts):
-    data = idx_config(idx_dir, train_transform="cifar", image_size=6)
+def test_hosts_split_the_global_batch_without_changing_it(idx_dir, hosts, pipeline):
+    data = idx_config(idx_dir, train_transform="cifar", image_size=6, pipeline=pipeline)
     single = train(data, 8, seed=3)
     parts = [train(data, 8, seed=3, host=h, hosts=hosts) for h in range(hosts)]
     for step, whole in enumerate(single):

@@ -14,7 +14,7 @@ XLA:CPU convolution backend): every record must name them, since a result measur
 config keys cannot say which numerics it had (it took whatever launch.sh set that day).
 After re-measuring, re-record on purpose with
 
-    .venv/bin/python tests/experiments/test_config_records.py --write
+    .venv/bin/python tests/experiments/test_config_records.py --write [NAME ...]   # default: all
 """
 
 from __future__ import annotations
@@ -144,8 +144,8 @@ def test_a_record_measured_under_other_numerics_fails(tmp_path):
     assert "'xla_cpu_conv': ('<not recorded>', 'eigen')" in problem
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
-    for experiment in EXPERIMENTS_WITH_CONFIGS:
+if __name__ == "__main__" and sys.argv[1:2] == ["--write"]:
+    for experiment in sys.argv[2:] or EXPERIMENTS_WITH_CONFIGS:
         text = json.dumps(resolved_configs(experiment), indent=1, sort_keys=True)
         (EXPERIMENTS / experiment / RECORD_FILE).write_text(text + "\n")
         print(f"wrote experiments/{experiment}/{RECORD_FILE}")

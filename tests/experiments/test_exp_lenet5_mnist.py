@@ -15,6 +15,7 @@ def test_config_is_the_main_job_at_12_epochs(experiment_module):
     main.num_epochs = 12.0  # the measured results are from 12 epochs; the main job now runs 10
     main.model.conv_impl = "xla"  # ... and on XLA's convolution; the main job now picks oneDNN
     main.xla_cpu_conv = "ynnpack"  # ... which ran on YNNPACK then; the main job now uses Eigen
+    main.data.pipeline = "tfdata"  # ... and read through tf.data; the main job now reads from the device
     assert ours.to_dict() == main.to_dict()
 
 

@@ -60,9 +60,10 @@ def records(workdir) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
 
 
-@pytest.mark.parametrize("transform", ["none", "mnist"], ids=["device_synthetic", "host_tfdata"])
-def test_two_processes_match_one_process_with_two_devices(tmp_path, transform):
-    overrides = ["num_steps=6", f"data.train_transform={transform}"]
+@pytest.mark.parametrize(("transform", "pipeline"), [("pad_crop_flip", "device"), ("mnist", "tfdata")],
+                         ids=["device_synthetic", "host_tfdata"])
+def test_two_processes_match_one_process_with_two_devices(tmp_path, transform, pipeline):
+    overrides = ["num_steps=6", f"data.train_transform={transform}", f"data.pipeline={pipeline}"]
     finish([start(tmp_path / "one", 2, overrides, {})])
     port = free_port()
     finish([start(tmp_path / "two", 1, overrides,

@@ -177,3 +177,25 @@ def test_an_image_folder_needs_a_transform_that_gives_the_image_size():
                for p in problems)
     config.data.eval_source = "synthetic"  # evaluation elsewhere: only training's transform matters
     assert not any("eval_transform" in p for p in validate.config_problems(config))
+
+
+def test_data_pipeline_choices_and_the_device_with_an_image_folder():
+    for value in ("gpu", "", None, True):
+        problems = validate.config_problems(with_value("data.pipeline", value))
+        assert len(problems) == 1 and problems[0].startswith(f"config.data.pipeline={value!r}")
+        assert "'auto', 'device', 'tfdata'" in problems[0]
+    for value in ("auto", "device", "tfdata"):
+        assert validate.config_problems(with_value("data.pipeline", value)) == []
+    config = with_value("data.pipeline", "device")
+    config.data.eval_source = "folder:/data/my_images"  # evaluation from a folder: refused too
+    config.data.eval_transform = "pad_or_crop"
+    problems = validate.config_problems(config)
+    assert len(problems) == 1 and "data.pipeline='device'" in problems[0]
+    assert "for the image folder 'folder:/data/my_images'" in problems[0]
+    config.data.pipeline = "auto"  # auto serves the folder through tf.data
+    assert validate.config_problems(config) == []
+    config = with_value("data.pipeline", "device")
+    config.data.train_transform = "inception"  # random_resized_crop: tf.data only
+    [problem] = validate.config_problems(config)
+    assert "for data.train_transform='inception'" in problem
+    assert "the device runs only none, pad_or_crop, pad_crop_flip" in problem
