@@ -52,6 +52,7 @@ def get_config(arg: str | None = None):
     config_lib.switch_model(c.model, "googlenet_small")
     c.model.norm = "batch"
     c.model.conv_impl = "onednn"  # the fastest on the CPU (benchmarks/README.md); XLA elsewhere
+    c.data.pipeline = "device"  # arrays on the device, augmented there: no TensorFlow needed
     c.loss.aux_weight = 0.3
     c.batch_size = 64
     c.schedule.name = "cosine"

@@ -50,6 +50,7 @@ def get_config(arg: str | None = None):
     c.checkpoint_every_steps = min(469, c.num_steps)
     c.keep_checkpoints = 1
     c.model.conv_impl = "onednn"  # the fastest on the CPU (benchmarks/README.md); XLA elsewhere
+    c.data.pipeline = "device"  # arrays on the device, augmented there: no TensorFlow needed
     return c
 
 

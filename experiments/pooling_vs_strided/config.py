@@ -47,6 +47,7 @@ def get_config(arg: str | None = None):
     c = config_lib.load_config(f"{BASE}:{base_words}" if base_words else str(BASE))
     c.model.activation, c.model.pool = "relu", "max"
     c.model.conv_impl = "onednn"  # the fastest on the CPU (benchmarks/README.md); XLA elsewhere
+    c.data.pipeline = "device"  # arrays on the device, augmented there: no TensorFlow needed
     if "smoke" not in words:
         c.num_steps = TUNE_STEPS if "tune" in words else MAIN_STEPS
     c.seed = TUNE_SEED if "tune" in words else SEEDS[0]

@@ -9,9 +9,10 @@ knob's, say) makes it fail. Keys added to cnnjax after the recording are not com
 default must keep the old behaviour, and the first change away from it is caught here once recorded.
 A sweep whose rates are picked by a tuning step is recorded as waiting until its tuned_lr.json
 exists; the record then fails until it is re-recorded with the results. The exception is
-NUMERICS_KEYS, which change the numbers without changing what is trained (the
-XLA:CPU convolution backend): every record must name them, since a result measured before they were
-config keys cannot say which numerics it had (it took whatever launch.sh set that day).
+NUMERICS_KEYS, which change the numbers without changing what is trained (the XLA:CPU convolution
+backend; the data pipeline, whose tf.data and device paths draw other orders): every record must
+name them, since a result measured before they were config keys cannot say which numerics it had
+(it took whatever launch.sh set that day).
 After re-measuring, re-record on purpose with
 
     .venv/bin/python tests/experiments/test_config_records.py --write [NAME ...]   # default: all
@@ -30,7 +31,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 RECORD_FILE = "resolved_configs.json"
-NUMERICS_KEYS = ("xla_cpu_conv",)
+NUMERICS_KEYS = ("xla_cpu_conv", "data.pipeline")
 COMMAND = re.compile(r"\./launch\.sh (experiments/(\w+)/config\.py(?::[\w,]+)?) --sweep([^`\n]*)")
 
 
