@@ -142,7 +142,52 @@ def test_a_tanh_run_that_never_gets_there_is_a_lower_bound(cfg, analysis, tmp_pa
     monkeypatch.setattr(analysis.cfg, "THRESHOLDS", (0.2,))
     root = _write(tmp_path, cfg, {("relu", 0): 10, ("tanh", 0): 100}, steps=400)
     text = analysis.analyze_main(root, tmp_path)
-    assert "| >=400 | >=4.00x |" in text
+    assert "| 100 | >400 | >=4.00x |" in text
+
+
+def _stuck(steps: int = 400) -> list[dict]:
+    return [{"step": s, "train/top1": 0.1} for s in range(10, steps + 1, 10)]
+
+
+def test_relu_that_never_learns_judged_at_25_percent_with_upper_bounds(cfg, analysis, tmp_path,
+                                                                       monkeypatch):
+    """ReLU stuck at chance in every seed, tanh at 25% error after 50-70 steps: the ratios are upper
+    bounds (ReLU counted at its last step, 400) and still below 1, so the verdict stands."""
+    monkeypatch.setattr(analysis.cfg, "WINDOW", 1)
+    monkeypatch.setattr(analysis.cfg, "THRESHOLDS", (0.25, 0.2))
+    root = tmp_path / "sweep"
+    pts = []
+    for seed, every in enumerate((10, 12, 14)):
+        for activation, records in (("relu", _stuck()), ("tanh", _curve(every))):
+            overrides = {"model.activation": activation, "model.weight_init": "he_normal",
+                         "schedule.base_lr": 0.03, "seed": seed}
+            write_point(root, f"{activation},{seed}", records, overrides, num_steps=400)
+            pts.append((f"{activation},{seed}", overrides))
+    write_sweep(root, pts)
+    text = analysis.analyze_main(root, tmp_path)
+    assert "| he_normal | 25% | >400 / >400 / >400 | 50 / 60 / 70 | <=" in text
+    assert "judged at 25%" in text and "**contradicted**" in text
+
+
+def test_bounds_never_fake_a_verdict(analysis):
+    """A lower-bound ratio cannot contradict, an upper-bound one cannot reproduce, and bounds both
+    ways leave it inconclusive: rows built from fabricated runs."""
+    from cnnjax.sweep.compare import Run
+
+    def run(records):
+        return Run("r", {}, records, "finished")
+
+    relu_fast = {s: run(_curve(10)) for s in range(3)}
+    tanh_never = {s: run(_stuck()) for s in range(3)}
+    row = analysis.ratio_row("he_normal", 0.25, relu_fast, tanh_never)
+    assert row["bound"] == ">=" and row["verdict"] == "reproduced"
+    row = analysis.ratio_row("he_normal", 0.25, tanh_never, relu_fast)  # swapped: ReLU never
+    assert row["bound"] == "<=" and row["verdict"] == "contradicted"
+    mixed_relu = {0: run(_stuck()), 1: run(_curve(10)), 2: run(_curve(10))}
+    mixed_tanh = {0: run(_curve(10)), 1: run(_stuck()), 2: run(_stuck())}
+    row = analysis.ratio_row("he_normal", 0.25, mixed_relu, mixed_tanh)
+    assert row["bound"] == "" and row["verdict"] == "inconclusive"
+    assert "ratio" not in analysis.ratio_row("he_normal", 0.25, tanh_never, tanh_never)
 
 
 def test_unfinished_sweep_is_refused(cfg, analysis, tmp_path):
