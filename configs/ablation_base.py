@@ -70,3 +70,17 @@ def get_config(arg: str | None = None):
     c.best_metric = "eval/top1"
     c.best_mode = "max"
     return c
+
+
+def preregistered_run(c, words: set[str], *, tune_steps: int, main_steps: int, tune_seed: int,
+                      seed: int) -> None:
+    """Sets `c` up as the tuning run ('tune' in words) or a main run of a preregistered experiment:
+    its length ('smoke' keeps SMOKE_STEPS), its seed, a cosine decay to 0 at its end (so that the
+    weights and batch-norm statistics settle before the one evaluation, there) and a checkpoint
+    every 500 steps."""
+    if "smoke" not in words:
+        c.num_steps = tune_steps if "tune" in words else main_steps
+    c.seed = tune_seed if "tune" in words else seed
+    c.schedule.name = "cosine"
+    c.eval_every_steps = c.num_steps
+    c.checkpoint_every_steps = 500

@@ -161,3 +161,15 @@ def print_or_refuse(produce: Callable[[], str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
+
+
+def arms_sweep(key: str, arms: Sequence, *, tune: bool, grid: Sequence[float],
+               seeds: Sequence[int], rates_file: str | pathlib.Path) -> list[dict]:
+    """A two-step experiment's points: with `tune`, every arm (values of `key`) at every rate of
+    `grid`; otherwise every arm at its tuned rate (`rates_file`) for every seed."""
+    from cnnjax.sweep.points import product
+
+    if tune:
+        return product(**{key: list(arms), RATE_KEY: list(grid)})
+    rates = read_tuned_rates(rates_file, [str(a) for a in arms])
+    return [{key: arm, RATE_KEY: rates[str(arm)], "seed": seed} for arm in arms for seed in seeds]

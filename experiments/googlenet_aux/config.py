@@ -22,7 +22,7 @@ import pathlib
 
 from cnnjax import config as config_lib
 from cnnjax.stats import Rule
-from cnnjax.sweep import product
+from cnnjax.sweep.compare import arms_sweep
 
 HERE = pathlib.Path(__file__).resolve().parent
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
@@ -55,23 +55,15 @@ def get_config(arg: str | None = None):
     c.data.pipeline = "device"  # arrays on the device, augmented there: no TensorFlow needed
     c.loss.aux_weight = 0.3
     c.batch_size = 64
-    c.schedule.name = "cosine"
     c.schedule.base_lr = 0.05
-    if "smoke" not in words:
-        c.num_steps = TUNE_STEPS if "tune" in words else MAIN_STEPS
-    c.seed = TUNE_SEED if "tune" in words else SEEDS[0]
+    config_lib.load_module(str(BASE)).preregistered_run(
+        c, words, tune_steps=TUNE_STEPS, main_steps=MAIN_STEPS, tune_seed=TUNE_SEED, seed=SEEDS[0])
     c.log_every_steps = 20
-    c.eval_every_steps = c.num_steps
-    c.checkpoint_every_steps = 500
     return c
 
 
 def get_sweep(arg: str | None = None):
     """'tune': aux_heads x LR_GRID on TUNE_SEED; otherwise aux_heads x SEEDS at each arm's rate."""
-    if "tune" in config_lib.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/googlenet_aux"):
-        return product(**{ARM_KEY: list(ARMS), "schedule.base_lr": list(LR_GRID)})
-    from cnnjax.sweep.compare import read_tuned_rates
-
-    rates = read_tuned_rates(TUNED_LR_FILE, [str(a) for a in ARMS])
-    return [{ARM_KEY: arm, "schedule.base_lr": rates[str(arm)], "seed": seed}
-            for arm in ARMS for seed in SEEDS]
+    words = config_lib.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/googlenet_aux")
+    return arms_sweep(ARM_KEY, ARMS, tune="tune" in words, grid=LR_GRID, seeds=SEEDS,
+                      rates_file=TUNED_LR_FILE)

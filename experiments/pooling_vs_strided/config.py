@@ -18,7 +18,7 @@ import pathlib
 
 from cnnjax import config as config_lib
 from cnnjax.stats import Rule
-from cnnjax.sweep import product
+from cnnjax.sweep.compare import arms_sweep
 
 HERE = pathlib.Path(__file__).resolve().parent
 BASE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ablation_base.py"
@@ -48,23 +48,14 @@ def get_config(arg: str | None = None):
     c.model.activation, c.model.pool = "relu", "max"
     c.model.conv_impl = "onednn"  # the fastest on the CPU (benchmarks/README.md); XLA elsewhere
     c.data.pipeline = "device"  # arrays on the device, augmented there: no TensorFlow needed
-    if "smoke" not in words:
-        c.num_steps = TUNE_STEPS if "tune" in words else MAIN_STEPS
-    c.seed = TUNE_SEED if "tune" in words else SEEDS[0]
-    c.schedule.name = "cosine"
+    config_lib.load_module(str(BASE)).preregistered_run(
+        c, words, tune_steps=TUNE_STEPS, main_steps=MAIN_STEPS, tune_seed=TUNE_SEED, seed=SEEDS[0])
     c.log_every_steps = 20
-    c.eval_every_steps = c.num_steps
-    c.checkpoint_every_steps = 500
     return c
 
 
 def get_sweep(arg: str | None = None):
     """'tune': pool x LR_GRID on TUNE_SEED; otherwise pool x SEEDS at each arm's tuned rate."""
     words = config_lib.load_module(str(BASE)).parse_arg(arg, ARGS, "experiments/pooling_vs_strided")
-    if "tune" in words:
-        return product(**{ARM_KEY: list(ARMS), "schedule.base_lr": list(LR_GRID)})
-    from cnnjax.sweep.compare import read_tuned_rates
-
-    rates = read_tuned_rates(TUNED_LR_FILE, [str(a) for a in ARMS])
-    return [{ARM_KEY: arm, "schedule.base_lr": rates[arm], "seed": seed}
-            for arm in ARMS for seed in SEEDS]
+    return arms_sweep(ARM_KEY, ARMS, tune="tune" in words, grid=LR_GRID, seeds=SEEDS,
+                      rates_file=TUNED_LR_FILE)
