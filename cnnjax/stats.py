@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 from scipy import stats as _scipy
 
+from cnnjax.errors import UserError
+
 REPRODUCED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE = ("reproduced", "contradicted", "equivalent",
                                                       "inconclusive")
 
@@ -60,19 +62,19 @@ class Rule:
 
     def __post_init__(self) -> None:
         if self.direction not in (-1, 1):
-            raise ValueError(f"Rule.direction must be +1 or -1, got {self.direction!r}")
+            raise UserError(f"Rule.direction must be +1 or -1, got {self.direction!r}")
         if self.claim not in ("differs", "no_worse"):
-            raise ValueError(f"Rule.claim must be 'differs' or 'no_worse', got {self.claim!r}")
+            raise UserError(f"Rule.claim must be 'differs' or 'no_worse', got {self.claim!r}")
         if self.margin < 0 or (self.claim == "no_worse" and self.margin == 0):
-            raise ValueError(f"Rule.margin must be >= 0 (> 0 for 'no_worse'), got {self.margin}")
+            raise UserError(f"Rule.margin must be >= 0 (> 0 for 'no_worse'), got {self.margin}")
         if not 0.5 < self.level < 1:
-            raise ValueError(f"Rule.level must be in (0.5, 1), got {self.level}")
+            raise UserError(f"Rule.level must be in (0.5, 1), got {self.level}")
 
 
 def paired_interval(b: Sequence[float], a: Sequence[float], level: float = 0.95) -> Interval:
     """Mean of the per-seed differences b[i] - a[i] and its t interval (n - 1 df)."""
     if len(a) != len(b):
-        raise ValueError(f"paired_interval: {len(b)} values against {len(a)}")
+        raise UserError(f"paired_interval: {len(b)} values against {len(a)}")
     return one_sample_interval([y - x for x, y in zip(a, b, strict=True)], level)
 
 
@@ -80,7 +82,7 @@ def one_sample_interval(values: Sequence[float], level: float = 0.95) -> Interva
     """Mean of `values` and its t interval (n - 1 df)."""
     n = len(values)
     if n == 0:
-        raise ValueError("one_sample_interval: no values")
+        raise UserError("one_sample_interval: no values")
     mean = statistics.fmean(values)
     if n == 1:
         return Interval(mean, -math.inf, math.inf, level, 0, 1)
