@@ -154,7 +154,7 @@ def analyze_main(sweep_dir: pathlib.Path, out: pathlib.Path) -> str:
         text += (f"- {init}: judged at {threshold:.0%} (the lowest threshold every ReLU run reached "
                  f"within {cfg.RELU_EPOCHS} epochs, else 25%): tanh / ReLU = "
                  f"{row['bound']}{row['ratio']:.2f}x "
-                 f"[{row['low']:.2f}x, {row['high']:.2f}x]: **{row['verdict']}** (ReLU faster); "
+                 f"[{row['low']:.2f}x, {row['high']:.2f}x]: **{row['verdict']}** (the claim: ReLU faster); "
                  f"the paper's 6x is {six} the interval\n")
     atomic.write_text(out / "results.md", text)
     plot(out / "figure.png", rows, arms)
