@@ -28,11 +28,11 @@ import ml_collections
 import numpy as np
 
 from cnnjax.data.arrays import ArraySource
-from cnnjax.data.config import PIPELINES, DataError, transform_name
+from cnnjax.data.config import DataError, transform_name
 from cnnjax.data.layout import Layout
 from cnnjax.data.sources import SyntheticSource
+from cnnjax.data.transform_names import PAD
 
-PAD = 4  # pad_crop_flip's zero padding and the 5/10-crop shift (cnnjax.data.transforms.PAD)
 TRAIN_TRANSFORMS = ("none", "pad_or_crop", "pad_crop_flip")
 EVAL_TRANSFORMS = ("none", "pad_or_crop")
 
@@ -59,10 +59,9 @@ def why_not(source, data: ml_collections.ConfigDict, name: str, *, train: bool) 
 
 def serves(source, data: ml_collections.ConfigDict, name: str, *, train: bool) -> bool:
     """Whether data.pipeline serves `source` with transform `name` here ('auto': whenever possible,
-    'device': always, else a DataError saying why not, 'tfdata': never)."""
+    'device': always, else a DataError saying why not, 'tfdata': never). The value itself is
+    checked with the other data fields (config.check_data_config), before any source is read."""
     mode = data.get("pipeline", "auto")
-    if mode not in PIPELINES:
-        raise DataError(f"data.pipeline must be one of {PIPELINES}, got {mode!r}")
     if mode == "tfdata":
         return False
     why = why_not(source, data, name, train=train)

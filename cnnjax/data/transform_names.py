@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 
+# Zero padding of each side before pad_crop_flip's random crop (He et al. 2016, Sec. 4.2); the 5 and
+# 10 crops of 'pad_or_crop' and 'none' are that crop's four extreme positions and its centre. Shared
+# by tf.data (transforms.py) and the device path (on_device.py).
+PAD = 4
+
 
 @dataclasses.dataclass(frozen=True)
 class TransformName:

@@ -17,7 +17,7 @@ import ml_collections
 
 from cnnjax.data.config import DataError, check_transform, output_shape
 from cnnjax.data.tf_cpu import tf
-from cnnjax.data.transform_names import TRANSFORMS
+from cnnjax.data.transform_names import PAD, TRANSFORMS
 
 # ImageNet RGB principal components in [0, 1] units (AlexNet Sec. 4.1; the values of fb.resnet.torch).
 # Column j of PCA_EIGVEC is the eigenvector of eigenvalue PCA_EIGVAL[j].
@@ -25,9 +25,6 @@ PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
 PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
               (-0.5808, -0.0045, -0.8140),
               (-0.5836, -0.6948, 0.4203))
-# Zero padding of each side before pad_crop_flip's random crop (He et al. 2016, Sec. 4.2); the 5 and
-# 10 crops of 'pad_or_crop' and 'none' are that crop's four extreme positions and its centre.
-PAD = 4
 
 Window = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]   # (shape (3,), key (2,)) -> [y, x, h, w]
 Finish = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]   # (image HWC, key (2,)) -> uint8 output
