@@ -11,6 +11,7 @@ import math
 import pathlib
 import signal
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -44,9 +45,10 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
     return models.build(config.model.name, num_classes=num_classes, **model_knobs(config))
 
 
-def create_train_state(config: ml_collections.ConfigDict, model, tx, image_shape, sharding,
-                       ) -> TrainState:
-    """Initialises parameters on the devices (replicated), checking shapes with eval_shape first."""
+def train_state_init(config: ml_collections.ConfigDict, model, tx, image_shape,
+                     ) -> Callable[[], TrainState]:
+    """The function that builds the run's first TrainState (parameters from config.seed): jit it to
+    allocate the state, or jax.eval_shape it to check a config without allocating anything."""
     key = jax.random.key(config.seed)
 
     def init():
@@ -56,6 +58,13 @@ def create_train_state(config: ml_collections.ConfigDict, model, tx, image_shape
         return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                                  batch_stats=variables.get("batch_stats") or None)
 
+    return init
+
+
+def create_train_state(config: ml_collections.ConfigDict, model, tx, image_shape, sharding,
+                       ) -> TrainState:
+    """Initialises parameters on the devices (replicated), checking shapes with eval_shape first."""
+    init = train_state_init(config, model, tx, image_shape)
     jax.eval_shape(init)  # shape errors surface here, before any memory is allocated
     return jax.jit(init, out_shardings=sharding)()
 
