@@ -113,13 +113,12 @@ def plot(path: pathlib.Path, cfg, errors: Mapping[str, Mapping[int, float]], d: 
 
 
 def analyze_tune(cfg, sweep_dir: pathlib.Path, out: pathlib.Path) -> str:
-    table = compare.tune(sweep_dir, (cfg.ARM_KEY,), cfg.LR_GRID, final_loss, cfg.TUNED_LR_FILE,
-                         "per arm, the rate with the lowest mean train/loss over the last tenth "
-                         "of the run")
-    text = (f"Final training loss (mean of the last tenth of the logs) of each tuning run (seed "
-            f"{cfg.TUNE_SEED}, {cfg.TUNE_STEPS} steps); bold: the rate chosen.\n\n" + table)
-    atomic.write_text(out / "tune_results.md", text)
-    return text
+    return compare.tune(
+        sweep_dir, (cfg.ARM_KEY,), cfg.LR_GRID, final_loss, cfg.TUNED_LR_FILE,
+        "per arm, the rate with the lowest mean train/loss over the last tenth of the run",
+        out / "tune_results.md",
+        f"Final training loss (mean of the last tenth of the logs) of each tuning run (seed "
+        f"{cfg.TUNE_SEED}, {cfg.TUNE_STEPS} steps); bold: the rate chosen.")
 
 
 def analyze_main(cfg, sweep_dir: pathlib.Path, out: pathlib.Path) -> str:

@@ -121,9 +121,10 @@ def read_tuned_rates(path: str | pathlib.Path, arms: Sequence[str]) -> dict[str,
 
 def tune(sweep_dir: str | pathlib.Path, keys: Sequence[str], grid: Sequence[float],
          score: Callable[[Sequence[dict]], float], rates_file: str | pathlib.Path, rule: str,
-         fmt: str = ".4f") -> str:
-    """Pick each arm's rate from a finished tuning sweep (pick_rates), write them with `rule` to
-    `rates_file`, and return the markdown table of every score (arms x rates, the pick in bold)."""
+         table_file: str | pathlib.Path, heading: str, fmt: str = ".4f") -> str:
+    """Pick each arm's rate from a finished tuning sweep (pick_rates) and write them with `rule` to
+    `rates_file`; write `heading` and the markdown table of every score (arms x rates, the pick in
+    bold) to `table_file`, and return that text."""
     import json
 
     from cnnjax import atomic
@@ -143,7 +144,9 @@ def tune(sweep_dir: str | pathlib.Path, keys: Sequence[str], grid: Sequence[floa
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     atomic.write_text(rates_file, json.dumps({"rule": rule, "sweep": str(sweep_dir),
                                               "rates": rates}, indent=2) + "\n")
-    return "\n".join(lines) + "\n"
+    text = f"{heading}\n\n" + "\n".join(lines) + "\n"
+    atomic.write_text(table_file, text)
+    return text
 
 
 def print_or_refuse(produce: Callable[[], str]) -> int:

@@ -123,13 +123,11 @@ def ratio_table(rows: Sequence[dict]) -> str:
 
 
 def analyze_tune(sweep_dir: pathlib.Path, out: pathlib.Path) -> str:
-    table = compare.tune(sweep_dir, cfg.ARM_KEYS, cfg.LR_GRID, mean_error, cfg.TUNED_LR_FILE,
-                         "per arm, the rate with the lowest mean training error over the run",
-                         fmt=".2%")
-    text = (f"Mean training error over each tuning run (seed {cfg.TUNE_SEED}, {cfg.TUNE_STEPS} "
-            "steps); bold: the rate chosen.\n\n" + table)
-    atomic.write_text(out / "tune_results.md", text)
-    return text
+    return compare.tune(
+        sweep_dir, cfg.ARM_KEYS, cfg.LR_GRID, mean_error, cfg.TUNED_LR_FILE,
+        "per arm, the rate with the lowest mean training error over the run", out / "tune_results.md",
+        f"Mean training error over each tuning run (seed {cfg.TUNE_SEED}, {cfg.TUNE_STEPS} steps); "
+        "bold: the rate chosen.", fmt=".2%")
 
 
 def analyze_main(sweep_dir: pathlib.Path, out: pathlib.Path) -> str:
