@@ -50,15 +50,13 @@ from typing import TYPE_CHECKING
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from cnnjax import models
 from cnnjax.config import default_config
 from cnnjax.convert.io import ConvertError
 from cnnjax.errors import UserError
 from cnnjax.models import layers
-from cnnjax.train.distributed import data_mesh
+from cnnjax.train.distributed import data_mesh, data_shardings
 from cnnjax.train.loop import create_train_state
 from cnnjax.train.optim import make_optimizer
 from cnnjax.train.steps import jit_steps
@@ -84,8 +82,7 @@ def bench_jax(name: str, batch: int, dtype: str, steps: int, repeats: int, conv_
     config.model.name, config.model.dtype = name, dtype
     model = models.build(name, num_classes=classes, dtype=dtype, conv_impl=conv_impl)
     tx, _ = make_optimizer(config.optimizer, config.schedule, steps_per_epoch=100, total_steps=1000)
-    mesh = data_mesh()
-    replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    replicated, split = data_shardings(data_mesh())
     state = create_train_state(config, model, tx, (h, w, c), replicated)
     rng = np.random.default_rng(0)
     batch_data = jax.device_put({

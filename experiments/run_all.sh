@@ -8,7 +8,8 @@
 # each analysis runs again on what is there (the tuning analyses only when their tuned_lr.json is
 # missing: a rate, once picked, is not picked again). The order puts the cheapest decisions first
 # (CPU times of one 2-core machine in each README): relu_vs_tanh, lrn, pooling_vs_strided,
-# googlenet_aux (about 3.5 hours), plain_vs_residual (about 6.6 hours). NICE (default 19) is the priority of the training processes.
+# googlenet_aux (about 3.5 hours), plain_vs_residual (about 6.6 hours). NICE (default 19) is the
+# priority of the training processes.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${CNNJAX_PYTHON:-.venv/bin/python}"

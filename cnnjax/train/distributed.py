@@ -80,3 +80,11 @@ def data_mesh() -> jax.sharding.Mesh:
     """
     return jax.make_mesh((jax.device_count(),), ("data",),
                          axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def data_shardings(mesh: jax.sharding.Mesh) -> tuple[jax.sharding.NamedSharding,
+                                                       jax.sharding.NamedSharding]:
+    """(replicated, split): how the training step places its arrays on a data mesh - parameters and
+    optimizer state whole on every device, batches split along their first axis."""
+    P = jax.sharding.PartitionSpec
+    return jax.sharding.NamedSharding(mesh, P()), jax.sharding.NamedSharding(mesh, P("data"))

@@ -17,8 +17,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from cnnjax import config as config_lib
 from cnnjax import data, models
@@ -221,8 +219,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
 
     n_dev = jax.device_count()
     mesh = distributed.data_mesh()
-    replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P("data"))
+    replicated, batch_sharding = distributed.data_shardings(mesh)
 
     steps_per_epoch, total_steps = run_length(config, info.num_examples)
     eval_every = max(min(config.eval_every_steps, total_steps), 1)

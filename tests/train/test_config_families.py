@@ -74,9 +74,7 @@ def test_each_imagenet_config_steps_at_its_true_size(spec, aux_heads):
     # the auxiliary classifiers' logits in training mode only
     batch = {"image": jax.ShapeDtypeStruct((config.batch_size, *image_shape), np.uint8),
              "label": jax.ShapeDtypeStruct((config.batch_size,), np.int32)}
-    mesh = distributed.data_mesh()  # the loop's shardings: parameters replicated, batch split
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    replicated, split = distributed.data_shardings(distributed.data_mesh())  # the loop's
     train, evaluate = jit_steps(d.mean, d.std, config.model.dtype, config.loss.label_smoothing,
                                 config.loss.aux_weight, replicated, split)
     new_state, metrics = jax.eval_shape(train, state, batch, jax.random.key(0))
