@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from cnnjax import cli, evaluate
-from cnnjax.errors import UserError
+from cnnjax.errors import EXIT_PREEMPTED, UserError
 from cnnjax.evaluate.restore import VANISHED_TRIES
 from cnnjax.train import checkpoint, config_io
 from cnnjax.train.checkpoint import (
@@ -199,19 +199,24 @@ def test_the_clean_up_removes_whole_steps_by_renaming_them(tmp_path, monkeypatch
 
 
 def test_eval_in_a_loop_beside_a_training_that_keeps_2(tmp_path, capfd):
-    """A real race: every eval either evaluates a step or says there is no checkpoint yet."""
+    """A real race: every eval either evaluates a step or says there is no checkpoint yet.
+
+    The training has more steps than the race needs and is stopped (SIGTERM, a clean preemption)
+    once 3 evals have succeeded: a fixed number of steps could end before 3 evals on a fast machine.
+    """
     workdir, log = tmp_path / "run", tmp_path / "train.log"
     with open(log, "w") as stderr:  # a file, not a pipe that nobody reads while the loop runs
         train = subprocess.Popen(
             [sys.executable, "-m", "cnnjax.cli", "train", TINY, "--workdir", str(workdir),
-             "--config.num_steps=20", "--config.checkpoint_every_steps=1",
+             "--config.num_steps=100000", "--config.checkpoint_every_steps=1",
              "--config.keep_checkpoints=2", "--config.keep_best=0", "--config.log_every_steps=10",
-             "--config.eval_every_steps=1000", "--config.async_checkpoints=true"],
+             "--config.eval_every_steps=1000000", "--config.async_checkpoints=true"],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     outcomes = []
     deadline = time.monotonic() + 600
     try:
-        while train.poll() is None and time.monotonic() < deadline:
+        while (train.poll() is None and time.monotonic() < deadline
+               and sum(code == 0 for code, _ in outcomes) < 3):
             if not (workdir / "config.json").is_file():
                 time.sleep(0.1)
                 continue
@@ -220,10 +225,13 @@ def test_eval_in_a_loop_beside_a_training_that_keeps_2(tmp_path, capfd):
             outcomes.append((code, err.strip()))
             assert code == 0 or "no checkpoints in" in err or "no complete checkpoints" in err, err
             assert err == "" or code != 0, err  # no noise beside a success
+        assert train.poll() is None, log.read_text()[-2000:]  # still training: the race was real
+        train.terminate()
+        train.wait(timeout=300)
     finally:
         if train.poll() is None:
             train.kill()
         train.wait()
-    assert train.returncode == 0, log.read_text()[-2000:]
+    assert train.returncode == EXIT_PREEMPTED, log.read_text()[-2000:]
     assert sum(code == 0 for code, _ in outcomes) >= 3, outcomes  # the race was actually run
     assert not (workdir / "checkpoints_damaged").exists()
