@@ -17,16 +17,14 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from cnnjax import models
+from cnnjax.train.distributed import data_mesh, data_shardings
 
 
 def count_all_reduces(name: str, bn_stats: str, batch: int, size: int) -> tuple[int, float]:
     """(all-reduce ops in the compiled step, compile seconds) for model `name` on every device."""
-    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    rep, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    rep, split = data_shardings(data_mesh())
     (_, _, c), classes = models.natural_input(name)
     model = models.build(name, num_classes=classes, bn_stats=bn_stats)
     images = jnp.zeros((batch, size, size, c))

@@ -22,14 +22,12 @@ from collections.abc import Iterator
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from cnnjax import data
 from cnnjax.data.config import EVAL_CROPS, eval_crops
 from cnnjax.data.device import prefetch_to_device
 from cnnjax.errors import UserError
-from cnnjax.train.distributed import data_mesh
+from cnnjax.train.distributed import data_mesh, data_shardings
 from cnnjax.train.steps import jit_steps
 
 CROPS = EVAL_CROPS  # the view counts data.eval_crops (and eval --crops) accepts
@@ -96,8 +94,7 @@ class Evaluator:
         if self.crops not in CROPS:
             raise UserError(f"data.eval_crops must be one of {CROPS}, got {self.crops!r}")
         mesh = data_mesh() if mesh is None else mesh
-        self.replicated = NamedSharding(mesh, P())
-        self.batch_sharding = NamedSharding(mesh, P("data"))
+        self.replicated, self.batch_sharding = data_shardings(mesh)
         c = config
         _, self.eval_fn = jit_steps(c.data.mean, c.data.std, c.model.dtype, 0.0, 0.0,
                                     self.replicated, self.batch_sharding)
