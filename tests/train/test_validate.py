@@ -141,6 +141,8 @@ def test_several_problems_give_one_line_each():
 
 def test_validation_is_fast():
     config = tiny()
+    # The first call imports JAX and the models (about 1 s): outside the timing, which is per call.
+    validate.config_problems(config, device_count=1, num_train_examples=256)
     start = time.perf_counter()
     for _ in range(100):
         validate.config_problems(config, device_count=1, num_train_examples=256)
