@@ -11,10 +11,12 @@ The experiments' analysis scripts (experiments/*/analyze.py) build their preregi
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
 
+from cnnjax import atomic
 from cnnjax.errors import UserError
 from cnnjax.sweep import status
 from cnnjax.sweep.summarize import find_points, with_config_values
@@ -101,7 +103,6 @@ def pick_rates(runs: Sequence[Run], keys: Sequence[str], score: Callable[[Sequen
 def read_tuned_rates(path: str | pathlib.Path, arms: Sequence[str]) -> dict[str, float]:
     """{arm label: rate} for `arms` from a tuning step's JSON (`tune`); one-line UserError naming
     the step to run when it is missing, unreadable or lacks an arm."""
-    import json
 
     path = pathlib.Path(path)
     try:
@@ -125,10 +126,6 @@ def tune(sweep_dir: str | pathlib.Path, keys: Sequence[str], grid: Sequence[floa
     """Pick each arm's rate from a finished tuning sweep (pick_rates) and write them with `rule` to
     `rates_file`; write `heading` and the markdown table of every score (arms x rates, the pick in
     bold) to `table_file`, and return that text."""
-    import json
-
-    from cnnjax import atomic
-
     runs = read_runs(sweep_dir)
     require_finished(runs, sweep_dir, diverged_ok=True)
     rates, rows = pick_rates(runs, keys, score)

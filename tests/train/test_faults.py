@@ -430,6 +430,14 @@ def test_mistaken_resume_and_bad_values_change_no_file(trained, tmp_path, capfd)
     assert code == 2 and len(err) == 1 and not (tmp_path / "new").exists()
 
 
+def no_work_allowed(monkeypatch) -> None:
+    """Makes any start of the run's work (state, compile, data) fail the test: a refusal must come
+    before it. (A wall-clock bound would say the same, and fail on a loaded machine.)"""
+    def work(*args, **kwargs):
+        raise AssertionError("the run started its work before refusing")
+    monkeypatch.setattr(loop_module, "_train_and_evaluate", work)
+
+
 def test_huge_batch_on_mnist_is_refused_at_once(tmp_path, capfd, monkeypatch):
     no_work_allowed(monkeypatch)
     code = cli.main(["train", str(REPO / "configs" / "lenet5_mnist.py"), "--workdir",
@@ -437,14 +445,6 @@ def test_huge_batch_on_mnist_is_refused_at_once(tmp_path, capfd, monkeypatch):
     err = capfd.readouterr().err.splitlines()
     assert code == 2 and len(err) == 1 and "at most the 60000 examples" in err[0]
     assert not (tmp_path / "w").exists()
-
-
-def no_work_allowed(monkeypatch) -> None:
-    """Makes any start of the run's work (state, compile, data) fail the test: a refusal must come
-    before it. (A wall-clock bound would say the same, and fail on a loaded machine.)"""
-    def work(*args, **kwargs):
-        raise AssertionError("the run started its work before refusing")
-    monkeypatch.setattr(loop_module, "_train_and_evaluate", work)
 
 
 def _hold_lock(workdir: pathlib.Path) -> subprocess.Popen:
