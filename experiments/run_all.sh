@@ -49,7 +49,8 @@ two_arms pooling_vs_strided
 two_arms googlenet_aux
 
 say "plain_vs_residual"
-sweep experiments/plain_vs_residual/config.py workdirs/exp_plain_vs_residual
-analyze experiments/plain_vs_residual/analyze.py workdirs/exp_plain_vs_residual
+# Trains beside the experiment, whose finished runs are committed (its README, "Runs across machines").
+sweep experiments/plain_vs_residual/config.py experiments/plain_vs_residual/runs
+analyze experiments/plain_vs_residual/analyze.py experiments/plain_vs_residual/runs
 say "plain_vs_residual done"
 say "all done"

@@ -2,7 +2,7 @@
 test errors at the end of the budget, degradation (plain56 - plain20), the deeper ResNet
 (resnet56 - resnet20) with its interval, and the curves as He et al. 2016's Fig. 6 draws them.
 
-    .venv/bin/python experiments/plain_vs_residual/analyze.py workdirs/exp_plain_vs_residual [--out DIR]
+    .venv/bin/python experiments/plain_vs_residual/analyze.py experiments/plain_vs_residual/runs [--out DIR]
 
 Final training error = 1 - the mean train/top1 over the last epoch's logs (training mode, on the
 batches as trained); test error = 1 - eval/top1 after the last step; both in points. Writes

@@ -4,8 +4,8 @@ higher training (and test) error than the shallower one (degradation); with shor
 network is better. On Fashion-MNIST, with the paper's recipe scaled to a 20-epoch budget. The
 rules, the budget and the results: README.md beside this file.
 
-    ./launch.sh experiments/plain_vs_residual/config.py --sweep --workdir workdirs/exp_plain_vs_residual
-    .venv/bin/python experiments/plain_vs_residual/analyze.py workdirs/exp_plain_vs_residual
+    ./launch.sh experiments/plain_vs_residual/config.py --sweep --workdir experiments/plain_vs_residual/runs
+    .venv/bin/python experiments/plain_vs_residual/analyze.py experiments/plain_vs_residual/runs
 
 The base is configs/resnet_cifar.py (16-32-64 filters, batch norm, SGD with momentum 0.9, weight
 decay 1e-4, batch 128, rate 0.1 divided by 10 at 50% and 75% of the budget: the paper's 32k and

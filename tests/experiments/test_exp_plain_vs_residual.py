@@ -37,14 +37,15 @@ def analysis(experiment_module):
     return experiment_module("plain_vs_residual/analyze.py")
 
 
-def test_sweep_is_seed_0_of_all_four_then_more_resnet_seeds(sweep_configs, config_module):
+def test_sweep_is_one_run_per_plain_net_three_per_resnet_depth_20_first(sweep_configs,
+                                                                         config_module):
     resolved = sweep_configs("plain_vs_residual")
     assert [(c.model.name, c.seed) for _, c in resolved] == [
-        ("plain20", 0), ("plain56", 0), ("resnet20", 0), ("resnet56", 0),
-        ("resnet20", 1), ("resnet20", 2), ("resnet56", 1), ("resnet56", 2)]
+        ("plain20", 0), ("resnet20", 0), ("resnet20", 1), ("resnet20", 2),
+        ("plain56", 0), ("resnet56", 0), ("resnet56", 1), ("resnet56", 2)]
     # The model block records each model's knobs: only the shortcut differs (plain: none).
-    assert [c.model.shortcut for _, c in resolved][:4] == ["none", "none", "identity_pad",
-                                                           "identity_pad"]
+    assert [c.model.shortcut for _, c in resolved][:2] == ["none", "identity_pad"]
+    assert [c.model.shortcut for _, c in resolved][4:6] == ["none", "identity_pad"]
     dicts = [c.to_dict() for _, c in resolved]
     for d in dicts:
         d["model"].pop("name"), d["model"].pop("shortcut"), d.pop("seed")
