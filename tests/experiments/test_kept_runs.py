@@ -88,6 +88,7 @@ def test_git_keeps_a_runs_records_not_its_checkpoints():
     for name in IGNORED:
         assert subprocess.run(["git", "check-ignore", "-q", "--no-index", f"{run}/{name}"],
                               cwd=REPO).returncode == 0, name
-    for name in ("metrics.jsonl", "config.json", "environment.json", "sweep_point.json", "log.txt"):
+    for name in ("metrics.jsonl", "config.json", "environment.json", "sweep_point.json", "log.txt",
+                 "exit_code"):
         assert subprocess.run(["git", "check-ignore", "-q", "--no-index", f"{run}/{name}"],
                               cwd=REPO).returncode == 1, name
