@@ -56,6 +56,6 @@ def get_config(arg: str | None = None):
 
 def get_sweep(arg: str | None = None):
     """The eight points of SEEDS, depth 20 first: three hours of a 2-core CPU finish the four
-    runs of depth 20 (about 28 minutes each) or two of depth 56 (about 79), and finished runs are
-    kept in runs/ beside this file (README.md, "Runs across machines")."""
+    runs of depth 20 (34-46 minutes each, measured) or one of depth 56 (about 100), and finished
+    runs are kept in runs/ beside this file (README.md, "Runs across machines")."""
     return [{"model.name": m, "seed": s} for m, seeds in SEEDS.items() for s in seeds]
