@@ -103,7 +103,6 @@ def pick_rates(runs: Sequence[Run], keys: Sequence[str], score: Callable[[Sequen
 def read_tuned_rates(path: str | pathlib.Path, arms: Sequence[str]) -> dict[str, float]:
     """{arm label: rate} for `arms` from a tuning step's JSON (`tune`); one-line UserError naming
     the step to run when it is missing, unreadable or lacks an arm."""
-
     path = pathlib.Path(path)
     try:
         rates = {str(k): float(v) for k, v in json.loads(path.read_text())["rates"].items()}

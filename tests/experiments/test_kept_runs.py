@@ -19,6 +19,7 @@ import pytest
 from cnnjax import config as config_io
 from cnnjax.sweep import plan, points, status
 from cnnjax.train.metrics import read_metrics
+from cnnjax.train.workdir import read_saved_config
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GIT = shutil.which("git") is not None and (REPO / ".git").exists()
@@ -47,9 +48,10 @@ def kept_run_problems(folder: pathlib.Path, config_file: pathlib.Path) -> list[s
     problems = []
     if points.point_name(point) != folder.name:
         problems.append(f"{folder.name}: the point's folder is {points.point_name(point)}")
-    now = config_io.resolve_config(str(config_file), [f"{k}={v}" for k, v in point.items()])
+    # the point's config as the sweep resolves it (its override formatting and checks)
+    now = plan.validated_config(config_io.load_config(str(config_file)), [], point, 0, folder.name)
     now = json.loads(json.dumps(now.to_dict(), default=list))
-    saved = json.loads((folder / "config.json").read_text())
+    saved = read_saved_config(folder)
     if saved != now:
         changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         problems.append(f"{folder.name}: trained with another config ({', '.join(changed)} differ)")
