@@ -1,6 +1,7 @@
 """What a sweep folder holds, and the small readers and writers of those files.
 
-    SWEEP_DIR/sweep.json                 the config, the base overrides, every point's name and overrides
+    SWEEP_DIR/sweep.json                 the config, the base overrides, every point's name, overrides
+                                         and steps to finish
     SWEEP_DIR/sweep.sbatch               the Slurm array script (--slurm)
     SWEEP_DIR/slurm/jobs.jsonl           one line per Slurm submission: the job id and its point indices
     SWEEP_DIR/slurm/<job>_<task>.out     what Slurm itself printed for a task (e.g. a time-limit kill)

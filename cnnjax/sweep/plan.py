@@ -160,7 +160,10 @@ def write_records(plan: list[PointRun], sweep_dir: pathlib.Path, config_spec: st
     read (the steps to finish too, so a point's state is known without loading the config).
     `parallel`: how many points run at once, where the backend knows (status's time left uses it)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    sweep = [{"name": r.name, "overrides": r.overrides} for r in plan]
+    # The steps to finish are in sweep.json too, so that a point whose folder is not there yet (a
+    # fresh clone of committed runs) still has a length to estimate from.
+    sweep = [{"name": r.name, "overrides": r.overrides, "num_steps": r.num_steps,
+              "num_epochs": r.num_epochs} for r in plan]
     record = {"config": config_spec, "base_overrides": base, "points": sweep}
     files.write_json(sweep_dir / files.SWEEP_FILE,
                      record if parallel is None else {**record, "parallel": parallel})

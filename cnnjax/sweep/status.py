@@ -229,15 +229,17 @@ class PointState:
         return self.workdir / files.LOG_FILE
 
 
-def sweep_points(sweep_dir: pathlib.Path) -> list[tuple[str, dict]]:
-    """(name, overrides) of every point in sweep.json, in sweep order; one line when there is none."""
+def sweep_points(sweep_dir: pathlib.Path) -> list[tuple[str, dict, tuple[int, float] | None]]:
+    """(name, overrides, (num_steps, num_epochs) or None) of every point in sweep.json, in sweep
+    order; one line when there is none."""
     record = files.read_json(sweep_dir / files.SWEEP_FILE)
     if record is None or not isinstance(record.get("points"), list):
         if not sweep_dir.is_dir():
             raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
         raise UserError(f"{sweep_dir} has no readable {files.SWEEP_FILE}, so it is not a sweep folder "
                         "(a sweep writes it when it starts; --dry-run writes none)")
-    return [(str(p["name"]), dict(p.get("overrides") or {})) for p in record["points"]]
+    return [(str(p["name"]), dict(p.get("overrides") or {}), _read_targets(p))
+            for p in record["points"]]
 
 
 def slurm_tasks(sweep_dir: pathlib.Path) -> dict[int, str]:
@@ -257,16 +259,25 @@ def slurm_tasks(sweep_dir: pathlib.Path) -> dict[int, str]:
     return tasks
 
 
-def _targets(workdir: pathlib.Path) -> tuple[int, float] | None:
-    """(num_steps, num_epochs) of a point: from sweep_point.json, else the run's own config.json."""
+def _read_targets(record: Any) -> tuple[int, float] | None:
+    """(num_steps, num_epochs) from a record that has both, else None."""
+    if not isinstance(record, dict) or "num_steps" not in record or "num_epochs" not in record:
+        return None
+    try:
+        return int(record["num_steps"]), float(record["num_epochs"])
+    except (TypeError, ValueError):
+        return None
+
+
+def _targets(workdir: pathlib.Path, planned: tuple[int, float] | None = None,
+             ) -> tuple[int, float] | None:
+    """(num_steps, num_epochs) of a point: from sweep_point.json, else the run's own config.json,
+    else `planned` (its entry in sweep.json)."""
     for name in (files.POINT_FILE, "config.json"):
-        record = files.read_json(workdir / name)
-        if record and "num_steps" in record and "num_epochs" in record:
-            try:
-                return int(record["num_steps"]), float(record["num_epochs"])
-            except (TypeError, ValueError):
-                continue
-    return None
+        targets = _read_targets(files.read_json(workdir / name))
+        if targets is not None:
+            return targets
+    return planned
 
 
 def _local_process(workdir: pathlib.Path) -> tuple[int | None, str, bool | None]:
@@ -287,9 +298,10 @@ def _local_process(workdir: pathlib.Path) -> tuple[int | None, str, bool | None]
     return pid, host, True
 
 
-def point_facts(workdir: pathlib.Path, records: Sequence[Mapping[str, Any]]) -> Facts:
-    """The facts a point's folder holds (everything but Slurm's)."""
-    targets = _targets(workdir)
+def point_facts(workdir: pathlib.Path, records: Sequence[Mapping[str, Any]],
+                planned: tuple[int, float] | None = None) -> Facts:
+    """The facts a point's folder holds (everything but Slurm's); `planned` as in _targets."""
+    targets = _targets(workdir, planned)
     last_step = max((int(r["step"]) for r in records if "step" in r), default=None)
     pid, host, alive = _local_process(workdir)
     return Facts(exit_code=files.read_exit_code(workdir),
@@ -321,10 +333,10 @@ def read_sweep(sweep_dir: str | pathlib.Path, slurm_lookup: SlurmLookup | None =
     if tasks and slurm_lookup is not None:
         slurm_states, queried = slurm_lookup(sorted(set(tasks.values())))
     out = []
-    for index, (name, overrides) in enumerate(points):
+    for index, (name, overrides, planned) in enumerate(points):
         workdir = sweep_dir / name
         records = [r for r in read_metrics(workdir) if isinstance(r, dict) and "step" in r]
-        facts = point_facts(workdir, records)
+        facts = point_facts(workdir, records, planned)
         task = tasks.get(index, "")
         if task:
             state, reason = slurm_states.get(task, (None, ""))
@@ -333,7 +345,7 @@ def read_sweep(sweep_dir: str | pathlib.Path, slurm_lookup: SlurmLookup | None =
                 slurm_queried=queried,
                 slurm_line=files.last_line(sweep_dir / files.SLURM_DIR / f"{task}.out"))
         state, reason = decide(facts)
-        targets = _targets(workdir)
+        targets = _targets(workdir, planned)
         progress = measure(records, *targets) if targets else measure(records, 0, 0.0)
         heard = [t for t in (progress.heard, _mtime(workdir / files.LOG_FILE)) if t is not None]
         progress = dataclasses.replace(progress, heard=max(heard, default=None),

@@ -41,7 +41,9 @@ def test_two_point_sweep_runs_then_skips_then_summarizes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 points in" in out and "(0 finished, 0 to resume, 2 new)" in out
     assert "sweep done: 2 run (2 finished, 0 failed), 0 skipped as already finished" in out
-    assert json.loads((sweep_dir / "sweep.json").read_text())["parallel"] == 2  # for status's ETA
+    sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    assert sweep["parallel"] == 2  # for status's ETA, with each point's length
+    assert [(p["name"], p["num_steps"]) for p in sweep["points"]] == [("seed=0", 2), ("seed=1", 2)]
     for seed in (0, 1):
         point = sweep_dir / f"seed={seed}"
         records = read_metrics(point)

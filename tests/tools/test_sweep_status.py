@@ -369,3 +369,25 @@ def test_report_shows_progress_and_eta_per_point_and_the_time_left(tmp_path):
         "left: at least 2m40s (1 with ETA ?), 2 at a time (the sweep's --parallel); 1 failed not "
         "counted",
     ]
+
+
+def test_a_point_without_a_folder_is_estimated_from_the_length_in_sweep_json(tmp_path):
+    """A fresh clone of committed runs has the finished points' folders and sweep.json, but no
+    folder for the points still to run: their length comes from sweep.json."""
+    root = tmp_path / "sweep"
+    now = time.time()
+    _timed_point(root, "fin", [(0, now - 500, {"compile_seconds": 10.0}), (4, now - 420, {}),
+                               (8, now - 340, {})], now - 340, exit_code=0)  # 170 s, 21.25 s/step
+    planned = [{"name": "fin", "overrides": {}, "num_steps": 8, "num_epochs": 1},
+               {"name": "long", "overrides": {"k": 1}, "num_steps": 16, "num_epochs": 1}]
+    (root / "sweep.json").write_text(json.dumps({"points": planned}))
+    long = status.read_sweep(root)[1]
+    assert (long.state, long.reason, long.progress.length) == (PENDING, "not started", 16.0)
+    assert status.eta(long, status.read_sweep(root), now).text == (
+        "needs ~5m40s (from 1 point of this sweep)")  # 21.25 s/step x 16
+    # a sweep.json written before it held the lengths: no length, and it says so
+    (root / "sweep.json").write_text(json.dumps({"points": [
+        {k: p[k] for k in ("name", "overrides")} for p in planned]}))
+    states = status.read_sweep(root)
+    assert states[1].progress.length == 0.0
+    assert "ETA ?" in status.eta(states[1], states, now).text
