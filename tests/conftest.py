@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
-from cnnjax.train import environment
+# One XLA compilation cache for the whole run, shared by this process and every process it starts:
+# the suite trains the same tiny configs in dozens of tests and subprocesses, and compiling them
+# again is most of its time. A cached executable is the one XLA compiled, so results stay
+# bit-identical; the key holds the XLA flags and compile options, so a different numerics setting
+# compiles anew. Fresh per run (no state carried between runs) and set before JAX is imported.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    XLA_CACHE = tempfile.mkdtemp(prefix="cnnjax-tests-xla-cache-")
+    os.environ.update({"JAX_COMPILATION_CACHE_DIR": XLA_CACHE,
+                       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"})
+else:
+    XLA_CACHE = None
+
+from cnnjax.train import environment  # imports JAX, which reads the variables above
 
 # The suite runs under the default config's numerics, as `python -m cnnjax.cli` runs do: a test that
 # trains in this process (where JAX starts once, with these flags) and compares with a run in a
@@ -35,3 +50,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "shared_data" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.shared_data)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if XLA_CACHE is not None:
+        shutil.rmtree(XLA_CACHE, ignore_errors=True)
