@@ -19,8 +19,9 @@ between attempts not); one silent for longer than its silence limit (3x its long
 records, at least 5 minutes) says so and shows 'ETA ?' (stopped, suspended, or a very long
 evaluation). A pending point (and a running one with no speed yet) is estimated from the points that
 logged a speed (finished, running, or stopped), of the same model where there are any, else of the
-sweep: their median seconds per step (per epoch for epoch-based points) times its length; 'ETA ?'
-when there are none. The time left for the sweep assumes the recorded --parallel points at a time
+sweep (said as 'of other models, a rough guess'): their median seconds per step (per epoch for
+epoch-based points) times its length (from sweep_point.json, else sweep.json); 'ETA ?' when there
+are none. The time left for the sweep assumes the recorded --parallel points at a time
 (else as many as run now) and that the pending points take the first free slot in sweep order;
 failed points are left out (only a rerun runs them again).
 """
@@ -526,7 +527,8 @@ def _rate(p: PointState) -> float | None:
 def estimate(p: PointState, states: Sequence[PointState]) -> tuple[float | None, str]:
     """(seconds p still needs, from where) from the other points of the sweep: the median seconds
     per step (per epoch for an epoch-based point) of the points that logged a speed, of the same
-    model (its 'model.name' override) where there are any, else of all, times p's length left."""
+    model (its 'model.name' override) where there are any, else of all (and it says 'of other
+    models'), times p's length left."""
     g = p.progress
     if g.length <= 0:
         return None, ""
@@ -539,7 +541,10 @@ def estimate(p: PointState, states: Sequence[PointState]) -> tuple[float | None,
         return None, ""
     done = g.step / g.total if g.step and g.total else 0.0
     seconds = statistics.median(r for _, r in chosen) * g.length * max(1.0 - done, 0.0)
-    like = "like it" if same and len(same) < len(peers) else "of this sweep"
+    # Said plainly when no point of its model has run: other models can differ several-fold in
+    # time per step (plain20 against plain56: 2.8x), so the estimate is a rough one.
+    like = ("like it" if same and len(same) < len(peers) else
+            "of other models, a rough guess" if model is not None and not same else "of this sweep")
     return seconds, f"from {len(chosen)} point{'s' if len(chosen) > 1 else ''} {like}"
 
 

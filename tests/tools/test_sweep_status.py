@@ -316,7 +316,7 @@ def test_a_pending_point_is_estimated_from_points_of_its_own_model_where_there_a
     assert status.eta(todo, states, NOW) == status.Eta(1000.0, "needs ~16m40s (from 1 point like it)")
     # no vgg11 point ran: the median of lenet5's 0.1 and resnet20's 2 s/step
     assert status.eta(other, states, NOW) == status.Eta(1.05 * 500, "needs ~8m45s (from 2 points "
-                                                                    "of this sweep)")
+                                                                    "of other models, a rough guess)")
 
 
 def _timed_point(root: pathlib.Path, name: str, times: list[tuple[int, float, dict]],
