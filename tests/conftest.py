@@ -10,10 +10,11 @@ import tempfile
 import pytest
 
 # One XLA compilation cache for the whole run, shared by this process and every process it starts:
-# the suite trains the same tiny configs in dozens of tests and subprocesses, and compiling them
-# again is most of its time. A cached executable is the one XLA compiled, so results stay
-# bit-identical; the key holds the XLA flags and compile options, so a different numerics setting
-# compiles anew. Fresh per run (no state carried between runs) and set before JAX is imported.
+# the suite trains the same tiny configs in dozens of tests and subprocesses, and compiled them
+# again each time (a quarter of the suite's time; half of test_loop's). A cached executable is the
+# one XLA compiled, so results stay bit-identical; the key holds XLA_FLAGS and the compile options,
+# so another numerics setting (e.g. xla_cpu_conv) compiles anew. Fresh per run (nothing carried
+# between runs), and set before JAX is imported.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     XLA_CACHE = tempfile.mkdtemp(prefix="cnnjax-tests-xla-cache-")
     os.environ.update({"JAX_COMPILATION_CACHE_DIR": XLA_CACHE,
