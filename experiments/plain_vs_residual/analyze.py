@@ -45,13 +45,18 @@ def test_error(records: Sequence[Mapping]) -> float:
     return 100.0 * (1.0 - series(records, "eval/top1")[1][-1])
 
 
-def pooled_sd(groups: Sequence[Sequence[float]]) -> float | None:
-    """The pooled within-group sample s.d. over the groups with two or more values (None: none)."""
+RESNETS = ("resnet20", "resnet56")
+SD_DF = sum(len(cfg.SEEDS[m]) - 1 for m in RESNETS)  # the preregistered s.d.'s degrees of freedom: 4
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float | None, int]:
+    """(the pooled within-group sample s.d. over the groups with two or more values, its degrees of
+    freedom); (None, 0) when there are none."""
     groups = [g for g in groups if len(g) > 1]
     if not groups:
-        return None
-    ss = sum((len(g) - 1) * statistics.variance(g) for g in groups)
-    return math.sqrt(ss / sum(len(g) - 1 for g in groups))
+        return None, 0
+    df = sum(len(g) - 1 for g in groups)
+    return math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in groups) / df), df
 
 
 def single_run_verdict(d: float, sd: float | None, direction: int) -> str:
@@ -89,14 +94,17 @@ def analyze(sweep_dir: pathlib.Path, out: pathlib.Path) -> str:
     text = "\n".join(lines) + "\n\n"
     if pending:
         text += f"Not finished yet: {', '.join(pending)}.\n\n"
-    sd_train = pooled_sd([list(train.get(m, {}).values()) for m in ("resnet20", "resnet56")])
-    sd_test = pooled_sd([list(test.get(m, {}).values()) for m in ("resnet20", "resnet56")])
     if "plain20" in train and "plain56" in train and 0 in train["plain20"] and 0 in train["plain56"]:
-        for what, errors, sd in (("training", train, sd_train), ("test", test, sd_test)):
+        for what, errors in (("training", train), ("test", test)):
+            sd, df = pooled_sd([list(errors.get(m, {}).values()) for m in RESNETS])
             d = errors["plain56"][0] - errors["plain20"][0]
             bound = "" if sd is None else f" (noise bound {Z_TWO_RUNS * sd:.2f} = 2.77 x {sd:.2f})"
+            verdict = f"**{single_run_verdict(d, sd, +1)}**"
+            if sd is not None and df < SD_DF:  # the rule waits for the s.d. it fixed; say where it leans
+                verdict = (f"**pending** (the s.d. has {df} of its {SD_DF} degrees of freedom until "
+                           f"every ResNet seed has run; by it so far: {verdict})")
             text += (f"- Degradation, {what} error, plain56 - plain20 (seed 0): {d:+.2f} points"
-                     f"{bound}: **{single_run_verdict(d, sd, +1)}**\n")
+                     f"{bound}: {verdict}\n")
     else:
         text += "- Degradation: pending (plain20 and plain56 at seed 0)\n"
     if len(test.get("resnet20", {})) > 1 and len(test.get("resnet56", {})) > 1:

@@ -121,3 +121,17 @@ def test_analysis_reports_what_is_pending(analysis, tmp_path):
     text = analysis.analyze(tmp_path / "sweep", tmp_path)
     assert "Not finished yet: plain56,0" in text and "| plain56 | pending |" in text
     assert "Degradation: pending" in text and "Deeper ResNet: pending" in text
+
+
+def test_degradation_waits_for_the_preregistered_spread(analysis, tmp_path):
+    """The rule's s.d. pools 3 + 3 ResNet seeds (4 df): with resnet20's alone (2 df) the verdict
+    is pending, and says where the interim spread puts it."""
+    _write(tmp_path / "sweep", {("plain20", 0): (2.0, 8.0), ("plain56", 0): (6.0, 10.0),
+                                ("resnet20", 0): (1.0, 7.6), ("resnet20", 1): (1.2, 7.8),
+                                ("resnet20", 2): (0.8, 7.7)})
+    text = analysis.analyze(tmp_path / "sweep", tmp_path)
+    lines = [line for line in text.splitlines() if line.startswith("- Degradation")]
+    assert len(lines) == 2 and all(line.endswith(
+        ": **pending** (the s.d. has 2 of its 4 degrees of freedom until every ResNet seed has "
+        "run; by it so far: **reproduced**)") for line in lines), lines
+    assert "noise bound 0.55 = 2.77 x 0.20" in lines[0]  # s.d. of 1.0, 1.2, 0.8
