@@ -574,7 +574,8 @@ def eta(p: PointState, states: Sequence[PointState], now: float) -> Eta:
                              f"{g.sec_per_step:.3g} s/step")
     seconds, source = estimate(p, states)
     if seconds is None:
-        return Eta(None, f"{_percent(g)}ETA ? (nothing to estimate from yet)")
+        why = "nothing to estimate from yet" if g.length > 0 else "its length is not recorded"
+        return Eta(None, f"{_percent(g)}ETA ? ({why})")
     what = "ETA" if p.state == RUNNING else "needs"
     return Eta(seconds, f"{_percent(g)}{what} ~{format_duration(seconds)} ({source})")
 
