@@ -300,9 +300,10 @@ def _local_process(workdir: pathlib.Path) -> tuple[int | None, str, bool | None]
 
 
 def point_facts(workdir: pathlib.Path, records: Sequence[Mapping[str, Any]],
-                planned: tuple[int, float] | None = None) -> Facts:
-    """The facts a point's folder holds (everything but Slurm's); `planned` as in _targets."""
-    targets = _targets(workdir, planned)
+                targets: tuple[int, float] | None = None) -> Facts:
+    """The facts a point's folder holds (everything but Slurm's); `targets` as _targets gives them,
+    read from the folder when not given."""
+    targets = targets or _targets(workdir)
     last_step = max((int(r["step"]) for r in records if "step" in r), default=None)
     pid, host, alive = _local_process(workdir)
     return Facts(exit_code=files.read_exit_code(workdir),
@@ -337,7 +338,8 @@ def read_sweep(sweep_dir: str | pathlib.Path, slurm_lookup: SlurmLookup | None =
     for index, (name, overrides, planned) in enumerate(points):
         workdir = sweep_dir / name
         records = [r for r in read_metrics(workdir) if isinstance(r, dict) and "step" in r]
-        facts = point_facts(workdir, records, planned)
+        targets = _targets(workdir, planned)
+        facts = point_facts(workdir, records, targets)
         task = tasks.get(index, "")
         if task:
             state, reason = slurm_states.get(task, (None, ""))
@@ -346,7 +348,6 @@ def read_sweep(sweep_dir: str | pathlib.Path, slurm_lookup: SlurmLookup | None =
                 slurm_queried=queried,
                 slurm_line=files.last_line(sweep_dir / files.SLURM_DIR / f"{task}.out"))
         state, reason = decide(facts)
-        targets = _targets(workdir, planned)
         progress = measure(records, *targets) if targets else measure(records, 0, 0.0)
         heard = [t for t in (progress.heard, _mtime(workdir / files.LOG_FILE)) if t is not None]
         progress = dataclasses.replace(progress, heard=max(heard, default=None),
