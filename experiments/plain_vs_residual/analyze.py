@@ -98,7 +98,8 @@ def analyze(sweep_dir: pathlib.Path, out: pathlib.Path) -> str:
         for what, errors in (("training", train), ("test", test)):
             sd, df = pooled_sd([list(errors.get(m, {}).values()) for m in RESNETS])
             d = errors["plain56"][0] - errors["plain20"][0]
-            bound = "" if sd is None else f" (noise bound {Z_TWO_RUNS * sd:.2f} = 2.77 x {sd:.2f})"
+            bound = ("" if sd is None
+                     else f" (noise bound {Z_TWO_RUNS * sd:.2f} = {Z_TWO_RUNS:.2f} x {sd:.2f})")
             verdict = f"**{single_run_verdict(d, sd, +1)}**"
             if sd is not None and df < SD_DF:  # the rule waits for the s.d. it fixed; say where it leans
                 verdict = (f"**pending** (the s.d. has {df} of its {SD_DF} degrees of freedom until "
