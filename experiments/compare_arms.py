@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_lib.load_module(str(HERE / args.name / "config.py"))
     out = args.out or HERE / args.name
     run = analyze_tune if args.what == "tune" else analyze_main
-    return compare.print_or_refuse(lambda: run(cfg, args.sweep_dir, out))
+    return compare.print_or_refuse(lambda: run(cfg, args.sweep_dir, out), out)
 
 
 if __name__ == "__main__":

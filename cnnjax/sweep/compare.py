@@ -145,14 +145,17 @@ def tune(sweep_dir: str | pathlib.Path, keys: Sequence[str], grid: Sequence[floa
     return text
 
 
-def print_or_refuse(produce: Callable[[], str]) -> int:
-    """An analysis script's end: print what `produce` returns (exit 0), or its user error as one
-    line on stderr (exit 2, as every cnnjax command)."""
+def print_or_refuse(produce: Callable[[], str], out: pathlib.Path | None = None) -> int:
+    """An analysis script's end: create `out`, the folder it writes into (a user's --out need not
+    exist yet), print what `produce` returns (exit 0), or its user error as one line on stderr
+    (exit 2, as every cnnjax command)."""
     import sys
 
     from cnnjax.errors import EXIT_USER_ERROR, is_user_error
 
     try:
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
         print(produce(), end="")
     except Exception as e:
         if not is_user_error(e):

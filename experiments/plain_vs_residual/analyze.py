@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=pathlib.Path)
     parser.add_argument("--out", type=pathlib.Path, default=HERE)
     args = parser.parse_args(argv)
-    return compare.print_or_refuse(lambda: analyze(args.sweep_dir, args.out))
+    return compare.print_or_refuse(lambda: analyze(args.sweep_dir, args.out), args.out)
 
 
 if __name__ == "__main__":

@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=HERE)
     args = parser.parse_args(argv)
     run = analyze_tune if args.what == "tune" else analyze_main
-    return compare.print_or_refuse(lambda: run(args.sweep_dir, args.out))
+    return compare.print_or_refuse(lambda: run(args.sweep_dir, args.out), args.out)
 
 
 if __name__ == "__main__":

@@ -135,3 +135,17 @@ def test_degradation_waits_for_the_preregistered_spread(analysis, tmp_path):
         ": **pending** (the s.d. has 2 of its 4 degrees of freedom until every ResNet seed has "
         "run; by it so far: **reproduced**)") for line in lines), lines
     assert "noise bound 0.55 = 2.77 x 0.20" in lines[0]  # s.d. of 1.0, 1.2, 0.8
+
+
+def test_out_folder_is_created_or_refused_in_one_line(analysis, tmp_path, capsys):
+    """--out names a folder that need not exist yet; one that cannot be made (a file is in the
+    way) is refused with one line, exit 2, before any analysis."""
+    _write(tmp_path / "sweep", {("plain20", 0): (2.0, 8.0)})
+    new = tmp_path / "new" / "deeper"
+    assert analysis.main([str(tmp_path / "sweep"), "--out", str(new)]) == 0
+    assert (new / "results.md").read_text().startswith("| model |")
+    capsys.readouterr()
+    (tmp_path / "a_file").write_text("")
+    assert analysis.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "a_file" / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "a_file" in err, err
