@@ -152,13 +152,15 @@ def traced_op_times(run: Callable[[], None], steps: int, name_of: Callable[[str]
     the CPU the ops on XLA's executor threads."""
     from jax.profiler import ProfileData
 
-    directory = tempfile.mkdtemp(prefix="cnnjax_profile_")
-    with jax.profiler.trace(directory):
-        run()
-    files = glob.glob(f"{directory}/**/*.xplane.pb", recursive=True)
+    # The trace is read into memory and its folder removed: a suite run left one per call in /tmp.
+    with tempfile.TemporaryDirectory(prefix="cnnjax_profile_") as directory:
+        with jax.profiler.trace(directory):
+            run()
+        files = glob.glob(f"{directory}/**/*.xplane.pb", recursive=True)
+        planes = ProfileData.from_file(files[0]).planes if files else ()
     totals: dict[str, float] = {}
     calls: dict[str, int] = {}
-    for plane in ProfileData.from_file(files[0]).planes if files else ():
+    for plane in planes:
         on_device = plane.name.startswith("/device:")
         for line in plane.lines:
             if on_device:
