@@ -48,8 +48,9 @@ def experiment_module():
 
 
 @pytest.fixture
-def sweep_configs():
-    """sweep_configs('lenet5_mnist', arg=None) -> [(point, resolved ConfigDict)] for every point
+def sweep_configs(shared_data):
+    """Skipped where ../shared is absent (the experiments read its Fashion-MNIST when validated).
+    sweep_configs('lenet5_mnist', arg=None) -> [(point, resolved ConfigDict)] for every point
     of experiments/<name>/config.py's get_sweep, each validated as `./launch.sh --sweep` does."""
     from cnnjax import config as config_io
     from cnnjax.sweep import plan, points

@@ -61,11 +61,11 @@ def kept_run_problems(folder: pathlib.Path, config_file: pathlib.Path) -> list[s
 
 
 @pytest.mark.parametrize("folder", KEPT, ids=[f"{p.parts[-3]}/{p.name}" for p in KEPT])
-def test_kept_run_is_a_finished_point_of_its_sweep(folder):
+def test_kept_run_is_a_finished_point_of_its_sweep(folder, shared_data):
     assert kept_run_problems(folder, folder.parents[1] / "config.py") == []
 
 
-def test_a_kept_run_of_another_recipe_or_cut_short_is_caught(tmp_path):
+def test_a_kept_run_of_another_recipe_or_cut_short_is_caught(tmp_path, shared_data):
     config_file = REPO / "experiments" / "plain_vs_residual" / "config.py"
     point = {"model.name": "resnet20", "seed": 1}
     folder = tmp_path / points.point_name(point)
