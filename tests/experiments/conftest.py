@@ -68,8 +68,9 @@ def sweep_configs(shared_data):
 
 @pytest.fixture
 def module_sweep(shared_data):
-    """Skipped where ../shared is absent, as sweep_configs. module_sweep(config_module, arg=None) -> [resolved ConfigDict] for every point of an already
-    imported config module's get_sweep (so that a test may first monkeypatch the module)."""
+    """Skipped where ../shared is absent, as sweep_configs. module_sweep(config_module,
+    arg=None) -> [resolved ConfigDict] for every point of an already imported config module's
+    get_sweep (so that a test may first monkeypatch the module)."""
     from cnnjax.sweep import plan, points
 
     def resolve(module, arg: str | None = None) -> list:
